@@ -1,0 +1,119 @@
+"""One validated settings object, read from ``RELAY_*`` environment variables.
+
+    >>> Settings(redis_url="redis://127.0.0.1:6379/0").max_body_bytes
+    1048576
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Headers kept with an event besides its content-type. Signature headers are left out on
+# purpose: they are verified at ingest and would only be secrets-adjacent noise in storage.
+DEFAULT_STORED_HEADERS = (
+    "user-agent",
+    "x-request-id",
+    "x-github-event",
+    "x-github-delivery",
+    "x-github-hook-id",
+    "x-shopify-topic",
+    "x-shopify-shop-domain",
+    "x-shopify-webhook-id",
+    "webhook-id",
+    "svix-id",
+)
+
+
+class RetrySettings(BaseModel):
+    """The retry schedule: exponential backoff with jitter, bounded by attempts and age.
+
+    The defaults try 10 times over at most 3 days: 5 s, 20 s, 80 s, 5 min, 21 min, 85 min,
+    then about 6 h between attempts.
+    """
+
+    max_attempts: int = Field(default=10, ge=1, le=100)
+    max_age_s: float = Field(default=3 * 24 * 3600, gt=0)
+    initial_s: float = Field(default=5.0, ge=0)
+    exp_base: float = Field(default=4.0, ge=1)
+    max_wait_s: float = Field(default=6 * 3600, gt=0)
+    jitter_s: float = Field(default=5.0, ge=0)
+
+
+class Settings(BaseSettings):
+    """Everything the API and the worker read from the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RELAY_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    # Redis. Unset means "start an embedded one" for `relay dev`; serve/worker need it set.
+    redis_url: str | None = None
+    data_dir: Path = Path(".relay-data")
+    queue_name: str = "relay:queue"
+
+    # HTTP API.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    admin_token: SecretStr | None = None
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
+    # Comma-separated in the environment: RELAY_STORED_HEADERS=user-agent,x-github-event
+    stored_headers: Annotated[tuple[str, ...], NoDecode] = DEFAULT_STORED_HEADERS
+
+    # Fan-out and recovery.
+    fanout_grace_s: float = Field(default=30.0, ge=0)
+    recovery_interval_s: int = Field(default=10, ge=1, le=60)
+    recovery_batch: int = Field(default=500, ge=1)
+    # How long past due a delivery may sit before reconciliation queues it again: a job that
+    # starts on time needs no help, and ARQ's poll needs a moment.
+    reconcile_grace_s: float = Field(default=10.0, ge=0)
+
+    # Delivery.
+    delivery_timeout_s: float = Field(default=15.0, gt=0)
+    best_effort_timeout_s: float = Field(default=5.0, gt=0)
+    response_excerpt_bytes: int = Field(default=1024, ge=0)
+    inline_retry_max_s: float = Field(default=5.0, ge=0)
+    max_concurrency_per_subscription: int = Field(default=16, ge=1)
+    retry: RetrySettings = RetrySettings()
+
+    # Worker.
+    worker_max_jobs: int = Field(default=100, ge=1)
+    job_timeout_s: int = Field(default=60, ge=5)
+
+    # Logging.
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("stored_headers", mode="before")
+    @classmethod
+    def _split_headers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(h.strip() for h in value.split(",") if h.strip())
+        return value
+
+    @field_validator("stored_headers")
+    @classmethod
+    def _lower_headers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(h.lower() for h in value)
+
+    @model_validator(mode="after")
+    def _job_outlives_attempt(self) -> Settings:
+        # ARQ treats a job timeout as terminal; the job must always outlive one HTTP attempt.
+        if self.job_timeout_s <= self.delivery_timeout_s + 5:
+            raise ValueError("job_timeout_s must exceed delivery_timeout_s by more than 5 s")
+        return self
+
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            raise RuntimeError("RELAY_REDIS_URL is not set (only `relay dev` starts Redis itself)")
+        return self.redis_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""HTTP routes: thin transport over the relay's domain and store."""

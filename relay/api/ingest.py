@@ -1,0 +1,94 @@
+"""``POST /ingest/{source}``: acknowledge at once, fan out after the response."""
+
+from __future__ import annotations
+
+import uuid
+
+import structlog
+from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi.responses import JSONResponse
+
+from relay.api.deps import ServicesDep
+from relay.fanout import fan_out
+from relay.ingest import Challenge, UnknownSource
+from relay.models import IngestAccepted
+from relay.problems import Problem
+from relay.services import Services
+from relay.verification import VerificationError
+
+router = APIRouter(tags=["ingest"])
+log = structlog.get_logger("relay.ingest")
+
+
+async def read_capped(request: Request, cap: int) -> bytes:
+    """The raw body, refusing more than ``cap`` bytes without buffering past it."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise Problem(413, f"the body exceeds {cap} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > cap:
+            raise Problem(413, f"the body exceeds {cap} bytes")
+    return bytes(body)
+
+
+async def _fan_out_after_response(services: Services, event_id: str) -> None:
+    try:
+        await fan_out(services.store, services.pool, event_id, services.attempter)
+    except Exception:
+        # The event is safe in Redis; the worker's recovery cron fans it out later.
+        log.exception("fanout.failed", event_id=event_id)
+
+
+@router.post(
+    "/ingest/{source}",
+    status_code=202,
+    response_model=IngestAccepted,
+    responses={
+        200: {"description": "A repeat of an idempotency key: the original event id."},
+        401: {"description": "The source's verification failed."},
+        404: {"description": "No such source."},
+        413: {"description": "The body is larger than RELAY_MAX_BODY_BYTES."},
+    },
+    openapi_extra={"requestBody": {"content": {"*/*": {}}, "required": False}},
+)
+async def ingest(
+    source: str, request: Request, background: BackgroundTasks, services: ServicesDep
+) -> JSONResponse:
+    """Accept a webhook for a source. A 202 means the event is stored in Redis."""
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    bound = log.bind(request_id=request_id, source=source)
+    try:
+        await services.ingestor.source(source)
+        body = await read_capped(request, services.settings.max_body_bytes)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        outcome = await services.ingestor.ingest(
+            source, headers, body, request.headers.get("content-type", "")
+        )
+    except UnknownSource:
+        bound.info("ingest.rejected", reason="unknown_source", status=404)
+        raise Problem(404, f"no source named {source!r}") from None
+    except VerificationError as exc:
+        bound.warning("ingest.rejected", reason=exc.reason, status=401)
+        raise Problem(401, exc.detail, title="Verification failed", reason=exc.reason) from None
+    except Problem as exc:
+        bound.info("ingest.rejected", reason="body_too_large", status=exc.status)
+        raise
+
+    if isinstance(outcome, Challenge):
+        bound.info("ingest.challenge")
+        return JSONResponse(outcome.reply)
+    result = outcome.result
+    fields = {"event_id": result.event_id, "event_type": outcome.event_type, "bytes": len(body)}
+    if result.status == "duplicate":
+        bound.info("ingest.duplicate", **fields)
+        return JSONResponse({"event_id": result.event_id, "status": "duplicate"}, status_code=200)
+    bound.info("ingest.accepted", **fields)
+    background.add_task(_fan_out_after_response, services, result.event_id)
+    return JSONResponse(
+        {"event_id": result.event_id, "status": "accepted"},
+        status_code=202,
+        headers={"x-request-id": request_id},
+    )
+

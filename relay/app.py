@@ -1,0 +1,61 @@
+"""The FastAPI application: wiring only; routes live in ``relay.api``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from config.settings import Settings, get_settings
+from relay import outbound, problems, queue
+from relay.api import admin, ingest, inspect
+from relay.attempt import Attempter
+from relay.ingest import Ingestor
+from relay.services import Services
+from relay.store import RelayStore
+
+log = structlog.get_logger("relay.api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis_url = settings.require_redis_url()
+        redis = Redis.from_url(redis_url, decode_responses=False)
+        pool = await queue.connect(redis_url, settings.queue_name)
+        store = RelayStore(redis)
+        client = outbound.make_client(64, settings.best_effort_timeout_s)
+        app.state.services = Services(
+            settings=settings,
+            store=store,
+            pool=pool,
+            ingestor=Ingestor(store, settings),
+            attempter=Attempter(store, client, settings),
+        )
+        if settings.admin_token is None:
+            log.warning("api.admin_disabled", reason="RELAY_ADMIN_TOKEN is not set")
+        log.info("api.started")
+        try:
+            yield
+        finally:
+            await client.aclose()
+            await pool.aclose()
+            await redis.aclose()
+            log.info("api.stopped")
+
+    app = FastAPI(
+        title="Webhook relay",
+        version="0.1.0",
+        summary="Acknowledge webhooks at once, keep every event, deliver with retries.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(ingest.router)
+    app.include_router(admin.router)
+    app.include_router(inspect.router)
+    return app

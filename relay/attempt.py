@@ -1,0 +1,211 @@
+"""One delivery attempt, start to finish: claim, call, classify, record, log.
+
+Both the ARQ delivery job and the API's best-effort fan-out make attempts through
+:class:`Attempter`, so every attempt is recorded and logged the same way whoever makes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+import structlog
+
+from config.settings import Settings
+from relay import outbound
+from relay.clock import now_ms
+from relay.models import Attempt, DeliveryMode, DeliveryStatus, Subscription, Trigger
+from relay.outcome import AttemptResult, Verdict, classify
+from relay.retry_policy import RetryPolicy, merged
+from relay.store import DeliveryContext, RelayStore
+
+log = structlog.get_logger("relay.delivery")
+
+# A claim outlives the HTTP deadline by this much, so a slow but live attempt keeps it.
+LEASE_MARGIN_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What became of one attempt; ``retry_in`` is set when another attempt is due."""
+
+    attempt: int
+    status: DeliveryStatus | None  # None: nothing was attempted (done, taken or out of date)
+    retry_in: float | None = None
+
+
+class Policies:
+    """Retry policies built once per distinct subscription configuration."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._default = RetryPolicy.from_settings(settings.retry)
+        self._best_effort = RetryPolicy.single_attempt()
+        self._custom: dict[tuple[str, int], RetryPolicy] = {}
+
+    def for_subscription(self, sub: Subscription) -> RetryPolicy:
+        if sub.mode is DeliveryMode.BEST_EFFORT:
+            return self._best_effort
+        if sub.retry is None:
+            return self._default
+        key = (sub.id, sub.updated_at)
+        if key not in self._custom:
+            if len(self._custom) > 10_000:
+                self._custom.clear()
+            override = sub.retry.model_dump(exclude_none=True)
+            self._custom[key] = RetryPolicy.from_settings(merged(self._settings.retry, override))
+        return self._custom[key]
+
+
+def delivery_headers(ctx: DeliveryContext, attempt: int, timestamp_s: int) -> dict[str, str]:
+    sub = ctx.subscription
+    assert sub is not None
+    headers = dict(sub.headers)
+    headers.update(
+        {
+            "content-type": ctx.event.content_type or "application/octet-stream",
+            "webhook-id": ctx.event.id,
+            "webhook-timestamp": str(timestamp_s),
+            "x-relay-source": ctx.event.source,
+            "x-relay-attempt": str(attempt),
+        }
+    )
+    if ctx.event.event_type:
+        headers["x-relay-event-type"] = ctx.event.event_type
+    return headers
+
+
+class Attempter:
+    def __init__(self, store: RelayStore, client: httpx.AsyncClient, settings: Settings) -> None:
+        self.store = store
+        self.client = client
+        self.settings = settings
+        self.policies = Policies(settings)
+
+    def _timeout_s(self, sub: Subscription) -> float:
+        limit = (
+            self.settings.best_effort_timeout_s
+            if sub.mode is DeliveryMode.BEST_EFFORT
+            else self.settings.delivery_timeout_s
+        )
+        return min(sub.timeout_s or limit, limit)
+
+    async def run(
+        self, delivery_id: str, attempt: int, trigger: Trigger = Trigger.SCHEDULED
+    ) -> Step:
+        """Make attempt number ``attempt`` of a delivery and record it."""
+        started_ms = now_ms()
+        lease_until = started_ms + int((self.settings.delivery_timeout_s + LEASE_MARGIN_S) * 1000)
+        claim = await self.store.claim(delivery_id, attempt, started_ms, lease_until)
+        if claim != "ok":
+            log.debug("delivery.skipped", delivery_id=delivery_id, attempt=attempt, claim=claim)
+            return Step(attempt, None)
+        ctx = await self.store.load_context(delivery_id)
+        if ctx is None:
+            log.error("delivery.orphaned", delivery_id=delivery_id, attempt=attempt)
+            return Step(attempt, None)
+
+        sub = ctx.subscription
+        if sub is None or not sub.enabled:
+            error = "SubscriptionDeleted" if sub is None else "SubscriptionDisabled"
+            result = AttemptResult(error=error, error_message="no request was sent")
+            return await self._finish(ctx, attempt, trigger, started_ms, result, give_up=True)
+
+        result = await outbound.post(
+            self.client,
+            str(sub.url),
+            ctx.body,
+            delivery_headers(ctx, attempt, started_ms // 1000),
+            timeout_s=self._timeout_s(sub),
+            excerpt_bytes=self.settings.response_excerpt_bytes,
+        )
+        return await self._finish(ctx, attempt, trigger, started_ms, result)
+
+    async def _finish(
+        self,
+        ctx: DeliveryContext,
+        attempt: int,
+        trigger: Trigger,
+        started_ms: int,
+        result: AttemptResult,
+        give_up: bool = False,
+    ) -> Step:
+        finished_ms = now_ms()
+        verdict = classify(result)
+        sub = ctx.subscription
+        retry_in: float | None = None
+        if verdict.verdict is Verdict.SUCCESS:
+            status = DeliveryStatus.SUCCEEDED
+        elif verdict.verdict is Verdict.RETRY and not give_up and sub is not None:
+            first = ctx.first_attempt_at or started_ms
+            retry_in = self.policies.for_subscription(sub).next_delay(
+                attempt, (finished_ms - first) / 1000, result.retry_after_s
+            )
+            status = DeliveryStatus.DEAD if retry_in is None else DeliveryStatus.FAILED
+        else:
+            status = DeliveryStatus.DEAD
+
+        next_at = None if retry_in is None else finished_ms + int(retry_in * 1000)
+        record = Attempt(
+            number=attempt,
+            trigger=trigger,
+            started_at=started_ms,
+            duration_ms=result.duration_ms,
+            status_code=result.status_code,
+            error=result.error,
+            error_message=result.error_message,
+            response_excerpt=result.response_excerpt,
+            outcome=status,
+            next_attempt_at=next_at,
+        )
+        disable = "410 Gone from the receiver" if verdict.disable_subscription else None
+        recorded = await self.store.record_attempt(
+            delivery=ctx.delivery, attempt=record, due_ms=next_at, now_ms=finished_ms,
+            disable_reason=disable,
+        )  # fmt: skip
+        if not recorded:
+            log.warning("delivery.record_conflict", delivery_id=ctx.delivery.id, attempt=attempt)
+            return Step(attempt, None)
+        self._log(ctx, record, result, retry_in, disable)
+        return Step(attempt, status, retry_in)
+
+    def _log(
+        self,
+        ctx: DeliveryContext,
+        record: Attempt,
+        result: AttemptResult,
+        retry_in: float | None,
+        disabled: str | None,
+    ) -> None:
+        sub = ctx.subscription
+        fields = {
+            "event_id": ctx.event.id,
+            "delivery_id": ctx.delivery.id,
+            "subscription_id": ctx.delivery.subscription_id,
+            "source": ctx.event.source,
+            "event_type": ctx.event.event_type,
+            "url_host": urlsplit(str(sub.url)).hostname if sub else None,
+            "attempt": record.number,
+            "trigger": record.trigger.value,
+            "status_code": result.status_code,
+            "duration_ms": result.duration_ms,
+        }
+        if result.error:
+            fields["error"] = f"{result.error}: {result.error_message}"
+        if record.outcome is DeliveryStatus.SUCCEEDED:
+            fields["latency_ms"] = now_ms() - ctx.event.received_at
+            log.info("delivery.succeeded", **fields)
+        elif record.outcome is DeliveryStatus.FAILED:
+            log.warning("delivery.retry_scheduled", next_attempt_in_s=round(retry_in or 0, 3), **fields)
+        else:
+            log.error("delivery.dead", **fields)
+        if disabled:
+            log.warning(
+                "subscription.disabled",
+                subscription_id=ctx.delivery.subscription_id,
+                reason=disabled,
+                event_id=ctx.event.id,
+                delivery_id=ctx.delivery.id,
+            )
+

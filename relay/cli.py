@@ -1,0 +1,156 @@
+"""The ``relay`` command: ``serve`` (API), ``worker`` (ARQ worker), ``dev`` (both + Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import structlog
+import typer
+import uvicorn
+
+from config.settings import Settings
+from relay import logs, queue
+from relay.app import create_app
+from relay.embedded_redis import EmbeddedRedis
+from workers.main import build_worker, run_worker
+
+app = typer.Typer(help="Event-driven webhook relay.", no_args_is_help=True, add_completion=False)
+log = structlog.get_logger("relay.cli")
+
+HostOpt = Annotated[str | None, typer.Option(help="Listen address (default RELAY_HOST).")]
+PortOpt = Annotated[int | None, typer.Option(help="Listen port (default RELAY_PORT).")]
+
+
+def _settings(**overrides: object) -> Settings:
+    settings = Settings()
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return settings.model_copy(update=changes) if changes else settings
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: `relay dev` stops API and worker together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@app.command()
+def serve(
+    host: HostOpt = None,
+    port: PortOpt = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Run the HTTP API (ingest and admin). Needs RELAY_REDIS_URL."""
+    settings = _settings(host=host, port=port)
+    logs.configure(settings.log_format, settings.log_level)
+    settings.require_redis_url()
+    uvicorn.run(
+        "relay.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_config=None,
+        proxy_headers=False,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run the ARQ worker: delivery jobs and the recovery cron. Needs RELAY_REDIS_URL."""
+    settings = _settings()
+    logs.configure(settings.log_format, settings.log_level)
+    settings.require_redis_url()
+    asyncio.run(run_worker(settings))
+
+
+def _dev_token(data_dir: Path) -> str:
+    """A stable admin token for a laptop: made once, kept beside the data (mode 0600)."""
+    path = data_dir / "admin-token"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = "rly_" + secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+async def _run_dev(settings: Settings) -> None:
+    server = _Server(
+        uvicorn.Config(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            proxy_headers=False,
+        )
+    )
+    pool = await queue.connect(settings.require_redis_url(), settings.queue_name)
+    arq_worker = build_worker(settings, pool, handle_signals=False)
+    worker_task = asyncio.create_task(arq_worker.async_run())
+
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    def stop() -> None:
+        server.should_exit = True
+        stopping.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    try:
+        serve_task = asyncio.create_task(server.serve())
+        # Whichever ends first (a signal, the API failing, the worker failing) stops both.
+        await asyncio.wait(
+            [serve_task, worker_task, asyncio.create_task(stopping.wait())],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        server.should_exit = True
+        await serve_task
+    finally:
+        worker_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker_task
+        # Lets attempts already in flight finish and record their outcome.
+        await arq_worker.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+@app.command()
+def dev(host: HostOpt = None, port: PortOpt = None) -> None:
+    """API and worker in one process; starts an embedded Redis if RELAY_REDIS_URL is unset."""
+    settings = _settings(host=host, port=port)
+    logs.configure(settings.log_format, settings.log_level)
+    redis: EmbeddedRedis | None = None
+    if not settings.redis_url:
+        redis = EmbeddedRedis(settings.data_dir).start()
+        settings = settings.model_copy(update={"redis_url": redis.url})
+        log.info("dev.redis_started", url=redis.url, data_dir=str(settings.data_dir))
+    if settings.admin_token is None:
+        from pydantic import SecretStr
+
+        token = _dev_token(settings.data_dir)
+        settings = settings.model_copy(update={"admin_token": SecretStr(token)})
+        typer.echo(f"Admin token (also in {settings.data_dir / 'admin-token'}): {token}", err=True)
+    typer.echo(f"Relay listening on http://{settings.host}:{settings.port}", err=True)
+    try:
+        asyncio.run(_run_dev(settings))
+    finally:
+        if redis is not None:
+            redis.stop()
+            log.info("dev.redis_stopped")
+
+
+if __name__ == "__main__":
+    app()

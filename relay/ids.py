@@ -1,0 +1,37 @@
+"""Sortable, prefixed identifiers (ULID layout: 48-bit milliseconds + 80 random bits).
+
+Ids sort by creation time as plain strings, which keeps Redis listings and logs in order.
+
+    >>> new_id("evt", now_ms=0)[:14]
+    'evt_0000000000'
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def _encode(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        value, rem = divmod(value, 32)
+        chars.append(_CROCKFORD[rem])
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str, now_ms: int | None = None) -> str:
+    """``<prefix>_`` + 26 Crockford base32 characters, time-ordered to the millisecond."""
+    ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    return f"{prefix}_{_encode(ms, 10)}{_encode(secrets.randbits(80), 16)}"
+
+
+def id_time_ms(identifier: str) -> int:
+    """The millisecond timestamp encoded in an id made by :func:`new_id`."""
+    stamp = identifier.split("_", 1)[1][:10]
+    value = 0
+    for char in stamp:
+        value = value * 32 + _CROCKFORD.index(char)
+    return value

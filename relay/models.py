@@ -1,0 +1,233 @@
+"""The relay's nouns (pure): sources, subscriptions, events, deliveries and attempts.
+
+API input models end in ``In``/``Patch``; the rest are what the store keeps and the API shows.
+Secrets live on the stored models and are excluded from every response model.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
+
+from relay.verification import NoneScheme, VerificationConfig
+
+SOURCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+SourceName = Annotated[str, StringConstraints(pattern=SOURCE_NAME_PATTERN)]
+HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~\-]{1,128}$")]
+
+# Headers the relay sets on every delivery; a subscription may not override them.
+RESERVED_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "host",
+        "transfer-encoding",
+        "connection",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "svix-id",
+        "svix-timestamp",
+        "svix-signature",
+        "x-relay-source",
+        "x-relay-event-type",
+        "x-relay-attempt",
+    }
+)
+
+
+class DeliveryMode(StrEnum):
+    RELIABLE = "reliable"
+    BEST_EFFORT = "best_effort"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERING = "delivering"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # will retry
+    DEAD = "dead"  # gave up
+
+    @property
+    def terminal(self) -> bool:
+        return self in (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD)
+
+
+class Trigger(StrEnum):
+    SCHEDULED = "scheduled"
+    MANUAL = "manual"
+
+
+# --- sources -------------------------------------------------------------------------------
+
+
+class SourceIn(BaseModel):
+    """A named entry point: ``POST /ingest/{name}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = Field(default="", max_length=1024)
+    idempotency_header: HeaderName | None = Field(
+        default=None, description="Header whose value de-duplicates repeats, e.g. X-GitHub-Delivery."
+    )
+    event_type_header: HeaderName | None = Field(
+        default=None, description="Header that names the event type, e.g. X-GitHub-Event."
+    )
+    verification: VerificationConfig = Field(default_factory=NoneScheme)
+
+
+class Source(SourceIn):
+    name: SourceName
+    created_at: int
+    updated_at: int
+
+    def public(self) -> dict[str, Any]:
+        """The source as the API shows it: secrets are write-only, only their count shows."""
+        data = self.model_dump(mode="json")
+        secrets = data["verification"].pop("secrets", None)
+        if secrets is not None:
+            data["verification"]["secret_count"] = len(secrets)
+        return data
+
+
+# --- subscriptions -------------------------------------------------------------------------
+
+
+class RetryOverride(BaseModel):
+    """Per-subscription changes to the relay's retry schedule; unset fields keep the default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    max_age_s: float | None = Field(default=None, gt=0)
+    initial_s: float | None = Field(default=None, ge=0)
+    exp_base: float | None = Field(default=None, ge=1)
+    max_wait_s: float | None = Field(default=None, gt=0)
+    jitter_s: float | None = Field(default=None, ge=0)
+
+
+def _no_reserved_headers(headers: dict[str, str]) -> dict[str, str]:
+    clash = sorted(h for h in headers if h.lower() in RESERVED_HEADERS)
+    if clash:
+        raise ValueError(f"headers set by the relay cannot be overridden: {', '.join(clash)}")
+    if any("\r" in v or "\n" in v for v in headers.values()):
+        raise ValueError("header values cannot contain line breaks")
+    return headers
+
+
+ExtraHeaders = Annotated[dict[HeaderName, str], AfterValidator(_no_reserved_headers)]
+Patterns = Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=256)]], Field(min_length=1, max_length=64)]
+Sources = Annotated[list[SourceName | Annotated[str, StringConstraints(pattern=r"^\*$")]], Field(min_length=1, max_length=64)]
+
+
+class SubscriptionFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: HttpUrl
+    sources: Sources = Field(description='Source names, or ["*"] for every source.')
+    event_types: Patterns = Field(default_factory=lambda: ["*"])
+    mode: DeliveryMode = DeliveryMode.RELIABLE
+    enabled: bool = True
+    description: str = Field(default="", max_length=1024)
+    headers: ExtraHeaders = Field(default_factory=dict)
+    timeout_s: float | None = Field(default=None, gt=0, le=60)
+    retry: RetryOverride | None = None
+
+
+class SubscriptionIn(SubscriptionFields):
+    """What a client sends to create a subscription."""
+
+
+class SubscriptionPatch(BaseModel):
+    """Fields to change; absent fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: HttpUrl | None = None
+    sources: Sources | None = None
+    event_types: Patterns | None = None
+    mode: DeliveryMode | None = None
+    enabled: bool | None = None
+    description: str | None = Field(default=None, max_length=1024)
+    headers: ExtraHeaders | None = None
+    timeout_s: float | None = Field(default=None, gt=0, le=60)
+    retry: RetryOverride | None = None
+
+
+class SubscriptionOut(SubscriptionFields):
+    id: str
+    created_at: int
+    updated_at: int
+    disabled_reason: str | None = None
+
+
+class Subscription(SubscriptionOut):
+    """The stored subscription, secret included: never returned as is."""
+
+    secret: str
+
+    def public(self) -> SubscriptionOut:
+        return SubscriptionOut.model_validate(self.model_dump(exclude={"secret"}))
+
+
+class SubscriptionCreated(SubscriptionOut):
+    """Returned once, on create: the only time the signing secret is shown."""
+
+    secret: str
+
+
+# --- events and deliveries -----------------------------------------------------------------
+
+
+class Event(BaseModel):
+    id: str
+    source: str
+    event_type: str | None
+    received_at: int = Field(description="Milliseconds since the Unix epoch.")
+    content_type: str
+    headers: dict[str, str]
+    idempotency_key: str | None
+    body_bytes: int
+    fanned_out: bool
+
+
+class Attempt(BaseModel):
+    number: int
+    trigger: Trigger
+    started_at: int
+    duration_ms: float
+    status_code: int | None
+    error: str | None
+    error_message: str | None
+    response_excerpt: str
+    outcome: DeliveryStatus
+    next_attempt_at: int | None
+
+
+class Delivery(BaseModel):
+    id: str
+    event_id: str
+    subscription_id: str
+    mode: DeliveryMode
+    status: DeliveryStatus
+    attempts: int
+    created_at: int
+    updated_at: int
+    next_attempt_at: int | None
+    last_status_code: int | None
+    last_error: str | None
+
+
+class DeliveryDetail(Delivery):
+    attempt_log: list[Attempt]
+
+
+class EventDetail(Event):
+    deliveries: list[Delivery]
+
+
+class IngestAccepted(BaseModel):
+    event_id: str
+    status: str = "accepted"

@@ -1,0 +1,53 @@
+"""ARQ jobs as wake-ups: how the relay names, serialises and enqueues them.
+
+Jobs carry ids only. A job id is ``<delivery id>:<attempt number>``, and ARQ refuses a
+second job with a live id, so repeated fan-outs and reconciliation runs can never queue the
+same attempt twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from arq.connections import ArqRedis, RedisSettings, create_pool
+
+DELIVER_JOB = "deliver"
+
+
+def serialize(value: dict[str, Any]) -> bytes:
+    # JSON, not ARQ's default pickle: anyone able to write to Redis could otherwise run code.
+    return orjson.dumps(value)
+
+
+def deserialize(raw: bytes) -> dict[str, Any]:
+    value: dict[str, Any] = orjson.loads(raw)
+    return value
+
+
+def job_id(delivery_id: str, attempt: int) -> str:
+    return f"{delivery_id}:{attempt}"
+
+
+async def connect(redis_url: str, queue_name: str) -> ArqRedis:
+    pool: ArqRedis = await create_pool(
+        RedisSettings.from_dsn(redis_url),
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        default_queue_name=queue_name,
+    )
+    return pool
+
+
+async def enqueue_delivery(
+    pool: ArqRedis, delivery_id: str, attempt: int, defer_s: float | None = None
+) -> bool:
+    """Queue attempt ``attempt`` of a delivery; False when that job already exists."""
+    job = await pool.enqueue_job(
+        DELIVER_JOB,
+        delivery_id,
+        attempt,
+        _job_id=job_id(delivery_id, attempt),
+        _defer_by=defer_s if defer_s else None,
+    )
+    return job is not None

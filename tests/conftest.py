@@ -1,0 +1,142 @@
+"""Fixtures: a real redis-server, real HTTP receivers, the real app and the real worker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from config.settings import RetrySettings, Settings
+from relay import queue
+from relay.app import create_app
+from relay.embedded_redis import EmbeddedRedis
+from relay.store import RelayStore
+from tests.receiver import Receiver
+from workers.main import build_worker
+
+ADMIN_TOKEN = "test-admin-token"
+AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> Iterator[str]:
+    """A throwaway redis-server for the session, or RELAY_TEST_REDIS_URL (its DB is flushed)."""
+    given = os.environ.get("RELAY_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    with EmbeddedRedis() as server:
+        yield server.url
+
+
+@pytest.fixture
+async def redis_url(redis_server_url: str) -> AsyncIterator[str]:
+    client = aioredis.Redis.from_url(redis_server_url)
+    await client.flushdb()
+    await client.aclose()
+    yield redis_server_url
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def store(redis: aioredis.Redis) -> RelayStore:
+    return RelayStore(redis)
+
+
+@pytest.fixture
+def make_settings(redis_url: str) -> Callable[..., Settings]:
+    """Settings with a tiny retry schedule, set through configuration like any deployment."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "redis_url": redis_url,
+            "admin_token": ADMIN_TOKEN,
+            "queue_name": "relay:test-queue",
+            "retry": RetrySettings(
+                max_attempts=4, initial_s=0.05, exp_base=2, max_wait_s=0.2, jitter_s=0
+            ),
+            "fanout_grace_s": 0,
+            "reconcile_grace_s": 0,
+            "delivery_timeout_s": 2,
+            "best_effort_timeout_s": 1,
+            "job_timeout_s": 10,
+            "inline_retry_max_s": 0.1,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@asynccontextmanager
+async def running_app(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://relay") as client:
+            yield client
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app in process. ASGITransport returns after background tasks have run."""
+    async with running_app(create_app(settings)) as client:
+        yield client
+
+
+WorkerRun = Callable[..., Awaitable[None]]
+
+
+@pytest.fixture
+def run_worker(settings: Settings) -> WorkerRun:
+    """Run the real ARQ worker in burst mode until its queue is empty."""
+
+    async def run(custom: Settings | None = None) -> None:
+        s = custom or settings
+        pool = await queue.connect(s.require_redis_url(), s.queue_name)
+        worker = build_worker(s, pool, burst=True, handle_signals=False)
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+
+    return run
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+async def create_source(api: httpx.AsyncClient, name: str = "github", **spec: Any) -> None:
+    body = {"event_type_header": "X-GitHub-Event", "idempotency_header": "X-GitHub-Delivery"}
+    body.update(spec)
+    r = await api.put(f"/api/sources/{name}", json=body, headers=AUTH)
+    assert r.status_code in (200, 201), r.text
+
+
+async def create_subscription(api: httpx.AsyncClient, url: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"url": url, "sources": ["github"]}
+    body.update(spec)
+    r = await api.post("/api/subscriptions", json=body, headers=AUTH)
+    assert r.status_code == 201, r.text
+    created: dict[str, Any] = r.json()
+    return created

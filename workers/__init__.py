@@ -1,0 +1,1 @@
+"""The ARQ worker: delivery jobs and the recovery cron."""

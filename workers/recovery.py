@@ -1,0 +1,46 @@
+"""The recovery cron: finish what a crash left half done.
+
+- Events accepted but never fanned out (the API died between its 202 and the background
+  task) are fanned out once they are older than ``RELAY_FANOUT_GRACE_S``.
+- Deliveries that are due but have no live job (a job lost with a crashed worker, an expired
+  key, a Redis restart) are queued again. ARQ refuses a job id that is still live, so a
+  delivery that does have its job is left alone.
+
+Our store is the source of truth and ARQ jobs are only wake-ups: a lost job delays a
+delivery, never drops it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from relay import queue
+from relay.clock import now_ms
+from relay.fanout import fan_out
+from relay.store import RelayStore
+
+log = structlog.get_logger("relay.recovery")
+
+
+async def recover(ctx: dict[str, Any]) -> dict[str, int]:
+    store: RelayStore = ctx["store"]
+    settings = ctx["attempter"].settings
+    now = now_ms()
+
+    fanned = 0
+    cutoff = now - int(settings.fanout_grace_s * 1000)
+    for event_id in await store.unfanned_before(cutoff, settings.recovery_batch):
+        if await fan_out(store, ctx["redis"], event_id) is not None:
+            fanned += 1
+            log.warning("recovery.fanned_out", event_id=event_id)
+
+    requeued = 0
+    for delivery_id, attempts in await store.due_before(
+        now - int(settings.reconcile_grace_s * 1000), settings.recovery_batch
+    ):
+        if await queue.enqueue_delivery(ctx["redis"], delivery_id, attempts + 1):
+            requeued += 1
+            log.warning("recovery.requeued", delivery_id=delivery_id, attempt=attempts + 1)
+    return {"fanned_out": fanned, "requeued": requeued}
