@@ -1,7 +1,7 @@
 """One validated settings object, read from ``RELAY_*`` environment variables.
 
-    >>> Settings(redis_url="redis://127.0.0.1:6379/0").max_body_bytes
-    1048576
+>>> Settings(redis_url="redis://127.0.0.1:6379/0").max_body_bytes
+1048576
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from config.settings import Settings, get_settings
-from relay import outbound, problems, queue
+from relay import logs, outbound, problems, queue
 from relay.api import admin, ingest, inspect
 from relay.attempt import Attempter
 from relay.ingest import Ingestor
@@ -59,3 +59,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(inspect.router)
     return app
+
+
+def serve_app() -> FastAPI:
+    """The factory `relay serve` hands to uvicorn: each worker process sets up its own logs."""
+    settings = get_settings()
+    logs.configure(settings.log_format, settings.log_level)
+    return create_app(settings)

@@ -197,7 +197,9 @@ class Attempter:
             fields["latency_ms"] = now_ms() - ctx.event.received_at
             log.info("delivery.succeeded", **fields)
         elif record.outcome is DeliveryStatus.FAILED:
-            log.warning("delivery.retry_scheduled", next_attempt_in_s=round(retry_in or 0, 3), **fields)
+            log.warning(
+                "delivery.retry_scheduled", next_attempt_in_s=round(retry_in or 0, 3), **fields
+            )
         else:
             log.error("delivery.dead", **fields)
         if disabled:
@@ -208,4 +210,3 @@ class Attempter:
                 event_id=ctx.event.id,
                 delivery_id=ctx.delivery.id,
             )
-

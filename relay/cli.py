@@ -7,6 +7,7 @@ import contextlib
 import os
 import secrets
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -53,7 +54,7 @@ def serve(
     logs.configure(settings.log_format, settings.log_level)
     settings.require_redis_url()
     uvicorn.run(
-        "relay.app:create_app",
+        "relay.app:serve_app",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -150,6 +151,34 @@ def dev(host: HostOpt = None, port: PortOpt = None) -> None:
         if redis is not None:
             redis.stop()
             log.info("dev.redis_stopped")
+
+
+@app.command()
+def receiver(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 9000,
+    fail_first: Annotated[int, typer.Option(help="Answer 503 to this many requests first.")] = 0,
+) -> None:
+    """A local webhook receiver that prints what it gets (for trying the relay out)."""
+    from relay.receiver import Received, Receiver, Reply
+
+    def show(got: Received, reply: Reply) -> None:
+        attempt = got.headers.get("x-relay-attempt", "?")
+        typer.echo(
+            f"{reply.status} <- {got.headers.get('webhook-id', '-')} attempt {attempt} "
+            f"type={got.headers.get('x-relay-event-type', '-')} body={got.body[:200]!r}"
+        )
+
+    server = Receiver(port=port, on_request=show)
+    server.script(*([503] * fail_first))
+    typer.echo(f"Receiving on {server.url} (Ctrl-C to stop)", err=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ async def plan_and_commit(
             id=new_id("dlv", now),
             subscription_id=sub.id,
             mode=sub.mode,
-            due_ms=inline_due if best_effort_inline and sub.mode is DeliveryMode.BEST_EFFORT else now,
+            due_ms=inline_due
+            if best_effort_inline and sub.mode is DeliveryMode.BEST_EFFORT
+            else now,
         )
         for sub in subscriptions
         if wants(sub, event.source, event.event_type)

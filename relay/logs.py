@@ -65,6 +65,18 @@ def _json_dumps(value: Any, **_: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stdout`` is at emit time (it may be replaced after start-up)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
 def configure(fmt: str = "auto", level: str = "INFO") -> None:
     """Route structlog and the standard library (uvicorn, arq) through one pipeline."""
     console = fmt == "console" or (fmt == "auto" and sys.stdout.isatty())
@@ -78,9 +90,7 @@ def configure(fmt: str = "auto", level: str = "INFO") -> None:
     ]
     renderer: Processor
     if console:
-        renderer = structlog.dev.ConsoleRenderer(
-            exception_formatter=structlog.dev.plain_traceback
-        )
+        renderer = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
         exc: list[Processor] = []
     else:
         renderer = structlog.processors.JSONRenderer(serializer=_json_dumps)
@@ -101,7 +111,7 @@ def configure(fmt: str = "auto", level: str = "INFO") -> None:
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *exc, renderer],
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _StdoutHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -70,7 +70,8 @@ class SourceIn(BaseModel):
 
     description: str = Field(default="", max_length=1024)
     idempotency_header: HeaderName | None = Field(
-        default=None, description="Header whose value de-duplicates repeats, e.g. X-GitHub-Delivery."
+        default=None,
+        description="Header whose value de-duplicates repeats, e.g. X-GitHub-Delivery.",
     )
     event_type_header: HeaderName | None = Field(
         default=None, description="Header that names the event type, e.g. X-GitHub-Event."
@@ -118,8 +119,14 @@ def _no_reserved_headers(headers: dict[str, str]) -> dict[str, str]:
 
 
 ExtraHeaders = Annotated[dict[HeaderName, str], AfterValidator(_no_reserved_headers)]
-Patterns = Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=256)]], Field(min_length=1, max_length=64)]
-Sources = Annotated[list[SourceName | Annotated[str, StringConstraints(pattern=r"^\*$")]], Field(min_length=1, max_length=64)]
+Patterns = Annotated[
+    list[Annotated[str, StringConstraints(min_length=1, max_length=256)]],
+    Field(min_length=1, max_length=64),
+]
+Sources = Annotated[
+    list[SourceName | Annotated[str, StringConstraints(pattern=r"^\*$")]],
+    Field(min_length=1, max_length=64),
+]
 
 
 class SubscriptionFields(BaseModel):

@@ -76,10 +76,14 @@ async def post(
         )
     except httpx.HTTPError as exc:
         return AttemptResult(
-            error=exc.__class__.__name__, error_message=_error_message(exc), duration_ms=elapsed_ms()
+            error=exc.__class__.__name__,
+            error_message=_error_message(exc),
+            duration_ms=elapsed_ms(),
         )
     except (OSError, ValueError) as exc:
         # Invalid URLs and socket errors that httpx did not wrap.
         return AttemptResult(
-            error=exc.__class__.__name__, error_message=_error_message(exc), duration_ms=elapsed_ms()
+            error=exc.__class__.__name__,
+            error_message=_error_message(exc),
+            duration_ms=elapsed_ms(),
         )

@@ -1,9 +1,9 @@
 """What one HTTP attempt means for a delivery (pure).
 
-    >>> classify(AttemptResult(status_code=503)).verdict
-    <Verdict.RETRY: 'retry'>
-    >>> classify(AttemptResult(status_code=410)).disable_subscription
-    True
+>>> classify(AttemptResult(status_code=503)).verdict
+<Verdict.RETRY: 'retry'>
+>>> classify(AttemptResult(status_code=410)).disable_subscription
+True
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """RFC 9457 problem details: every error the API returns has this shape.
 
-    {"type": "about:blank", "title": "Not Found", "status": 404, "detail": "no source 'x'"}
+{"type": "about:blank", "title": "Not Found", "status": 404, "detail": "no source 'x'"}
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def problem_response(problem: Problem) -> JSONResponse:
         "detail": problem.detail,
         **problem.extra,
     }
-    return JSONResponse(body, status_code=problem.status, media_type=MEDIA_TYPE, headers=problem.headers)
+    return JSONResponse(
+        body, status_code=problem.status, media_type=MEDIA_TYPE, headers=problem.headers
+    )
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -66,7 +68,8 @@ def install(app: FastAPI) -> None:
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        return problem_response(Problem(exc.status_code, str(exc.detail), headers=exc.headers))
+        headers = dict(exc.headers) if exc.headers else None
+        return problem_response(Problem(exc.status_code, str(exc.detail), headers=headers))
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -30,9 +30,9 @@ Key layout (prefix ``relay:``)::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -149,7 +149,8 @@ local cur = redis.call('HGET', KEYS[1], 'attempts')
 if not cur or tonumber(cur) ~= tonumber(ARGV[2]) - 1 then return 0 end
 redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('HSET', KEYS[1], 'attempts', ARGV[2], 'status', ARGV[4], 'updated_at', ARGV[6],
-  'next_attempt_at', ARGV[7], 'last_status_code', ARGV[8], 'last_error', ARGV[9], 'lease_until', '0')
+  'next_attempt_at', ARGV[7], 'last_status_code', ARGV[8], 'last_error', ARGV[9],
+  'lease_until', '0')
 if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'first_attempt_at', ARGV[6]) end
 if ARGV[4] == 'succeeded' then
   redis.call('ZREM', KEYS[3], ARGV[1])
@@ -195,12 +196,19 @@ class DeliveryContext:
     subscription: Subscription | None
 
 
+def _r(value: Awaitable[Any] | Any) -> Awaitable[Any]:
+    """redis-py types asyncio results as ``Awaitable[T] | T`` (and as ``str`` where this
+    client, with ``decode_responses=False``, returns ``bytes``); on this client they are
+    awaitables of raw replies."""
+    return cast(Awaitable[Any], value)
+
+
 def _s(value: bytes | None) -> str | None:
     return None if value is None else value.decode()
 
 
 def _int(value: bytes | None) -> int | None:
-    return None if value in (None, b"") else int(value)  # type: ignore[arg-type]
+    return None if value is None or value == b"" else int(value)
 
 
 def _dumps(value: Any) -> bytes:
@@ -225,13 +233,13 @@ class RelayStore:
             while True:
                 try:
                     await pipe.watch(Keys.source(name))
-                    old = await pipe.hget(Keys.source(name), "config")
+                    old = await _r(pipe.hget(Keys.source(name), "config"))
                     created_at = now_ms if old is None else orjson.loads(old)["created_at"]
                     source = Source(
                         name=name, created_at=created_at, updated_at=now_ms, **dict(spec)
                     )
-                    pipe.multi()
-                    pipe.hset(Keys.source(name), "config", self._source_json(source))
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.hset(Keys.source(name), "config", self._source_json(source))  # type: ignore[arg-type]
                     pipe.hincrby(Keys.source(name), "rev", 1)
                     pipe.sadd(Keys.sources, name)
                     await pipe.execute()
@@ -252,13 +260,13 @@ class RelayStore:
 
     async def get_source(self, name: str) -> tuple[Source, str] | None:
         """The source and its revision (the ingest script refuses a stale revision)."""
-        config, rev = await self.redis.hmget(Keys.source(name), ["config", "rev"])
+        config, rev = await _r(self.redis.hmget(Keys.source(name), ["config", "rev"]))
         if config is None:
             return None
         return Source.model_validate_json(config), rev.decode()
 
     async def list_sources(self) -> list[Source]:
-        names = sorted(n.decode() for n in await self.redis.smembers(Keys.sources))
+        names = sorted(n.decode() for n in await _r(self.redis.smembers(Keys.sources)))
         if not names:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -301,29 +309,31 @@ class RelayStore:
                 pipe.srem(Keys.subs_for(source), sub.id)
             for source in sub.sources:
                 pipe.sadd(Keys.subs_for(source), sub.id)
-            pipe.hset(Keys.sub(sub.id), mapping=self._sub_fields(sub))  # type: ignore[arg-type]
+            pipe.hset(Keys.sub(sub.id), mapping=self._sub_fields(sub))
             pipe.sadd(Keys.subs, sub.id)
             await pipe.execute()
 
     async def get_subscription(self, sub_id: str) -> Subscription | None:
-        fields = await self.redis.hmget(Keys.sub(sub_id), ["config", "enabled", "disabled_reason"])
+        fields = await _r(
+            self.redis.hmget(Keys.sub(sub_id), ["config", "enabled", "disabled_reason"])
+        )
         return self._sub_from(fields)
 
     async def _subscriptions(self, ids: Iterable[bytes | str]) -> list[Subscription]:
-        ids = sorted(i.decode() if isinstance(i, bytes) else i for i in ids)
-        if not ids:
+        names = sorted(i.decode() if isinstance(i, bytes) else i for i in ids)
+        if not names:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
-            for sub_id in ids:
+            for sub_id in names:
                 pipe.hmget(Keys.sub(sub_id), ["config", "enabled", "disabled_reason"])
             rows = await pipe.execute()
         return [s for s in map(self._sub_from, rows) if s is not None]
 
     async def list_subscriptions(self) -> list[Subscription]:
-        return await self._subscriptions(await self.redis.smembers(Keys.subs))
+        return await self._subscriptions(await _r(self.redis.smembers(Keys.subs)))
 
     async def subscriptions_for_source(self, source: str) -> list[Subscription]:
-        ids = await self.redis.sunion([Keys.subs_for(source), Keys.subs_for("*")])
+        ids = await _r(self.redis.sunion([Keys.subs_for(source), Keys.subs_for("*")]))
         return await self._subscriptions(ids)
 
     async def delete_subscription(self, sub: Subscription) -> None:
@@ -404,21 +414,27 @@ class RelayStore:
         )
 
     async def get_event(self, event_id: str) -> Event | None:
-        row = await self.redis.hmget(Keys.event(event_id), list(self._EVENT_FIELDS))
+        row = await _r(self.redis.hmget(Keys.event(event_id), list(self._EVENT_FIELDS)))
         return self._event_from(event_id, row)
 
     async def get_event_body(self, event_id: str) -> bytes | None:
-        body: bytes | None = await self.redis.hget(Keys.event(event_id), "body")
+        body: bytes | None = await _r(self.redis.hget(Keys.event(event_id), "body"))
         return body
 
     async def event_delivery_ids(self, event_id: str) -> list[str]:
-        return [i.decode() for i in await self.redis.lrange(Keys.event_deliveries(event_id), 0, -1)]
+        return [
+            i.decode() for i in await _r(self.redis.lrange(Keys.event_deliveries(event_id), 0, -1))
+        ]
 
     async def unfanned_before(self, cutoff_ms: int, limit: int) -> list[str]:
-        ids = await self.redis.zrangebyscore(Keys.unfanned, "-inf", cutoff_ms, start=0, num=limit)
+        ids = await _r(
+            self.redis.zrangebyscore(Keys.unfanned, "-inf", cutoff_ms, start=0, num=limit)
+        )
         return [i.decode() for i in ids]
 
-    async def commit_fanout(self, event_id: str, now_ms: int, deliveries: Sequence[NewDelivery]) -> bool:
+    async def commit_fanout(
+        self, event_id: str, now_ms: int, deliveries: Sequence[NewDelivery]
+    ) -> bool:
         """Record an event's deliveries and mark it fanned out; False if it already was."""
         args: list[str | int | bytes] = [event_id, now_ms]
         keys = [Keys.unfanned, Keys.event(event_id), Keys.event_deliveries(event_id), Keys.due]
@@ -453,7 +469,9 @@ class RelayStore:
         "first_attempt_at",
     )
 
-    def _delivery_from(self, delivery_id: str, row: Sequence[bytes | None]) -> tuple[Delivery, int | None] | None:
+    def _delivery_from(
+        self, delivery_id: str, row: Sequence[bytes | None]
+    ) -> tuple[Delivery, int | None] | None:
         data = dict(zip(self._DELIVERY_FIELDS, row, strict=True))
         if data["event_id"] is None:
             return None
@@ -461,8 +479,8 @@ class RelayStore:
             id=delivery_id,
             event_id=_s(data["event_id"]) or "",
             subscription_id=_s(data["subscription_id"]) or "",
-            mode=DeliveryMode(_s(data["mode"])),
-            status=DeliveryStatus(_s(data["status"])),
+            mode=DeliveryMode(_s(data["mode"]) or DeliveryMode.RELIABLE),
+            status=DeliveryStatus(_s(data["status"]) or DeliveryStatus.PENDING),
             attempts=_int(data["attempts"]) or 0,
             created_at=_int(data["created_at"]) or 0,
             updated_at=_int(data["updated_at"]) or 0,
@@ -473,7 +491,7 @@ class RelayStore:
         return delivery, _int(data["first_attempt_at"])
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
-        row = await self.redis.hmget(Keys.delivery(delivery_id), list(self._DELIVERY_FIELDS))
+        row = await _r(self.redis.hmget(Keys.delivery(delivery_id), list(self._DELIVERY_FIELDS)))
         found = self._delivery_from(delivery_id, row)
         return None if found is None else found[0]
 
@@ -486,13 +504,15 @@ class RelayStore:
         return [f[0] for f in found if f is not None]
 
     async def get_attempts(self, delivery_id: str) -> list[Attempt]:
-        raw = await self.redis.lrange(Keys.attempts(delivery_id), 0, -1)
+        raw = await _r(self.redis.lrange(Keys.attempts(delivery_id), 0, -1))
         return [Attempt.model_validate_json(a) for a in raw]
 
     async def delivery_subscription_id(self, delivery_id: str) -> str | None:
-        return _s(await self.redis.hget(Keys.delivery(delivery_id), "subscription_id"))
+        return _s(await _r(self.redis.hget(Keys.delivery(delivery_id), "subscription_id")))
 
-    async def claim(self, delivery_id: str, attempt: int, now_ms: int, lease_until_ms: int) -> ClaimStatus:
+    async def claim(
+        self, delivery_id: str, attempt: int, now_ms: int, lease_until_ms: int
+    ) -> ClaimStatus:
         """Take attempt ``attempt`` of a delivery, unless it is done, taken or out of date."""
         status: bytes = await self._claim(
             keys=[Keys.delivery(delivery_id), Keys.due],
@@ -501,7 +521,7 @@ class RelayStore:
         return status.decode()  # type: ignore[return-value]
 
     async def load_context(self, delivery_id: str) -> DeliveryContext | None:
-        row = await self.redis.hmget(Keys.delivery(delivery_id), list(self._DELIVERY_FIELDS))
+        row = await _r(self.redis.hmget(Keys.delivery(delivery_id), list(self._DELIVERY_FIELDS)))
         found = self._delivery_from(delivery_id, row)
         if found is None:
             return None
@@ -559,10 +579,12 @@ class RelayStore:
         return bool(recorded)
 
     async def due_before(self, cutoff_ms: int, limit: int) -> list[tuple[str, int]]:
-        """Live deliveries that should have been attempted by ``cutoff_ms``, with attempts so far."""
+        """Live deliveries due by ``cutoff_ms``, with their attempt counts so far."""
         ids = [
             i.decode()
-            for i in await self.redis.zrangebyscore(Keys.due, "-inf", cutoff_ms, start=0, num=limit)
+            for i in await _r(
+                self.redis.zrangebyscore(Keys.due, "-inf", cutoff_ms, start=0, num=limit)
+            )
         ]
         if not ids:
             return []
@@ -571,4 +593,3 @@ class RelayStore:
                 pipe.hget(Keys.delivery(delivery_id), "attempts")
             counts = await pipe.execute()
         return [(i, int(c)) for i, c in zip(ids, counts, strict=True) if c is not None]
-

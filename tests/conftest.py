@@ -16,8 +16,8 @@ from config.settings import RetrySettings, Settings
 from relay import queue
 from relay.app import create_app
 from relay.embedded_redis import EmbeddedRedis
+from relay.receiver import Receiver
 from relay.store import RelayStore
-from tests.receiver import Receiver
 from workers.main import build_worker
 
 ADMIN_TOKEN = "test-admin-token"
@@ -40,7 +40,7 @@ async def redis_url(redis_server_url: str) -> AsyncIterator[str]:
     client = aioredis.Redis.from_url(redis_server_url)
     await client.flushdb()
     await client.aclose()
-    yield redis_server_url
+    return redis_server_url
 
 
 @pytest.fixture

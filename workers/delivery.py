@@ -53,7 +53,9 @@ async def deliver(ctx: dict[str, Any], delivery_id: str, attempt: int) -> None:
 
         loop = asyncio.get_running_loop()
         # Inline retries must leave room for one more full attempt before ARQ's job timeout.
-        deadline = loop.time() + settings.job_timeout_s - settings.delivery_timeout_s - LEASE_MARGIN_S
+        deadline = (
+            loop.time() + settings.job_timeout_s - settings.delivery_timeout_s - LEASE_MARGIN_S
+        )
 
         def stop_inline(state: RetryCallState) -> bool:
             wait = state.upcoming_sleep

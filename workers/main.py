@@ -59,7 +59,7 @@ def build_worker(
         ],
         cron_jobs=[
             cron(
-                recover,  # type: ignore[arg-type]
+                recover,
                 name="recover",
                 second=set(range(0, 60, every)),
                 run_at_startup=True,

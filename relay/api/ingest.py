@@ -91,4 +91,3 @@ async def ingest(
         status_code=202,
         headers={"x-request-id": request_id},
     )
-

@@ -29,4 +29,6 @@ async def get_delivery(delivery_id: str, services: ServicesDep) -> DeliveryDetai
     delivery = await store.get_delivery(delivery_id)
     if delivery is None:
         raise Problem(404, f"no delivery {delivery_id!r}")
-    return DeliveryDetail(**delivery.model_dump(), attempt_log=await store.get_attempts(delivery_id))
+    return DeliveryDetail(
+        **delivery.model_dump(), attempt_log=await store.get_attempts(delivery_id)
+    )

@@ -50,7 +50,8 @@ async def test_subscription_lifecycle_and_secret_shown_once(api: httpx.AsyncClie
     assert created["secret"].startswith("whsec_")
     sub_id = created["id"]
     assert sub_id.startswith("sub_")
-    assert created["mode"] == "reliable" and created["enabled"] is True
+    assert created["mode"] == "reliable"
+    assert created["enabled"] is True
 
     got = (await api.get(f"/api/subscriptions/{sub_id}", headers=AUTH)).json()
     assert "secret" not in got
@@ -63,7 +64,8 @@ async def test_subscription_lifecycle_and_secret_shown_once(api: httpx.AsyncClie
         f"/api/subscriptions/{sub_id}", json={"sources": ["stripe"], "enabled": False}, headers=AUTH
     )
     assert r.status_code == 200
-    assert r.json()["sources"] == ["stripe"] and r.json()["enabled"] is False
+    assert r.json()["sources"] == ["stripe"]
+    assert r.json()["enabled"] is False
     assert r.json()["url"] == "https://example.test/hooks?k=1"
 
     assert (await api.delete(f"/api/subscriptions/{sub_id}", headers=AUTH)).status_code == 204
@@ -106,9 +108,7 @@ async def test_malformed_json_is_a_4xx_problem(api: httpx.AsyncClient) -> None:
 
 
 async def test_sources_crud(api: httpx.AsyncClient) -> None:
-    r = await api.put(
-        "/api/sources/shop.eu-1", json={"description": "EU shop"}, headers=AUTH
-    )
+    r = await api.put("/api/sources/shop.eu-1", json={"description": "EU shop"}, headers=AUTH)
     assert r.status_code == 201
     assert r.json()["verification"] == {"scheme": "none"}
     r = await api.put("/api/sources/shop.eu-1", json={"description": "EU"}, headers=AUTH)

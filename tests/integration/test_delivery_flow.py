@@ -9,14 +9,16 @@ import httpx
 import redis.asyncio as aioredis
 
 from config.settings import RetrySettings
+from relay.receiver import Receiver, Reply
 from relay.store import Keys
 from tests.conftest import AUTH, WorkerRun, create_source, create_subscription
-from tests.receiver import Receiver, Reply
 
 PUSH = {"X-GitHub-Event": "push", "content-type": "application/json"}
 
 
-async def post_event(api: httpx.AsyncClient, body: bytes = b'{"ref":"main"}', **headers: str) -> str:
+async def post_event(
+    api: httpx.AsyncClient, body: bytes = b'{"ref":"main"}', **headers: str
+) -> str:
     r = await api.post("/ingest/github", content=body, headers={**PUSH, **headers})
     assert r.status_code == 202, r.text
     assert r.json()["status"] == "accepted"
@@ -145,7 +147,8 @@ async def test_gone_disables_the_subscription(
     second = await post_event(api)
     assert await deliveries_of(api, second) == []
     r = await api.patch(f"/api/subscriptions/{sub['id']}", json={"enabled": True}, headers=AUTH)
-    assert r.json()["enabled"] is True and r.json()["disabled_reason"] is None
+    assert r.json()["enabled"] is True
+    assert r.json()["disabled_reason"] is None
     await post_event(api)
     await run_worker()
     assert len(receiver.wait_for(2)) == 2
@@ -172,9 +175,7 @@ async def test_exhausted_retries_go_dead(
     assert len(receiver.requests) == 4
 
 
-async def test_connection_refused_is_retried(
-    api: httpx.AsyncClient, run_worker: WorkerRun
-) -> None:
+async def test_connection_refused_is_retried(api: httpx.AsyncClient, run_worker: WorkerRun) -> None:
     await create_source(api)
     # Nothing listens on port 9 of loopback here.
     await create_subscription(api, "http://127.0.0.1:9/hook")

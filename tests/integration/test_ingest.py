@@ -33,7 +33,8 @@ async def test_accepted_event_is_in_redis_before_the_answer(
     )
     assert r.status_code == 202
     event_id = r.json()["event_id"]
-    assert event_id.startswith("evt_") and len(event_id) == 30
+    assert event_id.startswith("evt_")
+    assert len(event_id) == 30
     assert await redis.hget(Keys.event(event_id), "body") == body
 
     r = await api.get(f"/api/events/{event_id}", headers=AUTH)
@@ -80,7 +81,8 @@ async def test_unknown_source_is_404_problem(api: httpx.AsyncClient, redis: aior
     r = await api.post("/ingest/nope", content=b"{}")
     assert r.status_code == 404
     assert r.headers["content-type"] == "application/problem+json"
-    assert r.json()["status"] == 404 and "nope" in r.json()["detail"]
+    assert r.json()["status"] == 404
+    assert "nope" in r.json()["detail"]
     assert await event_count(redis) == 0
 
 

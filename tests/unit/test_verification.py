@@ -11,7 +11,6 @@ bodies, so non-UTF-8 bodies are signed here with ``hmac`` directly.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 from collections.abc import Mapping
@@ -504,7 +503,11 @@ def test_slack_doc_example() -> None:
 
 def test_slack_url_verification_returns_challenge() -> None:
     headers, body = _slack_request(
-        {"token": "Jhj5dZrVaK7ZwHHjRyZWjbDl", "challenge": "3eZbrw1aBm2r", "type": "url_verification"}
+        {
+            "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl",
+            "challenge": "3eZbrw1aBm2r",
+            "type": "url_verification",
+        }
     )
     assert verify(SLACK, headers, body, NOW) == Verified(challenge={"challenge": "3eZbrw1aBm2r"})
 

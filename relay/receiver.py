@@ -1,10 +1,18 @@
-"""A real HTTP receiver on 127.0.0.1 that records what it gets and answers as scripted."""
+"""A real HTTP receiver on 127.0.0.1 that records what it gets and answers as scripted.
+
+The tests deliver to it, and ``relay receiver`` runs it for a walk-through:
+
+    >>> r = Receiver(); r.script(503, 200); r.url.startswith("http://127.0.0.1:")
+    True
+    >>> r.close()
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -29,7 +37,9 @@ class Reply:
 class Receiver:
     """``receiver.script(503, 503, 200)`` then read ``receiver.requests``."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, port: int = 0, on_request: Callable[[Received, Reply], None] | None = None
+    ) -> None:
         self.requests: list[Received] = []
         self._script: deque[Reply] = deque()
         self.default = Reply()
@@ -46,17 +56,18 @@ class Receiver:
                     reply = receiver._script.popleft() if receiver._script else receiver.default
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
+                got = Received(
+                    "POST",
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                    time.time(),
+                )
                 with receiver._cond:
-                    receiver.requests.append(
-                        Received(
-                            "POST",
-                            self.path,
-                            {k.lower(): v for k, v in self.headers.items()},
-                            body,
-                            time.time(),
-                        )
-                    )
+                    receiver.requests.append(got)
                     receiver._cond.notify_all()
+                if on_request is not None:
+                    on_request(got, reply)
                 try:
                     self.send_response(reply.status)
                     for name, value in reply.headers.items():
@@ -68,9 +79,9 @@ class Receiver:
                     pass
 
             def log_message(self, format: str, *args: object) -> None:
-                pass
+                pass  # on_request reports what matters; the access line is noise
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

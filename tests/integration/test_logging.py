@@ -1,0 +1,75 @@
+"""The log lines an SRE reads, asserted as events with their context."""
+
+from __future__ import annotations
+
+import httpx
+from structlog.testing import capture_logs
+
+from relay.receiver import Receiver
+from tests.conftest import AUTH, WorkerRun, create_source, create_subscription
+
+
+def named(logs: list[dict[str, object]], event: str) -> list[dict[str, object]]:
+    return [entry for entry in logs if entry["event"] == event]
+
+
+async def test_one_line_per_step_with_context(
+    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
+) -> None:
+    gone_receiver = Receiver()
+    await create_source(api)
+    sub = await create_subscription(api, receiver.url + "?token=s3cret")
+    gone = await create_subscription(api, gone_receiver.url)
+    receiver.script(503, 200)
+    gone_receiver.script(410)
+    with capture_logs() as logs:
+        r = await api.post(
+            "/ingest/github",
+            content=b"{}",
+            headers={"X-GitHub-Event": "push", "X-GitHub-Delivery": "d1", "X-Request-ID": "req-7"},
+        )
+        event_id = r.json()["event_id"]
+        await api.post("/ingest/github", content=b"{}", headers={"X-GitHub-Delivery": "d1"})
+        await api.post("/ingest/missing", content=b"{}")
+        await run_worker()
+    gone_receiver.close()
+
+    [accepted] = named(logs, "ingest.accepted")
+    assert accepted["event_id"] == event_id
+    assert accepted["request_id"] == "req-7"
+    assert accepted["source"] == "github"
+    assert accepted["event_type"] == "push"
+    assert accepted["bytes"] == 2
+    assert named(logs, "ingest.duplicate")[0]["event_id"] == event_id
+    assert named(logs, "ingest.rejected")[0]["reason"] == "unknown_source"
+
+    lines = [
+        *named(logs, "delivery.retry_scheduled"),
+        *named(logs, "delivery.succeeded"),
+        *named(logs, "delivery.dead"),
+    ]
+    assert {line["subscription_id"] for line in lines} == {sub["id"], gone["id"]}
+    for line in lines:
+        assert line["event_id"] == event_id
+        assert str(line["delivery_id"]).startswith("dlv_")
+        assert line["url_host"] == "127.0.0.1"
+        assert isinstance(line["duration_ms"], float)
+    [retry] = named(logs, "delivery.retry_scheduled")
+    assert retry["status_code"] == 503
+    assert retry["attempt"] == 1
+    assert retry["log_level"] == "warning"
+    assert retry["next_attempt_in_s"] >= 0
+    [dead] = named(logs, "delivery.dead")
+    assert dead["status_code"] == 410
+    assert dead["log_level"] == "error"
+    [disabled] = named(logs, "subscription.disabled")
+    assert disabled["subscription_id"] == gone["id"]
+    assert "s3cret" not in repr(logs)
+
+
+async def test_secrets_never_reach_logs(api: httpx.AsyncClient, receiver: Receiver) -> None:
+    with capture_logs() as logs:
+        created = await create_subscription(api, receiver.url)
+        await api.get("/api/subscriptions", headers=AUTH)
+    assert created["secret"] not in repr(logs)
+    assert "test-admin-token" not in repr(logs)

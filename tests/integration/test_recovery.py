@@ -1,0 +1,135 @@
+"""Crash windows: whatever dies between two steps, the recovery cron finishes the job."""
+
+from __future__ import annotations
+
+import httpx
+import redis.asyncio as aioredis
+
+from config.settings import Settings
+from relay.clock import now_ms
+from relay.fanout import plan_and_commit
+from relay.ingest import Ingestor
+from relay.receiver import Receiver
+from relay.store import Keys, RelayStore
+from tests.conftest import AUTH, WorkerRun, create_source, create_subscription
+from workers.recovery import recover
+
+
+async def accept_without_fanout(store: RelayStore, settings: Settings) -> str:
+    """What the API has done when it dies right after its 202: the event is stored, nothing else."""
+    outcome = await Ingestor(store, settings).ingest(
+        "github", {"x-github-event": "push"}, b'{"n":1}', "application/json"
+    )
+    event_id: str = outcome.result.event_id  # type: ignore[union-attr]
+    return event_id
+
+
+async def test_unfanned_event_is_fanned_out_by_the_worker(
+    api: httpx.AsyncClient,
+    store: RelayStore,
+    settings: Settings,
+    run_worker: WorkerRun,
+    receiver: Receiver,
+    redis: aioredis.Redis,
+) -> None:
+    await create_source(api)
+    await create_subscription(api, receiver.url)
+    event_id = await accept_without_fanout(store, settings)
+    assert await redis.zscore(Keys.unfanned, event_id) is not None
+
+    await run_worker()  # the recovery cron runs at worker start-up
+
+    [got] = receiver.wait_for(1)
+    assert got.headers["webhook-id"] == event_id
+    assert await redis.zscore(Keys.unfanned, event_id) is None
+    event = (await api.get(f"/api/events/{event_id}", headers=AUTH)).json()
+    assert event["fanned_out"] is True
+    assert [d["status"] for d in event["deliveries"]] == ["succeeded"]
+
+
+async def test_recovery_waits_for_the_grace_period(
+    api: httpx.AsyncClient, make_settings, store: RelayStore, receiver: Receiver
+) -> None:
+    settings = make_settings(fanout_grace_s=30)
+    await create_source(api)
+    await create_subscription(api, receiver.url)
+    event_id = await accept_without_fanout(store, settings)
+    ctx = {"store": store, "redis": None, "attempter": type("A", (), {"settings": settings})()}
+    assert await recover(ctx) == {"fanned_out": 0, "requeued": 0}
+    assert (await store.get_event(event_id)).fanned_out is False  # type: ignore[union-attr]
+
+
+async def test_fanout_twice_creates_deliveries_once(
+    api: httpx.AsyncClient, store: RelayStore, settings: Settings, receiver: Receiver
+) -> None:
+    await create_source(api)
+    await create_subscription(api, receiver.url)
+    event_id = await accept_without_fanout(store, settings)
+    first = await plan_and_commit(store, event_id, best_effort_inline=False, best_effort_lease_s=0)
+    second = await plan_and_commit(store, event_id, best_effort_inline=False, best_effort_lease_s=0)
+    assert first is not None
+    assert len(first.deliveries) == 1
+    assert second is None
+    assert len(await store.event_delivery_ids(event_id)) == 1
+
+
+async def test_delivery_whose_job_was_lost_is_requeued(
+    api: httpx.AsyncClient,
+    store: RelayStore,
+    settings: Settings,
+    run_worker: WorkerRun,
+    receiver: Receiver,
+) -> None:
+    # The process died after committing the fan-out but before queueing any job.
+    await create_source(api)
+    await create_subscription(api, receiver.url)
+    event_id = await accept_without_fanout(store, settings)
+    await plan_and_commit(store, event_id, best_effort_inline=False, best_effort_lease_s=0)
+
+    await run_worker()
+
+    [got] = receiver.wait_for(1)
+    assert got.headers["x-relay-attempt"] == "1"
+    [delivery_id] = await store.event_delivery_ids(event_id)
+    assert (await store.get_delivery(delivery_id)).status == "succeeded"  # type: ignore[union-attr]
+
+
+async def test_attempt_interrupted_by_a_crash_runs_again_once_its_lease_expires(
+    api: httpx.AsyncClient,
+    store: RelayStore,
+    settings: Settings,
+    run_worker: WorkerRun,
+    receiver: Receiver,
+) -> None:
+    await create_source(api)
+    await create_subscription(api, receiver.url)
+    event_id = await accept_without_fanout(store, settings)
+    await plan_and_commit(store, event_id, best_effort_inline=False, best_effort_lease_s=0)
+    [delivery_id] = await store.event_delivery_ids(event_id)
+    # A worker claimed attempt 1 and died mid-request; its lease ran out a moment ago.
+    now = now_ms()
+    assert await store.claim(delivery_id, 1, now - 60_000, now - 1) == "ok"
+
+    await run_worker()
+
+    [got] = receiver.wait_for(1)
+    assert got.headers["x-relay-attempt"] == "1"
+    delivery = await store.get_delivery(delivery_id)
+    assert delivery is not None
+    assert delivery.status == "succeeded"
+    assert delivery.attempts == 1
+
+
+async def test_live_claim_is_not_taken_twice(
+    api: httpx.AsyncClient, store: RelayStore, settings: Settings, receiver: Receiver
+) -> None:
+    await create_source(api)
+    await create_subscription(api, receiver.url)
+    event_id = await accept_without_fanout(store, settings)
+    await plan_and_commit(store, event_id, best_effort_inline=False, best_effort_lease_s=0)
+    [delivery_id] = await store.event_delivery_ids(event_id)
+    now = now_ms()
+    assert await store.claim(delivery_id, 1, now, now + 60_000) == "ok"
+    assert await store.claim(delivery_id, 1, now, now + 60_000) == "busy"
+    assert await store.claim(delivery_id, 2, now, now + 60_000) == "stale"
+    assert await store.claim("dlv_missing", 1, now, now + 60_000) == "missing"

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from relay.ids import id_time_ms, new_id
+
+
+def test_ids_sort_by_time_and_carry_it() -> None:
+    a = new_id("evt", now_ms=1_700_000_000_000)
+    b = new_id("evt", now_ms=1_700_000_000_001)
+    assert a < b
+    assert id_time_ms(a) == 1_700_000_000_000
+    assert a.startswith("evt_")
+    assert len(a) == 30
+
+
+def test_ids_are_unique_within_a_millisecond() -> None:
+    assert len({new_id("dlv", now_ms=5) for _ in range(10_000)}) == 10_000

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import structlog
+
+from relay.logs import REDACTED, configure, redact, scrub_url
+
+
+def test_scrub_url_drops_userinfo_and_query() -> None:
+    assert scrub_url("https://user:pw@hooks.example.com:8443/in?token=abc#x") == (
+        "https://hooks.example.com:8443/in"
+    )
+
+
+def test_redact_masks_secret_keys_headers_and_urls_in_text() -> None:
+    event = redact(
+        None,
+        "info",
+        {
+            "event": "delivery.dead",
+            "admin_token": "t0k",
+            "headers": {"Authorization": "Bearer x", "webhook-signature": "v1,abc", "x-ok": "1"},
+            "error": "ConnectError: http://u:p@host.example/x?sig=1 refused",
+            "url": "https://host.example/path?api_key=1",
+        },
+    )
+    assert event["admin_token"] == REDACTED
+    assert event["headers"] == {
+        "Authorization": REDACTED,
+        "webhook-signature": REDACTED,
+        "x-ok": "1",
+    }
+    assert event["error"] == "ConnectError: http://host.example/x refused"
+    assert event["url"] == "https://host.example/path"
+
+
+@pytest.fixture
+def json_logs(capsys: pytest.CaptureFixture[str]):
+    configure("json", "INFO")
+    yield capsys
+    structlog.reset_defaults()
+    logging.getLogger().handlers.clear()
+
+
+def test_json_lines_with_exceptions_but_no_locals(json_logs: pytest.CaptureFixture[str]) -> None:
+    secret_local = "whsec_do-not-print-me"  # noqa: F841 - must not show up in the traceback
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        structlog.get_logger("t").exception("delivery.job_error", delivery_id="dlv_1")
+    line = json.loads(json_logs.readouterr().out.strip().splitlines()[-1])
+    assert line["event"] == "delivery.job_error"
+    assert line["level"] == "error"
+    assert line["delivery_id"] == "dlv_1"
+    assert "ValueError" in json.dumps(line["exception"])
+    assert "whsec_do-not-print-me" not in json.dumps(line)
+
+
+def test_stdlib_records_are_json_too(json_logs: pytest.CaptureFixture[str]) -> None:
+    logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
+    line = json.loads(json_logs.readouterr().out.strip().splitlines()[-1])
+    assert line["event"] == "Started server process [42]"
+    assert line["logger"] == "uvicorn.error"
+    assert "color_message" not in line
