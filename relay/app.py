@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from config.settings import Settings, get_settings
 from relay import logs, outbound, problems, queue
-from relay.api import admin, ingest, inspect
+from relay.api import admin, health, ingest, inspect
 from relay.attempt import Attempter
 from relay.ingest import Ingestor
 from relay.services import Services
@@ -37,6 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ingestor=Ingestor(store, settings),
             attempter=Attempter(store, client, settings),
         )
+        for source in await store.list_sources():
+            if source.verification.scheme == "none":
+                log.warning("source.unverified", source=source.name, scheme="none")
         if settings.admin_token is None:
             log.warning("api.admin_disabled", reason="RELAY_ADMIN_TOKEN is not set")
         log.info("api.started")
@@ -58,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ingest.router)
     app.include_router(admin.router)
     app.include_router(inspect.router)
+    app.include_router(health.router)
     return app
 
 

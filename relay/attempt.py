@@ -18,6 +18,7 @@ from relay.clock import now_ms
 from relay.models import Attempt, DeliveryMode, DeliveryStatus, Subscription, Trigger
 from relay.outcome import AttemptResult, Verdict, classify
 from relay.retry_policy import RetryPolicy, merged
+from relay.signing import signed_headers
 from relay.store import DeliveryContext, RelayStore
 
 log = structlog.get_logger("relay.delivery")
@@ -58,15 +59,23 @@ class Policies:
         return self._custom[key]
 
 
-def delivery_headers(ctx: DeliveryContext, attempt: int, timestamp_s: int) -> dict[str, str]:
+def delivery_headers(ctx: DeliveryContext, attempt: int, now_ms: int) -> dict[str, str]:
+    """The request headers of one attempt: Standard Webhooks signed with this attempt's time."""
     sub = ctx.subscription
     assert sub is not None
     headers = dict(sub.headers)
     headers.update(
+        signed_headers(
+            sub.signing_secrets(now_ms),
+            ctx.event.id,
+            now_ms // 1000,
+            ctx.body,
+            svix_names=sub.svix_headers,
+        )
+    )
+    headers.update(
         {
             "content-type": ctx.event.content_type or "application/octet-stream",
-            "webhook-id": ctx.event.id,
-            "webhook-timestamp": str(timestamp_s),
             "x-relay-source": ctx.event.source,
             "x-relay-attempt": str(attempt),
         }
@@ -116,7 +125,7 @@ class Attempter:
             self.client,
             str(sub.url),
             ctx.body,
-            delivery_headers(ctx, attempt, started_ms // 1000),
+            delivery_headers(ctx, attempt, started_ms),
             timeout_s=self._timeout_s(sub),
             excerpt_bytes=self.settings.response_excerpt_bytes,
         )

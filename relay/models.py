@@ -141,6 +141,10 @@ class SubscriptionFields(BaseModel):
     headers: ExtraHeaders = Field(default_factory=dict)
     timeout_s: float | None = Field(default=None, gt=0, le=60)
     retry: RetryOverride | None = None
+    svix_headers: bool = Field(
+        default=False,
+        description="Also send svix-id/svix-timestamp/svix-signature for Svix's libraries.",
+    )
 
 
 class SubscriptionIn(SubscriptionFields):
@@ -161,6 +165,7 @@ class SubscriptionPatch(BaseModel):
     headers: ExtraHeaders | None = None
     timeout_s: float | None = Field(default=None, gt=0, le=60)
     retry: RetryOverride | None = None
+    svix_headers: bool | None = None
 
 
 class SubscriptionOut(SubscriptionFields):
@@ -168,21 +173,43 @@ class SubscriptionOut(SubscriptionFields):
     created_at: int
     updated_at: int
     disabled_reason: str | None = None
+    previous_secret_expires_at: int | None = Field(
+        default=None, description="Until then (ms) deliveries are signed with the old secret too."
+    )
+
+
+SECRET_FIELDS = frozenset({"secret", "previous_secret"})
 
 
 class Subscription(SubscriptionOut):
-    """The stored subscription, secret included: never returned as is."""
+    """The stored subscription, secrets included: never returned as is."""
 
     secret: str
+    previous_secret: str | None = None
 
     def public(self) -> SubscriptionOut:
-        return SubscriptionOut.model_validate(self.model_dump(exclude={"secret"}))
+        return SubscriptionOut.model_validate(self.model_dump(exclude=set(SECRET_FIELDS)))
+
+    def signing_secrets(self, now_ms: int) -> list[str]:
+        """The current secret, and the previous one while its rotation overlap lasts."""
+        expires = self.previous_secret_expires_at
+        if self.previous_secret and expires is not None and now_ms < expires:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
 
 
 class SubscriptionCreated(SubscriptionOut):
     """Returned once, on create: the only time the signing secret is shown."""
 
     secret: str
+
+
+class SecretRotated(BaseModel):
+    """Returned once, on rotation: the new secret and until when the old one still signs."""
+
+    id: str
+    secret: str
+    previous_secret_expires_at: int
 
 
 # --- events and deliveries -----------------------------------------------------------------

@@ -12,6 +12,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 MEDIA_TYPE = "application/problem+json"
@@ -53,7 +54,7 @@ def problem_response(problem: Problem) -> JSONResponse:
     )
 
 
-def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+def _validation_errors(exc: RequestValidationError | ValidationError) -> list[dict[str, Any]]:
     # Echoing the rejected input could reflect a secret back; location and reason suffice.
     return [
         {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
@@ -72,7 +73,8 @@ def install(app: FastAPI) -> None:
         return problem_response(Problem(exc.status_code, str(exc.detail), headers=headers))
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
+        # Also pydantic's own errors: a PATCH that makes a stored object invalid, say.
+        assert isinstance(exc, RequestValidationError | ValidationError)
         return problem_response(
             Problem(422, "the request is not valid", errors=_validation_errors(exc))
         )
@@ -84,4 +86,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(ValidationError, on_validation)
     app.add_exception_handler(Exception, on_unexpected)

@@ -13,6 +13,7 @@ from relay.clock import now_ms
 from relay.ids import new_id
 from relay.models import (
     SOURCE_NAME_PATTERN,
+    SecretRotated,
     SourceIn,
     Subscription,
     SubscriptionCreated,
@@ -87,7 +88,7 @@ async def create_subscription(spec: SubscriptionIn, services: ServicesDep) -> Su
     )  # fmt: skip
     await services.store.save_subscription(sub)
     log.info("subscription.created", subscription_id=sub.id, sources=sub.sources)
-    return SubscriptionCreated.model_validate(sub.model_dump())
+    return SubscriptionCreated.model_validate(sub.model_dump(exclude={"previous_secret"}))
 
 
 @router.get("/subscriptions")
@@ -115,6 +116,26 @@ async def patch_subscription(
     await services.store.save_subscription(updated, old_sources=sub.sources)
     log.info("subscription.updated", subscription_id=sub_id, fields=sorted(changes))
     return updated.public()
+
+
+@router.post("/subscriptions/{sub_id}/rotate-secret")
+async def rotate_secret(sub_id: str, services: ServicesDep) -> SecretRotated:
+    """Issue a new signing secret (shown only here). For ``RELAY_SECRET_ROTATION_OVERLAP_S``
+    deliveries are signed with both the new and the previous secret."""
+    sub = await _subscription(services, sub_id)
+    now = now_ms()
+    expires = now + services.settings.secret_rotation_overlap_s * 1000
+    rotated = sub.model_copy(
+        update={
+            "secret": generate_secret(),
+            "previous_secret": sub.secret,
+            "previous_secret_expires_at": expires,
+            "updated_at": max(now, sub.updated_at + 1),
+        }
+    )
+    await services.store.save_subscription(rotated, old_sources=sub.sources)
+    log.info("subscription.secret_rotated", subscription_id=sub_id, overlap_until=expires)
+    return SecretRotated(id=sub_id, secret=rotated.secret, previous_secret_expires_at=expires)
 
 
 @router.delete("/subscriptions/{sub_id}", status_code=204)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from relay.api.deps import ServicesDep
 from relay.fanout import fan_out
 from relay.ingest import Challenge, UnknownSource
+from relay.metrics import INGESTED, UNKNOWN_SOURCE
 from relay.models import IngestAccepted
 from relay.problems import Problem
 from relay.services import Services
@@ -31,6 +32,12 @@ async def read_capped(request: Request, cap: int) -> bytes:
         if len(body) > cap:
             raise Problem(413, f"the body exceeds {cap} bytes")
     return bytes(body)
+
+
+def _rejected(bound: structlog.stdlib.BoundLogger, source: str, reason: str, status: int) -> None:
+    INGESTED.labels(source, "rejected", reason).inc()
+    level = bound.warning if status == 401 else bound.info
+    level("ingest.rejected", reason=reason, status=status)
 
 
 async def _fan_out_after_response(services: Services, event_id: str) -> None:
@@ -67,13 +74,13 @@ async def ingest(
             source, headers, body, request.headers.get("content-type", "")
         )
     except UnknownSource:
-        bound.info("ingest.rejected", reason="unknown_source", status=404)
+        _rejected(bound, UNKNOWN_SOURCE, "unknown_source", 404)
         raise Problem(404, f"no source named {source!r}") from None
     except VerificationError as exc:
-        bound.warning("ingest.rejected", reason=exc.reason, status=401)
+        _rejected(bound, source, exc.reason, 401)
         raise Problem(401, exc.detail, title="Verification failed", reason=exc.reason) from None
     except Problem as exc:
-        bound.info("ingest.rejected", reason="body_too_large", status=exc.status)
+        _rejected(bound, source, "body_too_large", exc.status)
         raise
 
     if isinstance(outcome, Challenge):
@@ -81,6 +88,7 @@ async def ingest(
         return JSONResponse(outcome.reply)
     result = outcome.result
     fields = {"event_id": result.event_id, "event_type": outcome.event_type, "bytes": len(body)}
+    INGESTED.labels(source, result.status, "").inc()
     if result.status == "duplicate":
         bound.info("ingest.duplicate", **fields)
         return JSONResponse({"event_id": result.event_id, "status": "duplicate"}, status_code=200)
