@@ -83,8 +83,13 @@ class Settings(BaseSettings):
     max_concurrency_per_subscription: int = Field(default=16, ge=1)
     retry: RetrySettings = RetrySettings()
 
+    # Retention of events, deliveries and attempts.
+    retention_days: float = Field(default=7, gt=0)
+
     # Worker.
     worker_max_jobs: int = Field(default=100, ge=1)
+    # Prometheus endpoint of a worker process (off when unset: `relay dev` serves /metrics).
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     job_timeout_s: int = Field(default=60, ge=5)
 
     # Logging.
@@ -109,6 +114,10 @@ class Settings(BaseSettings):
         if self.job_timeout_s <= self.delivery_timeout_s + 5:
             raise ValueError("job_timeout_s must exceed delivery_timeout_s by more than 5 s")
         return self
+
+    @property
+    def retention_ms(self) -> int:
+        return int(self.retention_days * 86_400_000)
 
     def require_redis_url(self) -> str:
         if not self.redis_url:

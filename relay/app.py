@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from config.settings import Settings, get_settings
 from relay import logs, outbound, problems, queue
-from relay.api import admin, health, ingest, inspect
+from relay.api import admin, health, ingest, inspect, replay
 from relay.attempt import Attempter
 from relay.ingest import Ingestor
 from relay.services import Services
@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis_url = settings.require_redis_url()
         redis = Redis.from_url(redis_url, decode_responses=False)
         pool = await queue.connect(redis_url, settings.queue_name)
-        store = RelayStore(redis)
+        store = RelayStore(redis, settings.retention_ms)
         client = outbound.make_client(64, settings.best_effort_timeout_s)
         app.state.services = Services(
             settings=settings,
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ingest.router)
     app.include_router(admin.router)
     app.include_router(inspect.router)
+    app.include_router(replay.router)
     app.include_router(health.router)
     return app
 

@@ -13,7 +13,7 @@ import httpx
 import structlog
 
 from config.settings import Settings
-from relay import outbound
+from relay import metrics, outbound
 from relay.clock import now_ms
 from relay.models import Attempt, DeliveryMode, DeliveryStatus, Subscription, Trigger
 from relay.outcome import AttemptResult, Verdict, classify
@@ -45,8 +45,8 @@ class Policies:
         self._best_effort = RetryPolicy.single_attempt()
         self._custom: dict[tuple[str, int], RetryPolicy] = {}
 
-    def for_subscription(self, sub: Subscription) -> RetryPolicy:
-        if sub.mode is DeliveryMode.BEST_EFFORT:
+    def for_delivery(self, mode: DeliveryMode, sub: Subscription) -> RetryPolicy:
+        if mode is DeliveryMode.BEST_EFFORT:
             return self._best_effort
         if sub.retry is None:
             return self._default
@@ -92,23 +92,35 @@ class Attempter:
         self.settings = settings
         self.policies = Policies(settings)
 
-    def _timeout_s(self, sub: Subscription) -> float:
+    def _timeout_s(self, mode: DeliveryMode, sub: Subscription) -> float:
         limit = (
             self.settings.best_effort_timeout_s
-            if sub.mode is DeliveryMode.BEST_EFFORT
+            if mode is DeliveryMode.BEST_EFFORT
             else self.settings.delivery_timeout_s
         )
         return min(sub.timeout_s or limit, limit)
 
     async def run(
-        self, delivery_id: str, attempt: int, trigger: Trigger = Trigger.SCHEDULED
+        self,
+        delivery_id: str,
+        attempt: int,
+        trigger: Trigger = Trigger.SCHEDULED,
+        subscription_id: str | None = None,
     ) -> Step:
         """Make attempt number ``attempt`` of a delivery and record it."""
+        if subscription_id is None:
+            subscription_id = await self.store.delivery_subscription_id(delivery_id)
+            if subscription_id is None:
+                return Step(attempt, None)
         started_ms = now_ms()
         lease_until = started_ms + int((self.settings.delivery_timeout_s + LEASE_MARGIN_S) * 1000)
-        claim = await self.store.claim(delivery_id, attempt, started_ms, lease_until)
+        claim = await self.store.claim(
+            delivery_id, subscription_id, attempt, started_ms, lease_until
+        )
         if claim != "ok":
-            log.debug("delivery.skipped", delivery_id=delivery_id, attempt=attempt, claim=claim)
+            event = "delivery.parked" if claim == "paused" else "delivery.skipped"
+            log.info(event, delivery_id=delivery_id, subscription_id=subscription_id,
+                     attempt=attempt, claim=claim)  # fmt: skip
             return Step(attempt, None)
         ctx = await self.store.load_context(delivery_id)
         if ctx is None:
@@ -126,7 +138,7 @@ class Attempter:
             str(sub.url),
             ctx.body,
             delivery_headers(ctx, attempt, started_ms),
-            timeout_s=self._timeout_s(sub),
+            timeout_s=self._timeout_s(ctx.delivery.mode, sub),
             excerpt_bytes=self.settings.response_excerpt_bytes,
         )
         return await self._finish(ctx, attempt, trigger, started_ms, result)
@@ -147,9 +159,12 @@ class Attempter:
         if verdict.verdict is Verdict.SUCCESS:
             status = DeliveryStatus.SUCCEEDED
         elif verdict.verdict is Verdict.RETRY and not give_up and sub is not None:
-            first = ctx.first_attempt_at or started_ms
-            retry_in = self.policies.for_subscription(sub).next_delay(
-                attempt, (finished_ms - first) / 1000, result.retry_after_s
+            # The policy counts from the first attempt, or from the last manual replay.
+            window = ctx.window
+            retry_in = self.policies.for_delivery(ctx.delivery.mode, sub).next_delay(
+                attempt - window.base_attempts,
+                (finished_ms - (window.started_at or started_ms)) / 1000,
+                result.retry_after_s,
             )
             status = DeliveryStatus.DEAD if retry_in is None else DeliveryStatus.FAILED
         else:
@@ -177,6 +192,10 @@ class Attempter:
             log.warning("delivery.record_conflict", delivery_id=ctx.delivery.id, attempt=attempt)
             return Step(attempt, None)
         self._log(ctx, record, result, retry_in, disable)
+        metrics.observe_attempt(
+            record.outcome, result.status_code, result.duration_ms, ctx.event.received_at,
+            finished_ms, disabled=disable is not None,
+        )  # fmt: skip
         return Step(attempt, status, retry_in)
 
     def _log(

@@ -7,6 +7,7 @@ import contextlib
 import os
 import secrets
 import signal
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +54,10 @@ def serve(
     settings = _settings(host=host, port=port)
     logs.configure(settings.log_format, settings.log_level)
     settings.require_redis_url()
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several processes serve /metrics: each must report the sum over all of them.
+        # uvicorn spawns its workers afresh, so they see this before importing the client.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="relay-metrics-")
     uvicorn.run(
         "relay.app:serve_app",
         factory=True,

@@ -35,3 +35,8 @@ def id_time_ms(identifier: str) -> int:
     for char in stamp:
         value = value * 32 + _CROCKFORD.index(char)
     return value
+
+
+def id_bound(prefix: str, ms: int, *, upper: bool) -> str:
+    """The smallest (or largest) id :func:`new_id` can make in millisecond ``ms``."""
+    return f"{prefix}_{_encode(max(ms, 0), 10)}{(_CROCKFORD[-1] if upper else '0') * 16}"

@@ -13,9 +13,13 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
+    Histogram,
     generate_latest,
     multiprocess,
 )
+
+from relay.models import DeliveryStatus
 
 UNKNOWN_SOURCE = "_unknown"
 
@@ -24,6 +28,55 @@ INGESTED = Counter(
     "Webhooks received, by source and outcome (accepted, duplicate, rejected) and reason.",
     ["source", "outcome", "reason"],
 )
+
+DELIVERY_ATTEMPTS = Counter(
+    "relay_delivery_attempts",
+    "Delivery attempts by outcome (succeeded, failed = will retry, dead) and status class.",
+    ["outcome", "status_class"],
+)
+ATTEMPT_SECONDS = Histogram(
+    "relay_attempt_duration_seconds",
+    "Duration of one HTTP attempt to a subscriber.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+END_TO_END_SECONDS = Histogram(
+    "relay_end_to_end_seconds",
+    "From receipt of an event to its successful delivery.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 1800, 3600, 21600, 86400),
+)
+RETRIES_SCHEDULED = Counter("relay_retries_scheduled", "Retries scheduled after a failed attempt.")
+SUBSCRIPTIONS_DISABLED = Counter(
+    "relay_subscriptions_disabled", "Subscriptions disabled by a 410 Gone from their receiver."
+)
+QUEUE_DEPTH = Gauge(
+    "relay_queue_depth",
+    "Deliveries due now, scheduled for later, and dead (read from Redis at scrape time).",
+    ["state"],
+    multiprocess_mode="mostrecent",
+)
+
+
+def status_class(status_code: int | None) -> str:
+    return "error" if status_code is None else f"{status_code // 100}xx"
+
+
+def observe_attempt(
+    outcome: DeliveryStatus,
+    status_code: int | None,
+    duration_ms: float,
+    received_ms: int,
+    finished_ms: int,
+    *,
+    disabled: bool,
+) -> None:
+    DELIVERY_ATTEMPTS.labels(outcome.value, status_class(status_code)).inc()
+    ATTEMPT_SECONDS.observe(duration_ms / 1000)
+    if outcome is DeliveryStatus.SUCCEEDED:
+        END_TO_END_SECONDS.observe(max(0, finished_ms - received_ms) / 1000)
+    elif outcome is DeliveryStatus.FAILED:
+        RETRIES_SCHEDULED.inc()
+    if disabled:
+        SUBSCRIPTIONS_DISABLED.inc()
 
 
 def render() -> tuple[bytes, str]:

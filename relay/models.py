@@ -38,6 +38,12 @@ RESERVED_HEADERS = frozenset(
 )
 
 
+# Events the relay makes itself (subscription tests) use a source no real source can be
+# named (names start with a letter or digit).
+TEST_SOURCE = "_relay"
+TEST_EVENT_TYPE = "relay.test"
+
+
 class DeliveryMode(StrEnum):
     RELIABLE = "reliable"
     BEST_EFFORT = "best_effort"
@@ -173,6 +179,7 @@ class SubscriptionOut(SubscriptionFields):
     created_at: int
     updated_at: int
     disabled_reason: str | None = None
+    paused: bool = Field(default=False, description="Paused: deliveries wait, none is dropped.")
     previous_secret_expires_at: int | None = Field(
         default=None, description="Until then (ms) deliveries are signed with the old secret too."
     )

@@ -41,6 +41,11 @@ class Problem(Exception):
         self.extra = extra
 
 
+def invalid(exc: RequestValidationError | ValidationError) -> Problem:
+    """A 422 for input that failed validation, without echoing the input back."""
+    return Problem(422, "the request is not valid", errors=_validation_errors(exc))
+
+
 def problem_response(problem: Problem) -> JSONResponse:
     body = {
         "type": problem.type,
@@ -73,11 +78,8 @@ def install(app: FastAPI) -> None:
         return problem_response(Problem(exc.status_code, str(exc.detail), headers=headers))
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
-        # Also pydantic's own errors: a PATCH that makes a stored object invalid, say.
-        assert isinstance(exc, RequestValidationError | ValidationError)
-        return problem_response(
-            Problem(422, "the request is not valid", errors=_validation_errors(exc))
-        )
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(invalid(exc))
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("api.error", path=request.url.path)
@@ -86,5 +88,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(ValidationError, on_validation)
     app.add_exception_handler(Exception, on_unexpected)

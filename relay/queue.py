@@ -40,14 +40,24 @@ async def connect(redis_url: str, queue_name: str) -> ArqRedis:
 
 
 async def enqueue_delivery(
-    pool: ArqRedis, delivery_id: str, attempt: int, defer_s: float | None = None
+    pool: ArqRedis,
+    delivery_id: str,
+    attempt: int,
+    defer_s: float | None = None,
+    *,
+    manual: bool = False,
 ) -> bool:
-    """Queue attempt ``attempt`` of a delivery; False when that job already exists."""
+    """Queue attempt ``attempt`` of a delivery; False when that job already exists.
+
+    A manual attempt gets its own job id so it runs now even while the scheduled job for the
+    same attempt waits; the store's claim lets only one of them make the attempt.
+    """
     job = await pool.enqueue_job(
         DELIVER_JOB,
         delivery_id,
         attempt,
-        _job_id=job_id(delivery_id, attempt),
+        "manual" if manual else "scheduled",
+        _job_id=job_id(delivery_id, attempt) + (":manual" if manual else ""),
         _defer_by=defer_s if defer_s else None,
     )
     return job is not None

@@ -14,30 +14,41 @@ Key layout (prefix ``relay:``)::
 
     source:{name}         hash  config (JSON), rev
     sources               set   source names
-    sub:{id}              hash  config (JSON), enabled, disabled_reason
+    sub:{id}              hash  config (JSON), enabled, disabled_reason, paused
     subs                  set   subscription ids
     subs:src:{source}     set   subscription ids listening to a source ("*": every source)
-    evt:{id}              hash  event metadata and the raw body, stored once
-    evt:{id}:dlv          list  delivery ids of the event
-    events                zset  event ids by receipt time (ms)
-    events:unfanned       zset  events accepted but not yet fanned out, by receipt time
-    idem:{source}:{key}   str   the first event id for an idempotency key (with TTL)
-    dlv:{id}              hash  delivery state
-    dlv:{id}:att          list  attempt records (JSON)
-    dlv:due               zset  live deliveries by the time they next need attention (ms)
-    dlv:dead              zset  dead deliveries by the time they died (ms)
+    evt:{id}              hash  event metadata and the raw body, stored once          [TTL]
+    evt:{id}:dlv          list  delivery ids of the event                             [TTL]
+    events                zset  every event id (lexical: ids sort by time)
+    events:src:{source}   zset  event ids of one source (lexical)
+    events:unfanned       zset  events accepted but not yet fanned out, by receipt ms
+    idem:{source}:{key}   str   the first event id for an idempotency key             [TTL]
+    dlv:{id}              hash  delivery state                                        [TTL]
+    dlv:{id}:att          list  attempt records (JSON)                                [TTL]
+    dlv:all               zset  every delivery id (lexical)
+    dlv:sub:{id}          zset  delivery ids of one subscription (lexical)
+    dlv:due               zset  live deliveries by when they next need attention (ms)
+    dlv:dead              zset  dead deliveries, the dead-letter index (lexical)
+    dlv:dead:{sub id}     zset  dead deliveries of one subscription (lexical)
+    dlv:paused:{sub id}   zset  deliveries parked while their subscription is paused
+    workers               zset  worker ids by their last heartbeat (ms)
+
+Records expire on their own (``RELAY_RETENTION_DAYS``, set when they are written); the
+indexes hold only ids, sorted by time, and are trimmed by range, never by scanning keys.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Literal, cast
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import WatchError as _WatchError
 
+from relay.ids import id_bound
 from relay.models import (
     Attempt,
     Delivery,
@@ -51,6 +62,10 @@ from relay.models import (
 
 PREFIX = "relay:"
 
+# A worker beats every HEARTBEAT_S; after three missed beats it no longer counts as alive.
+HEARTBEAT_S = 5.0
+HEARTBEAT_STALE_MS = int(3 * HEARTBEAT_S * 1000)
+
 
 class Keys:
     """Key names, in one place so no other module spells a Redis key."""
@@ -59,8 +74,26 @@ class Keys:
     subs = PREFIX + "subs"
     events = PREFIX + "events"
     unfanned = PREFIX + "events:unfanned"
+    deliveries = PREFIX + "dlv:all"
     due = PREFIX + "dlv:due"
     dead = PREFIX + "dlv:dead"
+    workers = PREFIX + "workers"
+
+    @staticmethod
+    def source_events(source: str) -> str:
+        return f"{PREFIX}events:src:{source}"
+
+    @staticmethod
+    def sub_deliveries(sub_id: str) -> str:
+        return f"{PREFIX}dlv:sub:{sub_id}"
+
+    @staticmethod
+    def sub_dead(sub_id: str) -> str:
+        return f"{PREFIX}dlv:dead:{sub_id}"
+
+    @staticmethod
+    def paused(sub_id: str) -> str:
+        return f"{PREFIX}dlv:paused:{sub_id}"
 
     @staticmethod
     def source(name: str) -> str:
@@ -95,8 +128,9 @@ class Keys:
         return f"{PREFIX}dlv:{delivery_id}:att"
 
 
-# KEYS: source, idempotency, event, events, unfanned
-# ARGV: source rev, use idempotency ("1"/"0"), idempotency ttl, event id, received ms, fields...
+# KEYS: source, idempotency, event, events, events of source, unfanned
+# ARGV: source rev, use idempotency ("1"/"0"), idempotency ttl, event id, received ms,
+#       expire at ms, fields...
 _INGEST = """
 local rev = redis.call('HGET', KEYS[1], 'rev')
 if rev ~= ARGV[1] then return {'stale', rev or ''} end
@@ -105,49 +139,79 @@ if ARGV[2] == '1' then
   if first then return {'duplicate', first} end
   redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[3])
 end
-redis.call('HSET', KEYS[3], unpack(ARGV, 6))
-redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4])
-redis.call('ZADD', KEYS[5], ARGV[5], ARGV[4])
+redis.call('HSET', KEYS[3], unpack(ARGV, 7))
+redis.call('PEXPIREAT', KEYS[3], ARGV[6])
+redis.call('ZADD', KEYS[4], 0, ARGV[4])
+redis.call('ZADD', KEYS[5], 0, ARGV[4])
+redis.call('ZADD', KEYS[6], ARGV[5], ARGV[4])
 return {'accepted', ARGV[4]}
 """
 
-# KEYS: unfanned, event, event deliveries, due, then one delivery hash per delivery
-# ARGV: event id, now ms, then per delivery: id, due ms, fields (JSON object of strings)
-_COMMIT_FANOUT = """
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+# Records new deliveries of an event: at fan-out (only once: the event must still be in the
+# unfanned index) and at replay (any time).
+# KEYS: unfanned, event, event deliveries, due, all deliveries, then per delivery: its hash
+#       and its subscription's delivery index
+# ARGV: event id, now ms, fan-out ("1"/"0"), expire at ms, then per delivery: id, due ms,
+#       fields (JSON object of strings)
+_ADD_DELIVERIES = """
+if ARGV[3] == '1' then
+  if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+elseif redis.call('EXISTS', KEYS[2]) == 0 then
+  return 0
+end
 local n = 0
-for i = 3, #ARGV, 3 do
-  n = n + 1
+for i = 5, #ARGV, 3 do
+  local dkey = KEYS[6 + 2 * n]
   local fields = cjson.decode(ARGV[i + 2])
-  for k, v in pairs(fields) do redis.call('HSET', KEYS[4 + n], k, v) end
+  for k, v in pairs(fields) do redis.call('HSET', dkey, k, v) end
+  redis.call('PEXPIREAT', dkey, ARGV[4])
   redis.call('RPUSH', KEYS[3], ARGV[i])
   redis.call('ZADD', KEYS[4], ARGV[i + 1], ARGV[i])
+  redis.call('ZADD', KEYS[5], 0, ARGV[i])
+  redis.call('ZADD', KEYS[7 + 2 * n], 0, ARGV[i])
+  n = n + 1
 end
-redis.call('HSET', KEYS[2], 'fanned_out', '1', 'fanned_out_at', ARGV[2])
-redis.call('ZREM', KEYS[1], ARGV[1])
+-- The event lives as long as its newest delivery.
+for _, key in ipairs({KEYS[2], KEYS[3]}) do
+  local ttl = redis.call('PTTL', key)
+  if ttl >= 0 and ttl < tonumber(ARGV[4]) - tonumber(ARGV[2]) then
+    redis.call('PEXPIREAT', key, ARGV[4])
+  end
+end
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[2], 'fanned_out', '1', 'fanned_out_at', ARGV[2])
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
 return 1
 """
 
-# KEYS: delivery, due
+# KEYS: delivery, due, subscription, paused deliveries of the subscription
 # ARGV: delivery id, attempt number, now ms, lease until ms
 _CLAIM = """
-local d = redis.call('HMGET', KEYS[1], 'status', 'attempts', 'lease_until')
+local d = redis.call('HMGET', KEYS[1], 'status', 'attempts', 'lease_until', 'next_attempt_at')
 if not d[1] then return 'missing' end
 if d[1] == 'succeeded' or d[1] == 'dead' then return 'terminal' end
 if tonumber(d[2]) ~= tonumber(ARGV[2]) - 1 then return 'stale' end
 if d[1] == 'delivering' and tonumber(d[3] or '0') > tonumber(ARGV[3]) then return 'busy' end
+if redis.call('HGET', KEYS[3], 'paused') == '1' then
+  -- Parked, not dropped: resume puts it back in order of when it was due.
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZADD', KEYS[4], tonumber(d[4]) or tonumber(ARGV[3]), ARGV[1])
+  return 'paused'
+end
 redis.call('HSET', KEYS[1], 'status', 'delivering', 'lease_until', ARGV[4], 'updated_at', ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 return 'ok'
 """
 
-# KEYS: delivery, attempts, due, dead, subscription
+# KEYS: delivery, attempts, due, dead, subscription, dead of subscription
 # ARGV: delivery id, attempt number, attempt JSON, status, due score ('' = none), now ms,
 #       next attempt ms ('' = none), last status code, last error, disable reason ('' = keep)
 _RECORD = """
-local cur = redis.call('HGET', KEYS[1], 'attempts')
-if not cur or tonumber(cur) ~= tonumber(ARGV[2]) - 1 then return 0 end
+local cur = redis.call('HMGET', KEYS[1], 'attempts', 'expires_at')
+if not cur[1] or tonumber(cur[1]) ~= tonumber(ARGV[2]) - 1 then return 0 end
 redis.call('RPUSH', KEYS[2], ARGV[3])
+if cur[2] then redis.call('PEXPIREAT', KEYS[2], cur[2]) end
 redis.call('HSET', KEYS[1], 'attempts', ARGV[2], 'status', ARGV[4], 'updated_at', ARGV[6],
   'next_attempt_at', ARGV[7], 'last_status_code', ARGV[8], 'last_error', ARGV[9],
   'lease_until', '0')
@@ -156,7 +220,8 @@ if ARGV[4] == 'succeeded' then
   redis.call('ZREM', KEYS[3], ARGV[1])
 elseif ARGV[4] == 'dead' then
   redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
+  redis.call('ZADD', KEYS[4], 0, ARGV[1])
+  redis.call('ZADD', KEYS[6], 0, ARGV[1])
 else
   redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 end
@@ -166,9 +231,38 @@ end
 return 1
 """
 
+# Puts a delivery back on the road (manual retry, dead-letter replay) with a fresh retry
+# window: the policy counts attempts and age from now, while attempt numbers keep counting.
+# KEYS: delivery, due, dead, dead of its subscription
+# ARGV: delivery id, now ms, only if dead ("1"/"0")
+_REOPEN = """
+local d = redis.call('HMGET', KEYS[1], 'status', 'attempts', 'lease_until')
+if not d[1] then return -1 end
+if ARGV[3] == '1' and d[1] ~= 'dead' then return -2 end
+if d[1] == 'delivering' and tonumber(d[3] or '0') > tonumber(ARGV[2]) then return -3 end
+redis.call('HSET', KEYS[1], 'status', 'pending', 'next_attempt_at', ARGV[2],
+  'updated_at', ARGV[2], 'retry_base', d[2], 'retry_started_at', ARGV[2], 'lease_until', '0')
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return tonumber(d[2])
+"""
+
+# KEYS: subscription, its paused deliveries, due
+# ARGV: "1" to pause, "0" to resume
+_PAUSE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('HSET', KEYS[1], 'paused', ARGV[1])
+if ARGV[1] == '1' then return 0 end
+local parked = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+for i = 1, #parked, 2 do redis.call('ZADD', KEYS[3], parked[i + 1], parked[i]) end
+redis.call('DEL', KEYS[2])
+return #parked / 2
+"""
+
 
 IngestStatus = Literal["accepted", "duplicate", "stale"]
-ClaimStatus = Literal["ok", "missing", "terminal", "stale", "busy"]
+ClaimStatus = Literal["ok", "missing", "terminal", "stale", "busy", "paused"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,14 +280,34 @@ class NewDelivery:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryWindow:
+    """Where the retry policy starts counting: the first attempt, or the last replay."""
+
+    base_attempts: int
+    started_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryContext:
     """Everything one attempt needs, read in one round trip after the claim."""
 
     delivery: Delivery
-    first_attempt_at: int | None
+    window: RetryWindow
     event: Event
     body: bytes
     subscription: Subscription | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    ids: list[str]
+    next_cursor: str | None
+
+
+class Reopened(Enum):
+    MISSING = -1
+    NOT_DEAD = -2
+    IN_FLIGHT = -3
 
 
 def _r(value: Awaitable[Any] | Any) -> Awaitable[Any]:
@@ -215,15 +329,31 @@ def _dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
-class RelayStore:
-    """The relay's persistence, over one ``redis.asyncio.Redis`` (``decode_responses=False``)."""
+def _lex_range(prefix: str, since_ms: int | None, until_ms: int | None) -> tuple[str, str]:
+    """ZRANGEBYLEX bounds for ids created in [since, until] (ids sort by creation time)."""
+    low = "[" + id_bound(prefix, since_ms, upper=False) if since_ms is not None else "-"
+    high = "[" + id_bound(prefix, until_ms, upper=True) if until_ms is not None else "+"
+    return low, high
 
-    def __init__(self, redis: Redis) -> None:
+
+_SUB_FIELDS = ("config", "enabled", "disabled_reason", "paused")
+
+
+class RelayStore:
+    """The relay's persistence, over one ``redis.asyncio.Redis`` (``decode_responses=False``).
+
+    ``retention_ms`` is how long events, deliveries and attempts are kept.
+    """
+
+    def __init__(self, redis: Redis, retention_ms: int = 7 * 86_400_000) -> None:
         self.redis = redis
+        self.retention_ms = retention_ms
         self._ingest = redis.register_script(_INGEST)
-        self._commit_fanout = redis.register_script(_COMMIT_FANOUT)
+        self._add_deliveries = redis.register_script(_ADD_DELIVERIES)
         self._claim = redis.register_script(_CLAIM)
         self._record = redis.register_script(_RECORD)
+        self._reopen = redis.register_script(_REOPEN)
+        self._pause = redis.register_script(_PAUSE)
 
     # --- sources ---------------------------------------------------------------------------
 
@@ -285,39 +415,40 @@ class RelayStore:
     # --- subscriptions ---------------------------------------------------------------------
 
     @staticmethod
-    def _sub_fields(sub: Subscription) -> dict[str, bytes | str]:
-        return {
-            "config": _dumps(sub.model_dump(mode="json", exclude={"enabled", "disabled_reason"})),
-            "enabled": "1" if sub.enabled else "0",
-            "disabled_reason": sub.disabled_reason or "",
-        }
-
-    @staticmethod
     def _sub_from(fields: Sequence[bytes | None]) -> Subscription | None:
-        config, enabled, reason = fields
+        config, enabled, reason, paused = fields
         if config is None:
             return None
         data = orjson.loads(config)
         data["enabled"] = enabled == b"1"
         data["disabled_reason"] = _s(reason) or None
+        data["paused"] = paused == b"1"
         return Subscription.model_validate(data)
 
-    async def save_subscription(self, sub: Subscription, old_sources: Iterable[str] = ()) -> None:
-        """Write a subscription and move it between source indexes, atomically."""
+    async def save_subscription(
+        self, sub: Subscription, old_sources: Iterable[str] = (), *, write_state: bool = True
+    ) -> None:
+        """Write a subscription and move it between source indexes, atomically.
+
+        ``write_state=False`` keeps ``enabled``/``disabled_reason`` as stored, so an edit
+        cannot undo a concurrent 410 that disabled the subscription.
+        """
+        config = sub.model_dump(mode="json", exclude={"enabled", "disabled_reason", "paused"})
+        fields: dict[str, bytes | str] = {"config": _dumps(config)}
+        if write_state:
+            fields["enabled"] = "1" if sub.enabled else "0"
+            fields["disabled_reason"] = sub.disabled_reason or ""
         async with self.redis.pipeline(transaction=True) as pipe:
             for source in set(old_sources) - set(sub.sources):
                 pipe.srem(Keys.subs_for(source), sub.id)
             for source in sub.sources:
                 pipe.sadd(Keys.subs_for(source), sub.id)
-            pipe.hset(Keys.sub(sub.id), mapping=self._sub_fields(sub))
+            pipe.hset(Keys.sub(sub.id), mapping=fields)
             pipe.sadd(Keys.subs, sub.id)
             await pipe.execute()
 
     async def get_subscription(self, sub_id: str) -> Subscription | None:
-        fields = await _r(
-            self.redis.hmget(Keys.sub(sub_id), ["config", "enabled", "disabled_reason"])
-        )
-        return self._sub_from(fields)
+        return self._sub_from(await _r(self.redis.hmget(Keys.sub(sub_id), list(_SUB_FIELDS))))
 
     async def _subscriptions(self, ids: Iterable[bytes | str]) -> list[Subscription]:
         names = sorted(i.decode() if isinstance(i, bytes) else i for i in ids)
@@ -325,7 +456,7 @@ class RelayStore:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for sub_id in names:
-                pipe.hmget(Keys.sub(sub_id), ["config", "enabled", "disabled_reason"])
+                pipe.hmget(Keys.sub(sub_id), list(_SUB_FIELDS))
             rows = await pipe.execute()
         return [s for s in map(self._sub_from, rows) if s is not None]
 
@@ -340,9 +471,16 @@ class RelayStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             for source in sub.sources:
                 pipe.srem(Keys.subs_for(source), sub.id)
-            pipe.delete(Keys.sub(sub.id))
+            pipe.delete(Keys.sub(sub.id), Keys.sub_deliveries(sub.id), Keys.sub_dead(sub.id))
             pipe.srem(Keys.subs, sub.id)
             await pipe.execute()
+
+    async def set_paused(self, sub_id: str, paused: bool) -> int | None:
+        """Pause or resume; on resume, parked deliveries are due again. None: no such sub."""
+        moved = await self._pause(
+            keys=[Keys.sub(sub_id), Keys.paused(sub_id), Keys.due], args=["1" if paused else "0"]
+        )
+        return None if moved < 0 else int(moved)
 
     # --- events ----------------------------------------------------------------------------
 
@@ -374,17 +512,49 @@ class RelayStore:
         ]  # fmt: skip
         idem_key = Keys.idempotency(source, idempotency_key or "")
         status, value = await self._ingest(
-            keys=[Keys.source(source), idem_key, Keys.event(event_id), Keys.events, Keys.unfanned],
+            keys=[
+                Keys.source(source),
+                idem_key,
+                Keys.event(event_id),
+                Keys.events,
+                Keys.source_events(source),
+                Keys.unfanned,
+            ],
             args=[
                 source_rev,
                 "1" if idempotency_key else "0",
                 idempotency_ttl_s,
                 event_id,
                 received_ms,
+                received_ms + self.retention_ms,
                 *fields,
             ],
         )
         return IngestResult(status=status.decode(), event_id=value.decode())
+
+    async def store_event(
+        self, *, event_id: str, source: str, event_type: str, body: bytes, now_ms: int
+    ) -> None:
+        """Store an event the relay made itself (a subscription test), already fanned out."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                Keys.event(event_id),
+                mapping={
+                    "source": source,
+                    "event_type": event_type,
+                    "received_at": now_ms,
+                    "content_type": "application/json",
+                    "headers": b"{}",
+                    "idempotency_key": "",
+                    "body": body,
+                    "body_bytes": len(body),
+                    "fanned_out": "1",
+                },
+            )
+            pipe.pexpireat(Keys.event(event_id), now_ms + self.retention_ms)
+            pipe.zadd(Keys.events, {event_id: 0})
+            pipe.zadd(Keys.source_events(source), {event_id: 0})
+            await pipe.execute()
 
     _EVENT_FIELDS = (
         "source",
@@ -417,14 +587,25 @@ class RelayStore:
         row = await _r(self.redis.hmget(Keys.event(event_id), list(self._EVENT_FIELDS)))
         return self._event_from(event_id, row)
 
-    async def get_event_body(self, event_id: str) -> bytes | None:
-        body: bytes | None = await _r(self.redis.hget(Keys.event(event_id), "body"))
-        return body
+    async def get_events(self, ids: Sequence[str]) -> list[Event]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event_id in ids:
+                pipe.hmget(Keys.event(event_id), list(self._EVENT_FIELDS))
+            rows = await pipe.execute()
+        found = (self._event_from(i, row) for i, row in zip(ids, rows, strict=True))
+        return [e for e in found if e is not None]
+
+    async def get_event_body(self, event_id: str) -> tuple[bytes, str] | None:
+        body, content_type = await _r(
+            self.redis.hmget(Keys.event(event_id), ["body", "content_type"])
+        )
+        if body is None:
+            return None
+        return body, (content_type or b"").decode()
 
     async def event_delivery_ids(self, event_id: str) -> list[str]:
-        return [
-            i.decode() for i in await _r(self.redis.lrange(Keys.event_deliveries(event_id), 0, -1))
-        ]
+        ids = await _r(self.redis.lrange(Keys.event_deliveries(event_id), 0, -1))
+        return [i.decode() for i in ids]
 
     async def unfanned_before(self, cutoff_ms: int, limit: int) -> list[str]:
         ids = await _r(
@@ -432,26 +613,40 @@ class RelayStore:
         )
         return [i.decode() for i in ids]
 
-    async def commit_fanout(
-        self, event_id: str, now_ms: int, deliveries: Sequence[NewDelivery]
+    async def add_deliveries(
+        self, event_id: str, now_ms: int, deliveries: Sequence[NewDelivery], *, fan_out: bool
     ) -> bool:
-        """Record an event's deliveries and mark it fanned out; False if it already was."""
-        args: list[str | int | bytes] = [event_id, now_ms]
-        keys = [Keys.unfanned, Keys.event(event_id), Keys.event_deliveries(event_id), Keys.due]
+        """Record new deliveries of an event in one step.
+
+        With ``fan_out`` this is the event's one fan-out: it also marks the event fanned out,
+        and does nothing (False) if that already happened. Without it (a replay) it only
+        needs the event to still exist.
+        """
+        expire_at = now_ms + self.retention_ms
+        keys = [
+            Keys.unfanned,
+            Keys.event(event_id),
+            Keys.event_deliveries(event_id),
+            Keys.due,
+            Keys.deliveries,
+        ]
+        args: list[str | int | bytes] = [event_id, now_ms, "1" if fan_out else "0", expire_at]
         for d in deliveries:
-            keys.append(Keys.delivery(d.id))
+            keys += [Keys.delivery(d.id), Keys.sub_deliveries(d.subscription_id)]
             fields = {
                 "event_id": event_id,
                 "subscription_id": d.subscription_id,
                 "mode": d.mode.value,
                 "status": DeliveryStatus.PENDING.value,
                 "attempts": "0",
+                "retry_base": "0",
                 "created_at": str(now_ms),
                 "updated_at": str(now_ms),
-                "next_attempt_at": str(now_ms),
+                "next_attempt_at": str(d.due_ms),
+                "expires_at": str(expire_at),
             }
             args += [d.id, d.due_ms, _dumps(fields)]
-        return bool(await self._commit_fanout(keys=keys, args=args))
+        return bool(await self._add_deliveries(keys=keys, args=args))
 
     # --- deliveries ------------------------------------------------------------------------
 
@@ -466,12 +661,14 @@ class RelayStore:
         "next_attempt_at",
         "last_status_code",
         "last_error",
+        "retry_base",
+        "retry_started_at",
         "first_attempt_at",
     )
 
     def _delivery_from(
         self, delivery_id: str, row: Sequence[bytes | None]
-    ) -> tuple[Delivery, int | None] | None:
+    ) -> tuple[Delivery, RetryWindow] | None:
         data = dict(zip(self._DELIVERY_FIELDS, row, strict=True))
         if data["event_id"] is None:
             return None
@@ -488,7 +685,11 @@ class RelayStore:
             last_status_code=_int(data["last_status_code"]),
             last_error=_s(data["last_error"]) or None,
         )
-        return delivery, _int(data["first_attempt_at"])
+        window = RetryWindow(
+            base_attempts=_int(data["retry_base"]) or 0,
+            started_at=_int(data["retry_started_at"]) or _int(data["first_attempt_at"]),
+        )
+        return delivery, window
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         row = await _r(self.redis.hmget(Keys.delivery(delivery_id), list(self._DELIVERY_FIELDS)))
@@ -511,11 +712,17 @@ class RelayStore:
         return _s(await _r(self.redis.hget(Keys.delivery(delivery_id), "subscription_id")))
 
     async def claim(
-        self, delivery_id: str, attempt: int, now_ms: int, lease_until_ms: int
+        self, delivery_id: str, subscription_id: str, attempt: int, now_ms: int, lease_until_ms: int
     ) -> ClaimStatus:
-        """Take attempt ``attempt`` of a delivery, unless it is done, taken or out of date."""
+        """Take attempt ``attempt`` of a delivery, unless it is done, taken, out of date or
+        its subscription is paused (then it is parked until resume)."""
         status: bytes = await self._claim(
-            keys=[Keys.delivery(delivery_id), Keys.due],
+            keys=[
+                Keys.delivery(delivery_id),
+                Keys.due,
+                Keys.sub(subscription_id),
+                Keys.paused(subscription_id),
+            ],
             args=[delivery_id, attempt, now_ms, lease_until_ms],
         )
         return status.decode()  # type: ignore[return-value]
@@ -525,17 +732,17 @@ class RelayStore:
         found = self._delivery_from(delivery_id, row)
         if found is None:
             return None
-        delivery, first_attempt_at = found
+        delivery, window = found
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hmget(Keys.event(delivery.event_id), [*self._EVENT_FIELDS, "body"])
-            pipe.hmget(Keys.sub(delivery.subscription_id), ["config", "enabled", "disabled_reason"])
+            pipe.hmget(Keys.sub(delivery.subscription_id), list(_SUB_FIELDS))
             event_row, sub_row = await pipe.execute()
         event = self._event_from(delivery.event_id, event_row[:-1])
         if event is None:
             return None
         return DeliveryContext(
             delivery=delivery,
-            first_attempt_at=first_attempt_at,
+            window=window,
             event=event,
             body=event_row[-1] or b"",
             subscription=self._sub_from(sub_row),
@@ -552,8 +759,8 @@ class RelayStore:
     ) -> bool:
         """Append an attempt and move the delivery to its new status in one step.
 
-        ``due_ms`` is when the delivery next needs attention (its next attempt, or a later
-        safety net while a worker keeps it). False when another run recorded this attempt.
+        ``due_ms`` is when the delivery next needs attention. False when another run
+        recorded this attempt first.
         """
         recorded = await self._record(
             keys=[
@@ -562,6 +769,7 @@ class RelayStore:
                 Keys.due,
                 Keys.dead,
                 Keys.sub(delivery.subscription_id),
+                Keys.sub_dead(delivery.subscription_id),
             ],
             args=[
                 delivery.id,
@@ -578,18 +786,130 @@ class RelayStore:
         )
         return bool(recorded)
 
-    async def due_before(self, cutoff_ms: int, limit: int) -> list[tuple[str, int]]:
-        """Live deliveries due by ``cutoff_ms``, with their attempt counts so far."""
-        ids = [
-            i.decode()
-            for i in await _r(
-                self.redis.zrangebyscore(Keys.due, "-inf", cutoff_ms, start=0, num=limit)
+    async def reopen(
+        self, delivery_id: str, subscription_id: str, now_ms: int, *, only_dead: bool
+    ) -> int | Reopened:
+        """Make a delivery due now with a fresh retry window; returns its attempts so far."""
+        result = int(
+            await self._reopen(
+                keys=[
+                    Keys.delivery(delivery_id),
+                    Keys.due,
+                    Keys.dead,
+                    Keys.sub_dead(subscription_id),
+                ],
+                args=[delivery_id, now_ms, "1" if only_dead else "0"],
             )
-        ]
+        )
+        return Reopened(result) if result < 0 else result
+
+    async def due_before(self, cutoff_ms: int, limit: int) -> list[tuple[str, int]]:
+        """Live deliveries due by ``cutoff_ms``, with their attempt counts so far.
+
+        Ids whose record has expired are dropped from the due index on the way.
+        """
+        raw = await _r(self.redis.zrangebyscore(Keys.due, "-inf", cutoff_ms, start=0, num=limit))
+        ids = [i.decode() for i in raw]
         if not ids:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
                 pipe.hget(Keys.delivery(delivery_id), "attempts")
             counts = await pipe.execute()
+        gone = [i for i, c in zip(ids, counts, strict=True) if c is None]
+        if gone:
+            await _r(self.redis.zrem(Keys.due, *gone))
         return [(i, int(c)) for i, c in zip(ids, counts, strict=True) if c is not None]
+
+    async def attempts_of(self, ids: Sequence[str]) -> list[tuple[str, int]]:
+        """Attempt counts of deliveries, in the order given (missing ones left out)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for delivery_id in ids:
+                pipe.hget(Keys.delivery(delivery_id), "attempts")
+            counts = await pipe.execute()
+        return [(i, int(c)) for i, c in zip(ids, counts, strict=True) if c is not None]
+
+    # --- listing, counting and retention ---------------------------------------------------
+
+    async def page(
+        self,
+        index: str,
+        prefix: str,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        cursor: str | None = None,
+        count: int,
+        oldest_first: bool = False,
+    ) -> Page:
+        """Ids from a lexical index, newest first (or oldest), ``count`` at most, after
+        ``cursor``."""
+        low, high = _lex_range(prefix, since_ms, until_ms)
+        if oldest_first:
+            if cursor:
+                low = "(" + cursor if low == "-" or cursor > low[1:] else low
+            raw = await _r(self.redis.zrangebylex(index, low, high, start=0, num=count))
+        else:
+            if cursor:
+                high = "(" + cursor if high == "+" or cursor < high[1:] else high
+            raw = await _r(self.redis.zrevrangebylex(index, high, low, start=0, num=count))
+        ids = [i.decode() for i in raw]
+        return Page(ids, ids[-1] if len(ids) == count else None)
+
+    async def count(
+        self, index: str, prefix: str, since_ms: int | None = None, until_ms: int | None = None
+    ) -> int:
+        low, high = _lex_range(prefix, since_ms, until_ms)
+        total: int = await _r(self.redis.zlexcount(index, low, high))  # type: ignore[no-untyped-call]
+        return total
+
+    async def forget_dead(self, deliveries: Sequence[Delivery]) -> int:
+        """Take deliveries out of the dead-letter indexes (their records stay until expiry)."""
+        if not deliveries:
+            return 0
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for d in deliveries:
+                pipe.zrem(Keys.dead, d.id)
+                pipe.zrem(Keys.sub_dead(d.subscription_id), d.id)
+            removed = await pipe.execute()
+        return sum(int(n) for n in removed[::2])
+
+    async def trim_indexes(self, now_ms: int) -> int:
+        """Drop index entries older than the retention period; their records expired."""
+        cutoff_events = "(" + id_bound("evt", now_ms - self.retention_ms, upper=False)
+        cutoff_deliveries = "(" + id_bound("dlv", now_ms - self.retention_ms, upper=False)
+        sources = [s.decode() for s in await _r(self.redis.smembers(Keys.sources))]
+        subs = [s.decode() for s in await _r(self.redis.smembers(Keys.subs))]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in [Keys.events, *map(Keys.source_events, sources)]:
+                pipe.zremrangebylex(key, "-", cutoff_events)
+            per_sub = [*map(Keys.sub_deliveries, subs), *map(Keys.sub_dead, subs)]
+            for key in [Keys.deliveries, Keys.dead, *per_sub]:
+                pipe.zremrangebylex(key, "-", cutoff_deliveries)
+            pipe.zremrangebyscore(Keys.unfanned, "-inf", now_ms - self.retention_ms)
+            removed = await pipe.execute()
+        return sum(int(n) for n in removed)
+
+    # --- workers ---------------------------------------------------------------------------
+
+    async def heartbeat(self, worker_id: str, now_ms: int, stale_after_ms: int) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(Keys.workers, {worker_id: now_ms})
+            pipe.zremrangebyscore(Keys.workers, "-inf", now_ms - 10 * stale_after_ms)
+            await pipe.execute()
+
+    async def forget_worker(self, worker_id: str) -> None:
+        await _r(self.redis.zrem(Keys.workers, worker_id))
+
+    async def live_workers(self, now_ms: int, stale_after_ms: int) -> int:
+        live: int = await _r(self.redis.zcount(Keys.workers, now_ms - stale_after_ms, "+inf"))
+        return live
+
+    async def queue_depth(self, now_ms: int) -> dict[str, int]:
+        """Deliveries due now, scheduled for later, and dead."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcount(Keys.due, "-inf", now_ms)
+            pipe.zcount(Keys.due, f"({now_ms}", "+inf")
+            pipe.zcard(Keys.dead)
+            due, later, dead = await pipe.execute()
+        return {"due": int(due), "scheduled": int(later), "dead": int(dead)}

@@ -19,6 +19,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_result
 
 from relay import queue
 from relay.attempt import LEASE_MARGIN_S, Attempter, Step
+from relay.models import Trigger
 from relay.store import RelayStore
 from workers.limits import SubscriptionLimits
 
@@ -35,8 +36,13 @@ def _planned_wait(state: RetryCallState) -> float:
     return step.retry_in or 0.0
 
 
-async def deliver(ctx: dict[str, Any], delivery_id: str, attempt: int) -> None:
-    """Make attempt ``attempt`` of a delivery, and the short-wait attempts that follow it."""
+async def deliver(
+    ctx: dict[str, Any], delivery_id: str, attempt: int, trigger: str = Trigger.SCHEDULED
+) -> None:
+    """Make attempt ``attempt`` of a delivery, and the short-wait attempts that follow it.
+
+    ``trigger`` says who asked for the first of them: the schedule or an operator.
+    """
     store: RelayStore = ctx["store"]
     attempter: Attempter = ctx["attempter"]
     limits: SubscriptionLimits = ctx["limits"]
@@ -70,9 +76,13 @@ async def deliver(ctx: dict[str, Any], delivery_id: str, attempt: int) -> None:
         step: Step | None = None
         async with limit:
             async for try_ in retrying:
+                number = try_.retry_state.attempt_number
                 with try_:
                     step = await attempter.run(
-                        delivery_id, attempt + try_.retry_state.attempt_number - 1
+                        delivery_id,
+                        attempt + number - 1,
+                        Trigger(trigger) if number == 1 else Trigger.SCHEDULED,
+                        subscription_id,
                     )
                 outcome = try_.retry_state.outcome
                 if outcome is None or not outcome.failed:

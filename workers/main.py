@@ -9,17 +9,24 @@ serializer is JSON, never pickle; SIGTERM lets running attempts finish
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
 from typing import Any
 
+import prometheus_client
 import structlog
 from arq import cron
 from arq.connections import ArqRedis
 from arq.worker import Worker, func
 
 from config.settings import Settings
-from relay import outbound, queue
+from relay import metrics, outbound, queue
 from relay.attempt import Attempter
-from relay.store import RelayStore
+from relay.clock import now_ms
+from relay.store import HEARTBEAT_S, HEARTBEAT_STALE_MS, RelayStore
 from workers.delivery import deliver
 from workers.limits import SubscriptionLimits
 from workers.recovery import recover
@@ -31,26 +38,55 @@ log = structlog.get_logger("relay.worker")
 DELIVER_MAX_TRIES = 1000
 
 
+async def _heartbeat(store: RelayStore, worker_id: str) -> None:
+    """Our own per-worker liveness for /readyz (ARQ's health key is shared by all workers
+    and deleted when any one of them stops). Also refreshes the queue-depth gauge."""
+    while True:
+        try:
+            now = now_ms()
+            await store.heartbeat(worker_id, now, HEARTBEAT_STALE_MS)
+            for state, count in (await store.queue_depth(now)).items():
+                metrics.QUEUE_DEPTH.labels(state).set(count)
+        except Exception:
+            log.warning("worker.heartbeat_failed", worker_id=worker_id, exc_info=True)
+        await asyncio.sleep(HEARTBEAT_S)
+
+
 def build_worker(
     settings: Settings, pool: ArqRedis, *, burst: bool = False, handle_signals: bool = True
 ) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
-        store = RelayStore(ctx["redis"])
+        store = RelayStore(ctx["redis"], settings.retention_ms)
         client = outbound.make_client(settings.worker_max_jobs, settings.delivery_timeout_s)
+        worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         ctx.update(
             settings=settings,
             store=store,
             client=client,
             attempter=Attempter(store, client, settings),
             limits=SubscriptionLimits(settings.max_concurrency_per_subscription),
+            worker_id=worker_id,
+            heartbeat=asyncio.create_task(_heartbeat(store, worker_id)),
         )
-        log.info("worker.started", queue=settings.queue_name, max_jobs=settings.worker_max_jobs)
+        if settings.worker_metrics_port:
+            prometheus_client.start_http_server(settings.worker_metrics_port, settings.host)
+        log.info(
+            "worker.started",
+            worker_id=worker_id,
+            queue=settings.queue_name,
+            max_jobs=settings.worker_max_jobs,
+            metrics_port=settings.worker_metrics_port,
+        )
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        if "heartbeat" in ctx:
+            ctx["heartbeat"].cancel()
+            with contextlib.suppress(Exception):
+                await ctx["store"].forget_worker(ctx["worker_id"])
         client = ctx.get("client")
         if client is not None:
             await client.aclose()
-        log.info("worker.stopped")
+        log.info("worker.stopped", worker_id=ctx.get("worker_id"))
 
     every = settings.recovery_interval_s
     return Worker(

@@ -16,9 +16,8 @@ from typing import Any
 
 import structlog
 
-from relay import queue
 from relay.clock import now_ms
-from relay.fanout import fan_out
+from relay.dispatch import fan_out, requeue_due
 from relay.store import RelayStore
 
 log = structlog.get_logger("relay.recovery")
@@ -36,11 +35,10 @@ async def recover(ctx: dict[str, Any]) -> dict[str, int]:
             fanned += 1
             log.warning("recovery.fanned_out", event_id=event_id)
 
-    requeued = 0
-    for delivery_id, attempts in await store.due_before(
-        now - int(settings.reconcile_grace_s * 1000), settings.recovery_batch
-    ):
-        if await queue.enqueue_delivery(ctx["redis"], delivery_id, attempts + 1):
-            requeued += 1
-            log.warning("recovery.requeued", delivery_id=delivery_id, attempt=attempts + 1)
-    return {"fanned_out": fanned, "requeued": requeued}
+    requeued = await requeue_due(
+        store, ctx["redis"], now - int(settings.reconcile_grace_s * 1000), settings.recovery_batch
+    )
+    if requeued:
+        log.warning("recovery.requeued", deliveries=requeued)
+    removed = await store.trim_indexes(now)
+    return {"fanned_out": fanned, "requeued": requeued, "trimmed": removed}

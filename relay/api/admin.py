@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 import structlog
 from fastapi import APIRouter, Path, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 
 from relay.api.deps import AdminDep, ServicesDep
 from relay.clock import now_ms
+from relay.dispatch import requeue_due
 from relay.ids import new_id
 from relay.models import (
     SOURCE_NAME_PATTERN,
+    TEST_EVENT_TYPE,
+    TEST_SOURCE,
+    DeliveryMode,
+    DeliveryStatus,
     SecretRotated,
     SourceIn,
     Subscription,
@@ -20,9 +27,12 @@ from relay.models import (
     SubscriptionIn,
     SubscriptionOut,
     SubscriptionPatch,
+    Trigger,
 )
-from relay.problems import Problem
+from relay.problems import Problem, invalid
+from relay.services import Services
 from relay.signing import generate_secret
+from relay.store import NewDelivery
 
 router = APIRouter(prefix="/api", dependencies=[AdminDep], tags=["admin"])
 log = structlog.get_logger("relay.admin")
@@ -71,7 +81,7 @@ async def delete_source(name: str, services: ServicesDep) -> Response:
 # --- subscriptions -------------------------------------------------------------------------
 
 
-async def _subscription(services: ServicesDep, sub_id: str) -> Subscription:
+async def _subscription(services: Services, sub_id: str) -> Subscription:
     sub = await services.store.get_subscription(sub_id)
     if sub is None:
         raise Problem(404, f"no subscription {sub_id!r}")
@@ -110,10 +120,15 @@ async def patch_subscription(
     changes = patch.model_dump(exclude_unset=True)
     if changes.get("enabled") is True:
         changes["disabled_reason"] = None
-    updated = Subscription.model_validate(
-        {**sub.model_dump(), **changes, "updated_at": max(now_ms(), sub.updated_at + 1)}
+    try:
+        updated = Subscription.model_validate(
+            {**sub.model_dump(), **changes, "updated_at": max(now_ms(), sub.updated_at + 1)}
+        )
+    except ValidationError as exc:  # e.g. {"url": null}: valid JSON, not a valid subscription
+        raise invalid(exc) from None
+    await services.store.save_subscription(
+        updated, old_sources=sub.sources, write_state="enabled" in changes
     )
-    await services.store.save_subscription(updated, old_sources=sub.sources)
     log.info("subscription.updated", subscription_id=sub_id, fields=sorted(changes))
     return updated.public()
 
@@ -133,9 +148,69 @@ async def rotate_secret(sub_id: str, services: ServicesDep) -> SecretRotated:
             "updated_at": max(now, sub.updated_at + 1),
         }
     )
-    await services.store.save_subscription(rotated, old_sources=sub.sources)
+    await services.store.save_subscription(rotated, old_sources=sub.sources, write_state=False)
     log.info("subscription.secret_rotated", subscription_id=sub_id, overlap_until=expires)
     return SecretRotated(id=sub_id, secret=rotated.secret, previous_secret_expires_at=expires)
+
+
+async def _set_paused(services: Services, sub_id: str, paused: bool) -> SubscriptionOut:
+    moved = await services.store.set_paused(sub_id, paused)
+    if moved is None:
+        raise Problem(404, f"no subscription {sub_id!r}")
+    if not paused and moved:
+        # Parked deliveries are due again: queue them now, oldest due first.
+        await requeue_due(services.store, services.pool, now_ms(), moved)
+    log.info("subscription.paused" if paused else "subscription.resumed",
+             subscription_id=sub_id, resumed_deliveries=moved)  # fmt: skip
+    return (await _subscription(services, sub_id)).public()
+
+
+@router.post("/subscriptions/{sub_id}/pause")
+async def pause_subscription(sub_id: str, services: ServicesDep) -> SubscriptionOut:
+    """Stop delivering: due deliveries wait (none is dropped) until resume."""
+    return await _set_paused(services, sub_id, True)
+
+
+@router.post("/subscriptions/{sub_id}/resume")
+async def resume_subscription(sub_id: str, services: ServicesDep) -> SubscriptionOut:
+    """Deliver again: waiting deliveries go out in the order they fell due."""
+    return await _set_paused(services, sub_id, False)
+
+
+class TestResult(BaseModel):
+    event_id: str
+    delivery_id: str
+    status: DeliveryStatus
+    status_code: int | None
+    error: str | None
+
+
+@router.post("/subscriptions/{sub_id}/test")
+async def test_subscription(sub_id: str, services: ServicesDep) -> TestResult:
+    """Send a synthetic, signed ``relay.test`` event to this subscription now (one attempt)
+    and answer with what the receiver said."""
+    sub = await _subscription(services, sub_id)
+    now = now_ms()
+    event_id = new_id("evt", now)
+    body = orjson.dumps(
+        {"type": TEST_EVENT_TYPE, "event_id": event_id, "subscription_id": sub.id, "sent_at": now}
+    )
+    store = services.store
+    await store.store_event(
+        event_id=event_id, source=TEST_SOURCE, event_type=TEST_EVENT_TYPE, body=body, now_ms=now
+    )
+    delivery = NewDelivery(new_id("dlv", now), sub.id, DeliveryMode.BEST_EFFORT, now)
+    await store.add_deliveries(event_id, now, [delivery], fan_out=False)
+    await services.attempter.run(delivery.id, 1, Trigger.MANUAL, sub.id)
+    result = await store.get_delivery(delivery.id)
+    assert result is not None
+    return TestResult(
+        event_id=event_id,
+        delivery_id=delivery.id,
+        status=result.status,
+        status_code=result.last_status_code,
+        error=result.last_error,
+    )
 
 
 @router.delete("/subscriptions/{sub_id}", status_code=204)

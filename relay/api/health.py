@@ -1,16 +1,53 @@
-"""Metrics for Prometheus."""
+"""Liveness, readiness and metrics: what load balancers and Prometheus ask."""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
 
 from relay import metrics
+from relay.api.deps import ServicesDep
+from relay.clock import now_ms
+from relay.problems import Problem, problem_response
+from relay.store import HEARTBEAT_STALE_MS
 
 router = APIRouter(tags=["operations"])
 
 
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up and serving (no dependencies checked)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "Not ready, with the reason."}})
+async def readyz(services: ServicesDep) -> JSONResponse:
+    """Ready when Redis answers and a worker's heartbeat was seen in the last 15 s."""
+    store = services.store
+    try:
+        async with asyncio.timeout(2):
+            await store.redis.ping()
+            workers = await store.live_workers(now_ms(), HEARTBEAT_STALE_MS)
+    except (TimeoutError, OSError, ConnectionError) as exc:
+        return problem_response(
+            Problem(503, f"Redis is not reachable: {exc.__class__.__name__}", title="Not ready")
+        )
+    except Exception as exc:  # redis-py's own errors (ConnectionError subclasses and others)
+        return problem_response(
+            Problem(503, f"Redis is not usable: {exc.__class__.__name__}", title="Not ready")
+        )
+    if workers == 0:
+        detail = f"no worker heartbeat in the last {HEARTBEAT_STALE_MS // 1000} s"
+        return problem_response(Problem(503, detail, title="Not ready", workers=0))
+    return JSONResponse({"status": "ready", "redis": "ok", "workers": workers})
+
+
 @router.get("/metrics", response_class=Response)
-async def get_metrics() -> Response:
-    """Prometheus text exposition of every relay metric."""
+async def get_metrics(services: ServicesDep) -> Response:
+    """Prometheus text exposition; queue depth is read from Redis at scrape time."""
+    for state, count in (await services.store.queue_depth(now_ms())).items():
+        metrics.QUEUE_DEPTH.labels(state).set(count)
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)

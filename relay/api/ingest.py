@@ -9,7 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 
 from relay.api.deps import ServicesDep
-from relay.fanout import fan_out
+from relay.dispatch import fan_out
 from relay.ingest import Challenge, UnknownSource
 from relay.metrics import INGESTED, UNKNOWN_SOURCE
 from relay.models import IngestAccepted

@@ -1,25 +1,130 @@
-"""Inspection: what happened to an event and to each of its deliveries."""
+"""Inspection: events, deliveries and dead letters, with filters and cursor pagination."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 
 from relay.api.deps import AdminDep, ServicesDep
-from relay.models import DeliveryDetail, EventDetail
+from relay.api.listing import Listing, collect, to_ms
+from relay.models import Delivery, DeliveryDetail, DeliveryStatus, Event, EventDetail
 from relay.problems import Problem
+from relay.store import Keys
 
 router = APIRouter(prefix="/api", dependencies=[AdminDep], tags=["inspect"])
+
+Limit = Annotated[int, Query(ge=1, le=500, description="Most items in one answer.")]
+Since = Annotated[datetime | None, Query(description="ISO 8601; only items created since.")]
+Until = Annotated[datetime | None, Query(description="ISO 8601; only items created until.")]
+Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
+
+
+class DeadLetters(Listing[Delivery]):
+    total: int
+
+
+@router.get("/events")
+async def list_events(
+    services: ServicesDep,
+    source: str | None = None,
+    event_type: str | None = None,
+    status: Annotated[
+        DeliveryStatus | None, Query(description="Events with a delivery in this status.")
+    ] = None,
+    since: Since = None,
+    until: Until = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Listing[Event]:
+    """Events, newest first."""
+    store = services.store
+    with_status: set[str] = set()
+
+    async def load(ids: Sequence[str]) -> list[Event]:
+        events = await store.get_events(ids)
+        if status is not None:
+            delivery_ids = [d for e in events for d in await store.event_delivery_ids(e.id)]
+            deliveries = await store.get_deliveries(delivery_ids)
+            with_status.update(d.event_id for d in deliveries if d.status is status)
+        return events
+
+    def keep(event: Event) -> bool:
+        return (event_type is None or event.event_type == event_type) and (
+            status is None or event.id in with_status
+        )
+
+    return await collect(
+        store,
+        Keys.source_events(source) if source else Keys.events,
+        "evt",
+        load=load,
+        key=lambda e: e.id,
+        keep=keep,
+        since=since,
+        until=until,
+        cursor=cursor,
+        limit=limit,
+    )
 
 
 @router.get("/events/{event_id}")
 async def get_event(event_id: str, services: ServicesDep) -> EventDetail:
-    """An event's metadata and its deliveries (the raw body is not included)."""
+    """An event's metadata and its deliveries (the raw body is at ``/body``)."""
     store = services.store
     event = await store.get_event(event_id)
     if event is None:
         raise Problem(404, f"no event {event_id!r}")
     deliveries = await store.get_deliveries(await store.event_delivery_ids(event_id))
     return EventDetail(**event.model_dump(), deliveries=deliveries)
+
+
+@router.get(
+    "/events/{event_id}/body",
+    response_class=Response,
+    responses={200: {"description": "The raw body, byte for byte, with its content-type."}},
+)
+async def get_event_body(event_id: str, services: ServicesDep) -> Response:
+    found = await services.store.get_event_body(event_id)
+    if found is None:
+        raise Problem(404, f"no event {event_id!r}")
+    body, content_type = found
+    return Response(body, media_type=content_type or "application/octet-stream")
+
+
+@router.get("/deliveries")
+async def list_deliveries(
+    services: ServicesDep,
+    subscription_id: str | None = None,
+    status: DeliveryStatus | None = None,
+    since: Since = None,
+    until: Until = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Listing[Delivery]:
+    """Deliveries, newest first."""
+    if subscription_id:
+        index = (
+            Keys.sub_dead(subscription_id)
+            if status is DeliveryStatus.DEAD
+            else Keys.sub_deliveries(subscription_id)
+        )
+    else:
+        index = Keys.dead if status is DeliveryStatus.DEAD else Keys.deliveries
+    return await collect(
+        services.store,
+        index,
+        "dlv",
+        load=services.store.get_deliveries,
+        key=lambda d: d.id,
+        keep=None if status is None else (lambda d: d.status is status),
+        since=since,
+        until=until,
+        cursor=cursor,
+        limit=limit,
+    )
 
 
 @router.get("/deliveries/{delivery_id}")
@@ -32,3 +137,31 @@ async def get_delivery(delivery_id: str, services: ServicesDep) -> DeliveryDetai
     return DeliveryDetail(
         **delivery.model_dump(), attempt_log=await store.get_attempts(delivery_id)
     )
+
+
+@router.get("/dead-letters")
+async def list_dead_letters(
+    services: ServicesDep,
+    subscription_id: str | None = None,
+    since: Since = None,
+    until: Until = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> DeadLetters:
+    """Deliveries that gave up, newest first; ``total`` counts all that match."""
+    store = services.store
+    index = Keys.sub_dead(subscription_id) if subscription_id else Keys.dead
+    listing = await collect(
+        store,
+        index,
+        "dlv",
+        load=store.get_deliveries,
+        key=lambda d: d.id,
+        keep=lambda d: d.status is DeliveryStatus.DEAD,
+        since=since,
+        until=until,
+        cursor=cursor,
+        limit=limit,
+    )
+    total = await store.count(index, "dlv", to_ms(since), to_ms(until))
+    return DeadLetters(data=listing.data, next_cursor=listing.next_cursor, total=total)

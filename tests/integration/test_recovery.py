@@ -7,7 +7,7 @@ import redis.asyncio as aioredis
 
 from config.settings import Settings
 from relay.clock import now_ms
-from relay.fanout import plan_and_commit
+from relay.dispatch import plan_and_commit
 from relay.ingest import Ingestor
 from relay.receiver import Receiver
 from relay.store import Keys, RelayStore
@@ -55,7 +55,7 @@ async def test_recovery_waits_for_the_grace_period(
     await create_subscription(api, receiver.url)
     event_id = await accept_without_fanout(store, settings)
     ctx = {"store": store, "redis": None, "attempter": type("A", (), {"settings": settings})()}
-    assert await recover(ctx) == {"fanned_out": 0, "requeued": 0}
+    assert await recover(ctx) == {"fanned_out": 0, "requeued": 0, "trimmed": 0}
     assert (await store.get_event(event_id)).fanned_out is False  # type: ignore[union-attr]
 
 
@@ -108,7 +108,9 @@ async def test_attempt_interrupted_by_a_crash_runs_again_once_its_lease_expires(
     [delivery_id] = await store.event_delivery_ids(event_id)
     # A worker claimed attempt 1 and died mid-request; its lease ran out a moment ago.
     now = now_ms()
-    assert await store.claim(delivery_id, 1, now - 60_000, now - 1) == "ok"
+    sub_id = await store.delivery_subscription_id(delivery_id)
+    assert sub_id is not None
+    assert await store.claim(delivery_id, sub_id, 1, now - 60_000, now - 1) == "ok"
 
     await run_worker()
 
@@ -129,7 +131,9 @@ async def test_live_claim_is_not_taken_twice(
     await plan_and_commit(store, event_id, best_effort_inline=False, best_effort_lease_s=0)
     [delivery_id] = await store.event_delivery_ids(event_id)
     now = now_ms()
-    assert await store.claim(delivery_id, 1, now, now + 60_000) == "ok"
-    assert await store.claim(delivery_id, 1, now, now + 60_000) == "busy"
-    assert await store.claim(delivery_id, 2, now, now + 60_000) == "stale"
-    assert await store.claim("dlv_missing", 1, now, now + 60_000) == "missing"
+    sub_id = await store.delivery_subscription_id(delivery_id)
+    assert sub_id is not None
+    assert await store.claim(delivery_id, sub_id, 1, now, now + 60_000) == "ok"
+    assert await store.claim(delivery_id, sub_id, 1, now, now + 60_000) == "busy"
+    assert await store.claim(delivery_id, sub_id, 2, now, now + 60_000) == "stale"
+    assert await store.claim("dlv_missing", sub_id, 1, now, now + 60_000) == "missing"

@@ -1,0 +1,56 @@
+"""Cursor pagination over the store's time-ordered indexes, with filters applied on the way."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from relay.store import RelayStore
+
+T = TypeVar("T")
+
+# A filtered listing reads at most this many index pages for one answer; past that it
+# answers with what it found and a cursor, so a rare filter can never scan everything.
+MAX_PAGES = 20
+
+
+class Listing(BaseModel, Generic[T]):
+    data: list[T]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: done.")
+
+
+def to_ms(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+async def collect(
+    store: RelayStore,
+    index: str,
+    prefix: str,
+    *,
+    load: Callable[[Sequence[str]], Awaitable[list[T]]],
+    key: Callable[[T], str],
+    keep: Callable[[T], bool] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None,
+    limit: int,
+) -> Listing[T]:
+    """Newest first: up to ``limit`` items that pass ``keep``, and where to continue."""
+    found: list[T] = []
+    for _ in range(MAX_PAGES):
+        page = await store.page(
+            index, prefix, since_ms=to_ms(since), until_ms=to_ms(until), cursor=cursor, count=limit
+        )
+        for item in await load(page.ids):
+            if keep is None or keep(item):
+                found.append(item)
+                if len(found) == limit:
+                    return Listing(data=found, next_cursor=key(item))
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return Listing(data=found, next_cursor=cursor)

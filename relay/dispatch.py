@@ -1,0 +1,152 @@
+"""Putting deliveries on the road: fan-out, replay, and re-queueing what is due.
+
+Fan-out turns one stored event into one delivery per matching subscription. It is called by
+the API's background task right after the 202, and by the worker's recovery cron for events
+whose background task never ran. Whoever commits first wins; the other finds the event
+already fanned out and does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+from arq.connections import ArqRedis
+
+from relay import queue
+from relay.attempt import LEASE_MARGIN_S, Attempter
+from relay.clock import now_ms
+from relay.ids import new_id
+from relay.matching import wants
+from relay.models import DeliveryMode
+from relay.store import NewDelivery, RelayStore
+
+log = structlog.get_logger("relay.dispatch")
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    event_id: str
+    deliveries: list[NewDelivery]
+
+
+async def plan_and_commit(
+    store: RelayStore, event_id: str, *, best_effort_inline: bool, best_effort_lease_s: float
+) -> Planned | None:
+    """Create the event's deliveries atomically; None if it was fanned out already.
+
+    When best-effort attempts run inline (in the API), their due time is pushed past the
+    attempt's lease so reconciliation only touches them if this process dies first.
+    """
+    event = await store.get_event(event_id)
+    if event is None:
+        return None
+    subscriptions = await store.subscriptions_for_source(event.source)
+    now = now_ms()
+    inline_due = now + int(best_effort_lease_s * 1000)
+    deliveries = [
+        NewDelivery(
+            id=new_id("dlv", now),
+            subscription_id=sub.id,
+            mode=sub.mode,
+            due_ms=inline_due
+            if best_effort_inline and sub.mode is DeliveryMode.BEST_EFFORT
+            else now,
+        )
+        for sub in subscriptions
+        if wants(sub, event.source, event.event_type)
+    ]
+    if not await store.add_deliveries(event_id, now, deliveries, fan_out=True):
+        return None
+    log.info(
+        "fanout.completed",
+        event_id=event_id,
+        source=event.source,
+        event_type=event.event_type,
+        deliveries=len(deliveries),
+    )
+    return Planned(event_id, deliveries)
+
+
+async def fan_out(
+    store: RelayStore, pool: ArqRedis, event_id: str, attempter: Attempter | None = None
+) -> Planned | None:
+    """Fan out one event: queue its reliable deliveries, try best-effort ones once here.
+
+    Without an ``attempter`` (the worker's recovery path) best-effort deliveries are queued
+    too; the delivery job makes their single attempt.
+    """
+    lease_s = attempter.settings.best_effort_timeout_s + LEASE_MARGIN_S if attempter else 0.0
+    planned = await plan_and_commit(
+        store, event_id, best_effort_inline=attempter is not None, best_effort_lease_s=lease_s
+    )
+    if planned is None:
+        return None
+    await start(pool, planned.deliveries, attempter)
+    return planned
+
+
+async def start(
+    pool: ArqRedis, deliveries: Sequence[NewDelivery], attempter: Attempter | None = None
+) -> None:
+    """Queue reliable deliveries' first attempts; make best-effort ones here if we can."""
+    for d in deliveries:
+        if d.mode is DeliveryMode.RELIABLE or attempter is None:
+            await queue.enqueue_delivery(pool, d.id, 1)
+    if attempter is not None:
+        best_effort = [d for d in deliveries if d.mode is DeliveryMode.BEST_EFFORT]
+        await asyncio.gather(
+            *(attempter.run(d.id, 1, subscription_id=d.subscription_id) for d in best_effort)
+        )
+
+
+async def replay(
+    store: RelayStore, pool: ArqRedis, event_id: str, subscription_ids: Sequence[str] | None
+) -> list[NewDelivery] | None:
+    """New reliable deliveries of a stored event: to the subscriptions named, or to every
+    current subscription that matches it. None when the event no longer exists."""
+    event = await store.get_event(event_id)
+    if event is None:
+        return None
+    if subscription_ids is None:
+        subs = [
+            s
+            for s in await store.subscriptions_for_source(event.source)
+            if wants(s, event.source, event.event_type)
+        ]
+    else:
+        found = [await store.get_subscription(sub_id) for sub_id in dict.fromkeys(subscription_ids)]
+        subs = [s for s in found if s is not None]
+        if len(subs) != len(found):
+            raise UnknownSubscription
+    now = now_ms()
+    deliveries = [
+        NewDelivery(
+            id=new_id("dlv", now), subscription_id=s.id, mode=DeliveryMode.RELIABLE, due_ms=now
+        )
+        for s in subs
+    ]
+    if not await store.add_deliveries(event_id, now, deliveries, fan_out=False):
+        return None
+    await start(pool, deliveries)
+    log.info("event.replayed", event_id=event_id, deliveries=len(deliveries))
+    return deliveries
+
+
+class UnknownSubscription(LookupError):
+    pass
+
+
+async def requeue_due(store: RelayStore, pool: ArqRedis, cutoff_ms: int, limit: int) -> int:
+    """Queue the next attempt of every delivery due by ``cutoff_ms``, oldest first.
+
+    ARQ refuses a job id that is still live, so a delivery that has its job is left alone.
+    """
+    queued = 0
+    for delivery_id, attempts in await store.due_before(cutoff_ms, limit):
+        if await queue.enqueue_delivery(pool, delivery_id, attempts + 1):
+            queued += 1
+            log.info("delivery.requeued", delivery_id=delivery_id, attempt=attempts + 1)
+    return queued
