@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import structlog
+from structlog.contextvars import bound_contextvars
 
 from config.settings import Settings
 from relay import metrics, outbound
@@ -109,9 +110,17 @@ class Attempter:
     ) -> Step:
         """Make attempt number ``attempt`` of a delivery and record it."""
         if subscription_id is None:
-            subscription_id = await self.store.delivery_subscription_id(delivery_id)
-            if subscription_id is None:
+            owner = await self.store.delivery_owner(delivery_id)
+            if owner is None:
                 return Step(attempt, None)
+            subscription_id = owner[0]
+        # Every line logged while this attempt runs names the delivery it concerns.
+        with bound_contextvars(delivery_id=delivery_id, subscription_id=subscription_id):
+            return await self._run(delivery_id, subscription_id, attempt, trigger)
+
+    async def _run(
+        self, delivery_id: str, subscription_id: str, attempt: int, trigger: Trigger
+    ) -> Step:
         started_ms = now_ms()
         lease_until = started_ms + int((self.settings.delivery_timeout_s + LEASE_MARGIN_S) * 1000)
         claim = await self.store.claim(
@@ -119,14 +128,18 @@ class Attempter:
         )
         if claim != "ok":
             event = "delivery.parked" if claim == "paused" else "delivery.skipped"
-            log.info(event, delivery_id=delivery_id, subscription_id=subscription_id,
-                     attempt=attempt, claim=claim)  # fmt: skip
+            log.info(event, attempt=attempt, claim=claim)
             return Step(attempt, None)
         ctx = await self.store.load_context(delivery_id)
         if ctx is None:
-            log.error("delivery.orphaned", delivery_id=delivery_id, attempt=attempt)
+            log.error("delivery.orphaned", attempt=attempt)
             return Step(attempt, None)
+        with bound_contextvars(event_id=ctx.event.id):
+            return await self._call(ctx, attempt, trigger, started_ms)
 
+    async def _call(
+        self, ctx: DeliveryContext, attempt: int, trigger: Trigger, started_ms: int
+    ) -> Step:
         sub = ctx.subscription
         if sub is None or not sub.enabled:
             error = "SubscriptionDeleted" if sub is None else "SubscriptionDisabled"
@@ -189,7 +202,7 @@ class Attempter:
             disable_reason=disable,
         )  # fmt: skip
         if not recorded:
-            log.warning("delivery.record_conflict", delivery_id=ctx.delivery.id, attempt=attempt)
+            log.warning("delivery.record_conflict", attempt=attempt)
             return Step(attempt, None)
         self._log(ctx, record, result, retry_in, disable)
         metrics.observe_attempt(

@@ -145,8 +145,14 @@ async def requeue_due(store: RelayStore, pool: ArqRedis, cutoff_ms: int, limit: 
     ARQ refuses a job id that is still live, so a delivery that has its job is left alone.
     """
     queued = 0
-    for delivery_id, attempts in await store.due_before(cutoff_ms, limit):
-        if await queue.enqueue_delivery(pool, delivery_id, attempts + 1):
+    for due in await store.due_before(cutoff_ms, limit):
+        if await queue.enqueue_delivery(pool, due.delivery_id, due.attempts + 1):
             queued += 1
-            log.info("delivery.requeued", delivery_id=delivery_id, attempt=attempts + 1)
+            log.info(
+                "delivery.requeued",
+                delivery_id=due.delivery_id,
+                subscription_id=due.subscription_id,
+                event_id=due.event_id,
+                attempt=due.attempts + 1,
+            )
     return queued

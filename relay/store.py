@@ -280,6 +280,14 @@ class NewDelivery:
 
 
 @dataclass(frozen=True, slots=True)
+class Due:
+    delivery_id: str
+    attempts: int
+    subscription_id: str
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class RetryWindow:
     """Where the retry policy starts counting: the first attempt, or the last replay."""
 
@@ -708,8 +716,14 @@ class RelayStore:
         raw = await _r(self.redis.lrange(Keys.attempts(delivery_id), 0, -1))
         return [Attempt.model_validate_json(a) for a in raw]
 
-    async def delivery_subscription_id(self, delivery_id: str) -> str | None:
-        return _s(await _r(self.redis.hget(Keys.delivery(delivery_id), "subscription_id")))
+    async def delivery_owner(self, delivery_id: str) -> tuple[str, str] | None:
+        """The subscription and event a delivery belongs to (None: no such delivery)."""
+        sub_id, event_id = await _r(
+            self.redis.hmget(Keys.delivery(delivery_id), ["subscription_id", "event_id"])
+        )
+        if sub_id is None or event_id is None:
+            return None
+        return sub_id.decode(), event_id.decode()
 
     async def claim(
         self, delivery_id: str, subscription_id: str, attempt: int, now_ms: int, lease_until_ms: int
@@ -803,8 +817,8 @@ class RelayStore:
         )
         return Reopened(result) if result < 0 else result
 
-    async def due_before(self, cutoff_ms: int, limit: int) -> list[tuple[str, int]]:
-        """Live deliveries due by ``cutoff_ms``, with their attempt counts so far.
+    async def due_before(self, cutoff_ms: int, limit: int) -> list[Due]:
+        """Live deliveries due by ``cutoff_ms``, oldest due first.
 
         Ids whose record has expired are dropped from the due index on the way.
         """
@@ -814,20 +828,16 @@ class RelayStore:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
-                pipe.hget(Keys.delivery(delivery_id), "attempts")
-            counts = await pipe.execute()
-        gone = [i for i, c in zip(ids, counts, strict=True) if c is None]
+                pipe.hmget(Keys.delivery(delivery_id), ["attempts", "subscription_id", "event_id"])
+            rows = await pipe.execute()
+        gone = [i for i, row in zip(ids, rows, strict=True) if row[0] is None]
         if gone:
             await _r(self.redis.zrem(Keys.due, *gone))
-        return [(i, int(c)) for i, c in zip(ids, counts, strict=True) if c is not None]
-
-    async def attempts_of(self, ids: Sequence[str]) -> list[tuple[str, int]]:
-        """Attempt counts of deliveries, in the order given (missing ones left out)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for delivery_id in ids:
-                pipe.hget(Keys.delivery(delivery_id), "attempts")
-            counts = await pipe.execute()
-        return [(i, int(c)) for i, c in zip(ids, counts, strict=True) if c is not None]
+        return [
+            Due(i, int(row[0]), row[1].decode(), row[2].decode())
+            for i, row in zip(ids, rows, strict=True)
+            if row[0] is not None
+        ]
 
     # --- listing, counting and retention ---------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from arq import Retry
+from structlog.contextvars import bind_contextvars, clear_contextvars
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result
 
 from relay import queue
@@ -47,10 +48,15 @@ async def deliver(
     attempter: Attempter = ctx["attempter"]
     limits: SubscriptionLimits = ctx["limits"]
     settings = attempter.settings
+    # ARQ runs each job in its own task, so context bound here stays with this job's lines.
+    clear_contextvars()
+    bind_contextvars(delivery_id=delivery_id)
     try:
-        subscription_id = await store.delivery_subscription_id(delivery_id)
-        if subscription_id is None:
+        owner = await store.delivery_owner(delivery_id)
+        if owner is None:
             return
+        subscription_id, event_id = owner
+        bind_contextvars(subscription_id=subscription_id, event_id=event_id)
         limit = limits.get(subscription_id)
         if limit.locked():
             # This subscriber already has its share of attempts in flight: free the worker
@@ -93,4 +99,4 @@ async def deliver(
         raise
     except Exception:
         # Redis trouble or a bug: the delivery stays due, so reconciliation will run it again.
-        log.exception("delivery.job_error", delivery_id=delivery_id, attempt=attempt)
+        log.exception("delivery.job_error", attempt=attempt)

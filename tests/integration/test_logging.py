@@ -73,3 +73,27 @@ async def test_secrets_never_reach_logs(api: httpx.AsyncClient, receiver: Receiv
         await api.get("/api/subscriptions", headers=AUTH)
     assert created["secret"] not in repr(logs)
     assert "test-admin-token" not in repr(logs)
+
+
+async def test_every_delivery_line_names_event_delivery_and_subscription(
+    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
+) -> None:
+    from structlog.contextvars import merge_contextvars
+
+    await create_source(api)
+    sub = await create_subscription(api, receiver.url)
+    await api.post(f"/api/subscriptions/{sub['id']}/pause", headers=AUTH)
+    receiver.script(503)
+    with capture_logs(processors=[merge_contextvars]) as logs:
+        r = await api.post("/ingest/github", content=b"{}")
+        await run_worker()  # parked while paused
+        await api.post(f"/api/subscriptions/{sub['id']}/resume", headers=AUTH)
+        await run_worker()  # 503, then success
+    event_id = r.json()["event_id"]
+    lines = [e for e in logs if str(e["event"]).startswith("delivery.")]
+    names = {e["event"] for e in lines}
+    assert {"delivery.parked", "delivery.retry_scheduled", "delivery.succeeded"} <= names
+    for line in lines:
+        assert line["event_id"] == event_id, line
+        assert str(line["delivery_id"]).startswith("dlv_"), line
+        assert line["subscription_id"] == sub["id"], line

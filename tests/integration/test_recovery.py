@@ -108,8 +108,9 @@ async def test_attempt_interrupted_by_a_crash_runs_again_once_its_lease_expires(
     [delivery_id] = await store.event_delivery_ids(event_id)
     # A worker claimed attempt 1 and died mid-request; its lease ran out a moment ago.
     now = now_ms()
-    sub_id = await store.delivery_subscription_id(delivery_id)
-    assert sub_id is not None
+    owner = await store.delivery_owner(delivery_id)
+    assert owner is not None
+    sub_id = owner[0]
     assert await store.claim(delivery_id, sub_id, 1, now - 60_000, now - 1) == "ok"
 
     await run_worker()
@@ -131,8 +132,9 @@ async def test_live_claim_is_not_taken_twice(
     await plan_and_commit(store, event_id, best_effort_inline=False, best_effort_lease_s=0)
     [delivery_id] = await store.event_delivery_ids(event_id)
     now = now_ms()
-    sub_id = await store.delivery_subscription_id(delivery_id)
-    assert sub_id is not None
+    owner = await store.delivery_owner(delivery_id)
+    assert owner is not None
+    sub_id = owner[0]
     assert await store.claim(delivery_id, sub_id, 1, now, now + 60_000) == "ok"
     assert await store.claim(delivery_id, sub_id, 1, now, now + 60_000) == "busy"
     assert await store.claim(delivery_id, sub_id, 2, now, now + 60_000) == "stale"

@@ -1,0 +1,95 @@
+"""Redis memory per event and per delivery, measured on a throwaway redis-server.
+
+    python benchmarks/memory.py [--events 2000] [--body-bytes 1024]
+
+Stores events through the real store (ingest script, fan-out to one subscription, one
+recorded attempt each) and reports used_memory growth per event, plus MEMORY USAGE of one
+event hash, one delivery hash and one attempt list, including every index entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+import redis.asyncio as aioredis
+
+from relay.clock import now_ms
+from relay.embedded_redis import EmbeddedRedis
+from relay.ids import new_id
+from relay.models import Attempt, DeliveryMode, DeliveryStatus, SourceIn, Trigger
+from relay.store import Keys, NewDelivery, RelayStore
+
+HEADERS = {"user-agent": "GitHub-Hookshot/abc123", "x-github-event": "push"}
+
+
+async def fill(store: RelayStore, events: int, body: bytes, rev: str) -> tuple[str, str]:
+    event_id = delivery_id = ""
+    for i in range(events):
+        now = now_ms()
+        event_id = new_id("evt", now)
+        await store.ingest(
+            event_id=event_id, source="bench", source_rev=rev, received_ms=now,
+            event_type="push", content_type="application/json", headers=HEADERS, body=body,
+            idempotency_key=f"delivery-{i:08d}-0000-0000-000000000000", idempotency_ttl_s=86400,
+        )  # fmt: skip
+        delivery = NewDelivery(new_id("dlv", now), "sub_bench", DeliveryMode.RELIABLE, now)
+        await store.add_deliveries(event_id, now, [delivery], fan_out=True)
+        stored = await store.get_delivery(delivery.id)
+        assert stored is not None
+        await store.record_attempt(
+            delivery=stored,
+            attempt=Attempt(
+                number=1,
+                trigger=Trigger.SCHEDULED,
+                started_at=now,
+                duration_ms=12.5,
+                status_code=200,
+                error=None,
+                error_message=None,
+                response_excerpt="ok",
+                outcome=DeliveryStatus.SUCCEEDED,
+                next_attempt_at=None,
+            ),
+            due_ms=None,
+            now_ms=now,
+        )
+        delivery_id = delivery.id
+    return event_id, delivery_id
+
+
+async def main(events: int, body_bytes: int) -> None:
+    with EmbeddedRedis() as server:
+        redis = aioredis.Redis.from_url(server.url)
+        store = RelayStore(redis)
+        await store.put_source("bench", SourceIn(), now_ms())
+        found = await store.get_source("bench")
+        assert found is not None
+        body = (b'{"payload":"' + b"x" * body_bytes)[: body_bytes - 2] + b'"}'
+        before = (await redis.info("memory"))["used_memory"]
+        event_id, delivery_id = await fill(store, events, body, found[1])
+        after = (await redis.info("memory"))["used_memory"]
+        per_event = (after - before) / events
+        usage = {
+            "event hash (metadata + body)": await redis.memory_usage(Keys.event(event_id)),
+            "event's delivery list": await redis.memory_usage(Keys.event_deliveries(event_id)),
+            "delivery hash": await redis.memory_usage(Keys.delivery(delivery_id)),
+            "attempt list (1 attempt)": await redis.memory_usage(Keys.attempts(delivery_id)),
+        }
+        await redis.aclose()
+    print(f"events: {events}, body: {len(body)} bytes, one delivery and one attempt each")
+    print(f"used_memory growth per event, all keys and indexes: {per_event:,.0f} bytes")
+    print(f"  of which the body itself:                          {len(body):,} bytes")
+    print(
+        f"  overhead per event beyond the body:                {per_event - len(body):,.0f} bytes"
+    )
+    for name, size in usage.items():
+        print(f"MEMORY USAGE {name:<30} {size:,} bytes")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--body-bytes", type=int, default=1024)
+    args = parser.parse_args()
+    asyncio.run(main(args.events, args.body_bytes))

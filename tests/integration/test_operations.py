@@ -1,0 +1,358 @@
+"""Issue 4 through the real API: inspection, replay, dead letters, pause, health, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from relay.app import create_app
+from relay.clock import now_ms
+from relay.embedded_redis import EmbeddedRedis, free_port
+from relay.receiver import Receiver, Reply
+from relay.store import HEARTBEAT_STALE_MS, Keys, RelayStore
+from tests.conftest import AUTH, WorkerRun, create_source, create_subscription, running_app
+
+
+async def ingest(api: httpx.AsyncClient, event_type: str = "push", body: bytes = b"{}") -> str:
+    r = await api.post(
+        "/ingest/github",
+        content=body,
+        headers={"X-GitHub-Event": event_type, "content-type": "application/json"},
+    )
+    assert r.status_code == 202, r.text
+    event_id: str = r.json()["event_id"]
+    return event_id
+
+
+async def get(api: httpx.AsyncClient, path: str, **params: Any) -> Any:
+    r = await api.get(path, params=params, headers=AUTH)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def test_events_listing_filters_and_pages(api: httpx.AsyncClient) -> None:
+    await create_source(api)
+    await create_source(api, "stripe")
+    ids = [await ingest(api, "push" if i % 2 else "issues") for i in range(7)]
+    await asyncio.sleep(0.01)
+    boundary = datetime.now(UTC)
+    await asyncio.sleep(0.01)
+    other = (await api.post("/ingest/stripe", content=b"{}")).json()["event_id"]
+
+    listed = await get(api, "/api/events", limit=50)
+    assert [e["id"] for e in listed["data"]] == [other, *reversed(ids)]  # newest first
+    assert listed["next_cursor"] is None
+
+    pages, cursor = [], None
+    while True:
+        page = await get(
+            api, "/api/events", source="github", limit=3, **({"cursor": cursor} if cursor else {})
+        )
+        pages.append([e["id"] for e in page["data"]])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [i for p in pages for i in p] == list(reversed(ids))
+    assert [len(p) for p in pages[:2]] == [3, 3]
+
+    pushes = await get(api, "/api/events", event_type="push")
+    assert {e["event_type"] for e in pushes["data"]} == {"push"}
+    assert len(pushes["data"]) == 3
+    since = await get(api, "/api/events", since=boundary.isoformat())
+    assert [e["id"] for e in since["data"]] == [other]
+    until = await get(api, "/api/events", until=boundary.isoformat())
+    assert other not in [e["id"] for e in until["data"]]
+    bad = await api.get("/api/events", params={"since": "yesterday"}, headers=AUTH)
+    assert bad.status_code == 422
+
+
+async def test_event_body_is_returned_byte_for_byte(api: httpx.AsyncClient) -> None:
+    await create_source(api)
+    body = b"\x00\x01binary\xff"
+    r = await api.post(
+        "/ingest/github", content=body, headers={"content-type": "application/x-thing"}
+    )
+    got = await api.get(f"/api/events/{r.json()['event_id']}/body", headers=AUTH)
+    assert got.status_code == 200
+    assert got.content == body
+    assert got.headers["content-type"] == "application/x-thing"
+    assert (await api.get("/api/events/evt_nope/body", headers=AUTH)).status_code == 404
+
+
+async def test_event_status_filter_finds_failed_deliveries(
+    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
+) -> None:
+    await create_source(api)
+    await create_subscription(api, receiver.url)
+    receiver.script(Reply(status=400))
+    bad = await ingest(api)
+    good = await ingest(api)
+    await run_worker()
+    dead = await get(api, "/api/events", status="dead")
+    assert [e["id"] for e in dead["data"]] == [bad]
+    ok = await get(api, "/api/events", status="succeeded")
+    assert [e["id"] for e in ok["data"]] == [good]
+
+
+async def make_dead(
+    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver, count: int
+) -> dict[str, Any]:
+    await create_source(api)
+    sub = await create_subscription(api, receiver.url)
+    receiver.default = Reply(status=500)
+    for _ in range(count):
+        await ingest(api)
+    await run_worker()
+    return sub
+
+
+async def test_deliveries_listing_and_manual_retry(
+    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
+) -> None:
+    sub = await make_dead(api, run_worker, receiver, 2)
+    dead = await get(api, "/api/deliveries", subscription_id=sub["id"], status="dead")
+    assert len(dead["data"]) == 2
+    assert all(d["attempts"] == 4 for d in dead["data"])
+    assert (await get(api, "/api/deliveries", status="succeeded"))["data"] == []
+    one = await get(api, "/api/deliveries", limit=1)
+    assert one["next_cursor"] == one["data"][0]["id"]
+
+    receiver.default = Reply(status=200)
+    target = dead["data"][0]["id"]
+    r = await api.post(f"/api/deliveries/{target}/retry", headers=AUTH)
+    assert r.status_code == 202
+    assert r.json()["status"] == "pending"
+    await run_worker()
+    detail = await get(api, f"/api/deliveries/{target}")
+    assert detail["status"] == "succeeded"
+    assert [a["number"] for a in detail["attempt_log"]] == [1, 2, 3, 4, 5]
+    assert detail["attempt_log"][-1]["trigger"] == "manual"
+    assert receiver.requests[-1].headers["x-relay-attempt"] == "5"
+    assert (await api.post("/api/deliveries/dlv_nope/retry", headers=AUTH)).status_code == 404
+
+
+async def test_manual_retry_of_a_dead_delivery_gets_a_fresh_schedule(
+    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
+) -> None:
+    sub = await make_dead(api, run_worker, receiver, 1)
+    [dead] = (await get(api, "/api/dead-letters", subscription_id=sub["id"]))["data"]
+    receiver.default = Reply(status=200)
+    receiver.script(503)  # the manual attempt fails once more, then the schedule resumes
+    await api.post(f"/api/deliveries/{dead['id']}/retry", headers=AUTH)
+    await run_worker()
+    detail = await get(api, f"/api/deliveries/{dead['id']}")
+    assert detail["status"] == "succeeded"
+    assert [a["outcome"] for a in detail["attempt_log"][4:]] == ["failed", "succeeded"]
+
+
+async def test_event_replay_makes_new_deliveries_with_the_same_webhook_id(
+    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
+) -> None:
+    await create_source(api)
+    first = await create_subscription(api, receiver.url)
+    event_id = await ingest(api)
+    await run_worker()
+    second_receiver = Receiver()
+    try:
+        second = await create_subscription(api, second_receiver.url)
+        r = await api.post(f"/api/events/{event_id}/replay", json={}, headers=AUTH)
+        assert r.status_code == 202
+        assert {d["subscription_id"] for d in r.json()["deliveries"]} == {first["id"], second["id"]}
+        r = await api.post(
+            f"/api/events/{event_id}/replay",
+            json={"subscription_ids": [second["id"]]},
+            headers=AUTH,
+        )
+        assert [d["subscription_id"] for d in r.json()["deliveries"]] == [second["id"]]
+        await run_worker()
+        assert {g.headers["webhook-id"] for g in receiver.wait_for(2)} == {event_id}
+        assert {g.headers["webhook-id"] for g in second_receiver.wait_for(2)} == {event_id}
+    finally:
+        second_receiver.close()
+    event = await get(api, f"/api/events/{event_id}")
+    assert len(event["deliveries"]) == 4
+    missing = await api.post(
+        f"/api/events/{event_id}/replay", json={"subscription_ids": ["sub_nope"]}, headers=AUTH
+    )
+    assert missing.status_code == 404
+    assert (await api.post("/api/events/evt_nope/replay", json={}, headers=AUTH)).status_code == 404
+
+
+async def test_dead_letters_bulk_replay_is_safe_to_repeat_and_purge(
+    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver, redis: aioredis.Redis
+) -> None:
+    sub = await make_dead(api, run_worker, receiver, 3)
+    listed = await get(api, "/api/dead-letters", subscription_id=sub["id"])
+    assert listed["total"] == 3
+    assert len(listed["data"]) == 3
+
+    receiver.default = Reply(status=200)
+    body = {"subscription_id": sub["id"]}
+    first = await api.post("/api/dead-letters/replay", json=body, headers=AUTH)
+    again = await api.post("/api/dead-letters/replay", json=body, headers=AUTH)
+    assert first.json() == {"requeued": 3, "remaining": 0}
+    assert again.json() == {"requeued": 0, "remaining": 0}
+    before = len(receiver.requests)
+    await run_worker()
+    assert len(receiver.requests) - before == 3  # once each, not twice
+    assert (await get(api, "/api/dead-letters"))["total"] == 0
+
+    receiver.default = Reply(status=500)
+    await ingest(api)
+    await run_worker()
+    assert (await get(api, "/api/dead-letters"))["total"] == 1
+    r = await api.delete("/api/dead-letters", params={"subscription_id": sub["id"]}, headers=AUTH)
+    assert r.json() == {"purged": 1}
+    assert (await get(api, "/api/dead-letters"))["total"] == 0
+    assert await redis.zcard(Keys.dead) == 0
+
+
+async def test_paused_subscription_waits_and_resumes_in_order(
+    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver, redis: aioredis.Redis
+) -> None:
+    await create_source(api)
+    sub = await create_subscription(api, receiver.url)
+    r = await api.post(f"/api/subscriptions/{sub['id']}/pause", headers=AUTH)
+    assert r.json()["paused"] is True
+    ids = [await ingest(api, body=f'{{"n":{i}}}'.encode()) for i in range(3)]
+    await run_worker()
+    assert receiver.requests == []
+    assert await redis.zcard(Keys.paused(sub["id"])) == 3
+    statuses = {
+        d["status"] for e in ids for d in (await get(api, f"/api/events/{e}"))["deliveries"]
+    }
+    assert statuses == {"pending"}
+
+    r = await api.post(f"/api/subscriptions/{sub['id']}/resume", headers=AUTH)
+    assert r.json()["paused"] is False
+    await run_worker()
+    got = receiver.wait_for(3)
+    assert [g.headers["webhook-id"] for g in got] == ids
+    assert (await api.post("/api/subscriptions/sub_nope/pause", headers=AUTH)).status_code == 404
+
+
+async def test_subscription_test_sends_a_signed_synthetic_event(
+    api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    import standardwebhooks
+
+    sub = await create_subscription(api, receiver.url)
+    r = await api.post(f"/api/subscriptions/{sub['id']}/test", headers=AUTH)
+    assert r.status_code == 200
+    assert r.json()["status"] == "succeeded"
+    assert r.json()["status_code"] == 200
+    [got] = receiver.wait_for(1)
+    standardwebhooks.Webhook(sub["secret"]).verify(got.body, got.headers)
+    assert got.headers["x-relay-event-type"] == "relay.test"
+    receiver.script(503)
+    r = await api.post(f"/api/subscriptions/{sub['id']}/test", headers=AUTH)
+    assert r.json()["status"] == "dead"
+    assert r.json()["status_code"] == 503
+
+
+async def test_retention_expires_records_and_trims_indexes(
+    make_settings, redis: aioredis.Redis, run_worker: WorkerRun, receiver: Receiver
+) -> None:
+    settings = make_settings(retention_days=1.5 / 86400)  # 1.5 s
+    async with running_app(create_app(settings)) as api:
+        await create_source(api)
+        await create_subscription(api, receiver.url)
+        event_id = await ingest(api)
+        await run_worker(settings)
+        [delivery_id] = await RelayStore(redis).event_delivery_ids(event_id)
+        for key in (Keys.event(event_id), Keys.delivery(delivery_id), Keys.attempts(delivery_id)):
+            assert 0 < await redis.pttl(key) <= 1500
+        await asyncio.sleep(1.6)
+        assert await redis.exists(Keys.event(event_id), Keys.delivery(delivery_id)) == 0
+        assert (await api.get(f"/api/events/{event_id}", headers=AUTH)).status_code == 404
+        store = RelayStore(redis, settings.retention_ms)
+        assert await store.trim_indexes(now_ms()) >= 3
+        for index in (Keys.events, Keys.source_events("github"), Keys.deliveries):
+            assert await redis.zcard(index) == 0
+        assert (await get(api, "/api/events"))["data"] == []
+
+
+async def test_health_and_readiness(make_settings, store: RelayStore) -> None:
+    async with running_app(create_app(make_settings())) as api:
+        assert (await api.get("/healthz")).json() == {"status": "ok"}
+        r = await api.get("/readyz")
+        assert r.status_code == 503
+        assert "no worker heartbeat" in r.json()["detail"]
+        await store.heartbeat("w1", now_ms(), HEARTBEAT_STALE_MS)
+        r = await api.get("/readyz")
+        assert r.status_code == 200
+        assert r.json() == {"status": "ready", "redis": "ok", "workers": 1}
+        await store.heartbeat("w1", now_ms() - HEARTBEAT_STALE_MS - 1, HEARTBEAT_STALE_MS)
+        assert (await api.get("/readyz")).status_code == 503
+
+
+async def test_readiness_fails_when_redis_goes_away(make_settings) -> None:
+    server = EmbeddedRedis().start()
+    try:
+        async with running_app(create_app(make_settings(redis_url=server.url))) as api:
+            server.stop()
+            r = await api.get("/readyz")
+            assert r.status_code == 503
+            assert "Redis" in r.json()["detail"]
+            assert (await api.get("/healthz")).status_code == 200
+    finally:
+        server.stop()
+
+
+async def test_metrics_follow_ingest_and_delivery(
+    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
+) -> None:
+    def sample(text: str, name: str) -> float:
+        lines = [line for line in text.splitlines() if line.startswith(name + " ")]
+        return float(lines[0].split()[-1]) if lines else 0.0
+
+    await create_source(api)
+    await create_subscription(api, receiver.url)
+    before = (await api.get("/metrics")).text
+    receiver.script(503)
+    await ingest(api)
+    await run_worker()
+    after = (await api.get("/metrics")).text
+    ok = 'relay_delivery_attempts_total{outcome="succeeded",status_class="2xx"}'
+    retry = 'relay_delivery_attempts_total{outcome="failed",status_class="5xx"}'
+    assert sample(after, ok) - sample(before, ok) == 1
+    assert sample(after, retry) - sample(before, retry) == 1
+    e2e = "relay_end_to_end_seconds_count"
+    assert sample(after, e2e) - sample(before, e2e) == 1
+    assert (
+        sample(after, "relay_retries_scheduled_total")
+        - sample(before, "relay_retries_scheduled_total")
+        == 1
+    )
+    accepted = 'relay_ingest_total{outcome="accepted",reason="",source="github"}'
+    assert sample(after, accepted) - sample(before, accepted) == 1
+    assert 'relay_queue_depth{state="dead"} 0.0' in after
+    assert "relay_attempt_duration_seconds_bucket" in after
+
+
+async def test_worker_exposes_metrics_on_its_own_port(make_settings, run_worker: WorkerRun) -> None:
+    port = free_port()
+    await run_worker(make_settings(worker_metrics_port=port))
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            async with httpx.AsyncClient() as client:
+                r = await client.get(f"http://127.0.0.1:{port}/metrics")
+            break
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+    assert "relay_delivery_attempts_total" in r.text
+    assert "relay_queue_depth" in r.text
+
+
+@pytest.mark.parametrize("path", ["/api/events", "/api/deliveries", "/api/dead-letters"])
+async def test_listings_need_the_token(api: httpx.AsyncClient, path: str) -> None:
+    assert (await api.get(path)).status_code == 401
