@@ -71,7 +71,8 @@ async def main(events: int, body_bytes: int) -> None:
         after = (await redis.info("memory"))["used_memory"]
         per_event = (after - before) / events
         usage = {
-            "event hash (metadata + body)": await redis.memory_usage(Keys.event(event_id)),
+            "event metadata": await redis.memory_usage(Keys.event(event_id)),
+            "event body": await redis.memory_usage(Keys.event_body(event_id)),
             "event's delivery list": await redis.memory_usage(Keys.event_deliveries(event_id)),
             "delivery hash": await redis.memory_usage(Keys.delivery(delivery_id)),
             "attempt list (1 attempt)": await redis.memory_usage(Keys.attempts(delivery_id)),

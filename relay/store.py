@@ -17,7 +17,8 @@ Key layout (prefix ``relay:``)::
     sub:{id}              hash  config (JSON), enabled, disabled_reason, paused
     subs                  set   subscription ids
     subs:src:{source}     set   subscription ids listening to a source ("*": every source)
-    evt:{id}              hash  event metadata and the raw body, stored once          [TTL]
+    evt:{id}              str   event metadata (JSON; never changes)                  [TTL]
+    evt:{id}:body         str   the raw body, stored once                             [TTL]
     evt:{id}:dlv          list  delivery ids of the event                             [TTL]
     events                zset  every event id (lexical: ids sort by time)
     events:src:{source}   zset  event ids of one source (lexical)
@@ -112,6 +113,10 @@ class Keys:
         return f"{PREFIX}evt:{event_id}"
 
     @staticmethod
+    def event_body(event_id: str) -> str:
+        return f"{PREFIX}evt:{event_id}:body"
+
+    @staticmethod
     def event_deliveries(event_id: str) -> str:
         return f"{PREFIX}evt:{event_id}:dlv"
 
@@ -128,9 +133,11 @@ class Keys:
         return f"{PREFIX}dlv:{delivery_id}:att"
 
 
-# KEYS: source, idempotency, event, events, events of source, unfanned
+# Metadata and body are two plain strings: a hash holding a body of more than 64 bytes
+# leaves Redis's compact encoding and costs about 2 KB more per event.
+# KEYS: source, idempotency, event, event body, events, events of source, unfanned
 # ARGV: source rev, use idempotency ("1"/"0"), idempotency ttl, event id, received ms,
-#       expire at ms, fields...
+#       expire at ms, metadata JSON, body
 _INGEST = """
 local rev = redis.call('HGET', KEYS[1], 'rev')
 if rev ~= ARGV[1] then return {'stale', rev or ''} end
@@ -139,18 +146,18 @@ if ARGV[2] == '1' then
   if first then return {'duplicate', first} end
   redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[3])
 end
-redis.call('HSET', KEYS[3], unpack(ARGV, 7))
-redis.call('PEXPIREAT', KEYS[3], ARGV[6])
-redis.call('ZADD', KEYS[4], 0, ARGV[4])
+redis.call('SET', KEYS[3], ARGV[7], 'PXAT', ARGV[6])
+redis.call('SET', KEYS[4], ARGV[8], 'PXAT', ARGV[6])
 redis.call('ZADD', KEYS[5], 0, ARGV[4])
-redis.call('ZADD', KEYS[6], ARGV[5], ARGV[4])
+redis.call('ZADD', KEYS[6], 0, ARGV[4])
+redis.call('ZADD', KEYS[7], ARGV[5], ARGV[4])
 return {'accepted', ARGV[4]}
 """
 
 # Records new deliveries of an event: at fan-out (only once: the event must still be in the
 # unfanned index) and at replay (any time).
-# KEYS: unfanned, event, event deliveries, due, all deliveries, then per delivery: its hash
-#       and its subscription's delivery index
+# KEYS: unfanned, event, event deliveries, due, all deliveries, event body, then per
+#       delivery: its hash and its subscription's delivery index
 # ARGV: event id, now ms, fan-out ("1"/"0"), expire at ms, then per delivery: id, due ms,
 #       fields (JSON object of strings)
 _ADD_DELIVERIES = """
@@ -161,27 +168,24 @@ elseif redis.call('EXISTS', KEYS[2]) == 0 then
 end
 local n = 0
 for i = 5, #ARGV, 3 do
-  local dkey = KEYS[6 + 2 * n]
+  local dkey = KEYS[7 + 2 * n]
   local fields = cjson.decode(ARGV[i + 2])
   for k, v in pairs(fields) do redis.call('HSET', dkey, k, v) end
   redis.call('PEXPIREAT', dkey, ARGV[4])
   redis.call('RPUSH', KEYS[3], ARGV[i])
   redis.call('ZADD', KEYS[4], ARGV[i + 1], ARGV[i])
   redis.call('ZADD', KEYS[5], 0, ARGV[i])
-  redis.call('ZADD', KEYS[7 + 2 * n], 0, ARGV[i])
+  redis.call('ZADD', KEYS[8 + 2 * n], 0, ARGV[i])
   n = n + 1
 end
 -- The event lives as long as its newest delivery.
-for _, key in ipairs({KEYS[2], KEYS[3]}) do
+for _, key in ipairs({KEYS[2], KEYS[3], KEYS[6]}) do
   local ttl = redis.call('PTTL', key)
-  if ttl >= 0 and ttl < tonumber(ARGV[4]) - tonumber(ARGV[2]) then
+  if ttl == -1 or (ttl >= 0 and ttl < tonumber(ARGV[4]) - tonumber(ARGV[2])) then
     redis.call('PEXPIREAT', key, ARGV[4])
   end
 end
-if ARGV[3] == '1' then
-  redis.call('HSET', KEYS[2], 'fanned_out', '1', 'fanned_out_at', ARGV[2])
-  redis.call('ZREM', KEYS[1], ARGV[1])
-end
+if ARGV[3] == '1' then redis.call('ZREM', KEYS[1], ARGV[1]) end
 return 1
 """
 
@@ -335,6 +339,28 @@ def _int(value: bytes | None) -> int | None:
 
 def _dumps(value: Any) -> bytes:
     return orjson.dumps(value)
+
+
+def _event_meta(
+    source: str,
+    event_type: str | None,
+    received_ms: int,
+    content_type: str,
+    headers: dict[str, str],
+    idempotency_key: str | None,
+    body_bytes: int,
+) -> bytes:
+    return _dumps(
+        {
+            "source": source,
+            "event_type": event_type,
+            "received_at": received_ms,
+            "content_type": content_type,
+            "headers": headers,
+            "idempotency_key": idempotency_key,
+            "body_bytes": body_bytes,
+        }
+    )
 
 
 def _lex_range(prefix: str, since_ms: int | None, until_ms: int | None) -> tuple[str, str]:
@@ -507,23 +533,14 @@ class RelayStore:
         idempotency_ttl_s: int,
     ) -> IngestResult:
         """Store an event in one round trip; a repeat of an idempotency key stores nothing."""
-        fields: list[bytes | str | int] = [
-            "source", source,
-            "event_type", event_type or "",
-            "received_at", received_ms,
-            "content_type", content_type,
-            "headers", _dumps(headers),
-            "idempotency_key", idempotency_key or "",
-            "body", body,
-            "body_bytes", len(body),
-            "fanned_out", "0",
-        ]  # fmt: skip
-        idem_key = Keys.idempotency(source, idempotency_key or "")
+        meta = _event_meta(source, event_type, received_ms, content_type, headers,
+                           idempotency_key, len(body))  # fmt: skip
         status, value = await self._ingest(
             keys=[
                 Keys.source(source),
-                idem_key,
+                Keys.idempotency(source, idempotency_key or ""),
                 Keys.event(event_id),
+                Keys.event_body(event_id),
                 Keys.events,
                 Keys.source_events(source),
                 Keys.unfanned,
@@ -535,7 +552,8 @@ class RelayStore:
                 event_id,
                 received_ms,
                 received_ms + self.retention_ms,
-                *fields,
+                meta,
+                body,
             ],
         )
         return IngestResult(status=status.decode(), event_id=value.decode())
@@ -544,72 +562,43 @@ class RelayStore:
         self, *, event_id: str, source: str, event_type: str, body: bytes, now_ms: int
     ) -> None:
         """Store an event the relay made itself (a subscription test), already fanned out."""
+        meta = _event_meta(source, event_type, now_ms, "application/json", {}, None, len(body))
+        expire_at = now_ms + self.retention_ms
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                Keys.event(event_id),
-                mapping={
-                    "source": source,
-                    "event_type": event_type,
-                    "received_at": now_ms,
-                    "content_type": "application/json",
-                    "headers": b"{}",
-                    "idempotency_key": "",
-                    "body": body,
-                    "body_bytes": len(body),
-                    "fanned_out": "1",
-                },
-            )
-            pipe.pexpireat(Keys.event(event_id), now_ms + self.retention_ms)
+            pipe.set(Keys.event(event_id), meta, pxat=expire_at)
+            pipe.set(Keys.event_body(event_id), body, pxat=expire_at)
             pipe.zadd(Keys.events, {event_id: 0})
             pipe.zadd(Keys.source_events(source), {event_id: 0})
             await pipe.execute()
 
-    _EVENT_FIELDS = (
-        "source",
-        "event_type",
-        "received_at",
-        "content_type",
-        "headers",
-        "idempotency_key",
-        "body_bytes",
-        "fanned_out",
-    )
-
-    def _event_from(self, event_id: str, row: Sequence[bytes | None]) -> Event | None:
-        data = dict(zip(self._EVENT_FIELDS, row, strict=True))
-        if data["source"] is None:
+    @staticmethod
+    def _event_from(event_id: str, meta: bytes | None, unfanned: object) -> Event | None:
+        if meta is None:
             return None
-        return Event(
-            id=event_id,
-            source=_s(data["source"]) or "",
-            event_type=_s(data["event_type"]) or None,
-            received_at=_int(data["received_at"]) or 0,
-            content_type=_s(data["content_type"]) or "",
-            headers=orjson.loads(data["headers"] or b"{}"),
-            idempotency_key=_s(data["idempotency_key"]) or None,
-            body_bytes=_int(data["body_bytes"]) or 0,
-            fanned_out=data["fanned_out"] == b"1",
-        )
+        return Event(id=event_id, fanned_out=unfanned is None, **orjson.loads(meta))
 
     async def get_event(self, event_id: str) -> Event | None:
-        row = await _r(self.redis.hmget(Keys.event(event_id), list(self._EVENT_FIELDS)))
-        return self._event_from(event_id, row)
+        found = await self.get_events([event_id])
+        return found[0] if found else None
 
     async def get_events(self, ids: Sequence[str]) -> list[Event]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for event_id in ids:
-                pipe.hmget(Keys.event(event_id), list(self._EVENT_FIELDS))
+                pipe.get(Keys.event(event_id))
+                pipe.zscore(Keys.unfanned, event_id)
             rows = await pipe.execute()
-        found = (self._event_from(i, row) for i, row in zip(ids, rows, strict=True))
+        found = (self._event_from(i, rows[2 * n], rows[2 * n + 1]) for n, i in enumerate(ids))
         return [e for e in found if e is not None]
 
     async def get_event_body(self, event_id: str) -> tuple[bytes, str] | None:
-        body, content_type = await _r(
-            self.redis.hmget(Keys.event(event_id), ["body", "content_type"])
-        )
-        if body is None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(Keys.event(event_id))
+            pipe.get(Keys.event_body(event_id))
+            meta, body = await pipe.execute()
+        if meta is None or body is None:
             return None
-        return body, (content_type or b"").decode()
+        content_type: str = orjson.loads(meta)["content_type"]
+        return body, content_type
 
     async def event_delivery_ids(self, event_id: str) -> list[str]:
         ids = await _r(self.redis.lrange(Keys.event_deliveries(event_id), 0, -1))
@@ -637,6 +626,7 @@ class RelayStore:
             Keys.event_deliveries(event_id),
             Keys.due,
             Keys.deliveries,
+            Keys.event_body(event_id),
         ]
         args: list[str | int | bytes] = [event_id, now_ms, "1" if fan_out else "0", expire_at]
         for d in deliveries:
@@ -748,17 +738,19 @@ class RelayStore:
             return None
         delivery, window = found
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(Keys.event(delivery.event_id), [*self._EVENT_FIELDS, "body"])
+            pipe.get(Keys.event(delivery.event_id))
+            pipe.get(Keys.event_body(delivery.event_id))
             pipe.hmget(Keys.sub(delivery.subscription_id), list(_SUB_FIELDS))
-            event_row, sub_row = await pipe.execute()
-        event = self._event_from(delivery.event_id, event_row[:-1])
+            meta, body, sub_row = await pipe.execute()
+        # A delivery exists only after fan-out, so the event is fanned out.
+        event = self._event_from(delivery.event_id, meta, None)
         if event is None:
             return None
         return DeliveryContext(
             delivery=delivery,
             window=window,
             event=event,
-            body=event_row[-1] or b"",
+            body=body or b"",
             subscription=self._sub_from(sub_row),
         )
 

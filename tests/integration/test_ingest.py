@@ -35,7 +35,7 @@ async def test_accepted_event_is_in_redis_before_the_answer(
     event_id = r.json()["event_id"]
     assert event_id.startswith("evt_")
     assert len(event_id) == 30
-    assert await redis.hget(Keys.event(event_id), "body") == body
+    assert await redis.get(Keys.event_body(event_id)) == body
 
     r = await api.get(f"/api/events/{event_id}", headers=AUTH)
     event = r.json()

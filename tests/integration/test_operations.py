@@ -266,10 +266,12 @@ async def test_retention_expires_records_and_trims_indexes(
         event_id = await ingest(api)
         await run_worker(settings)
         [delivery_id] = await RelayStore(redis).event_delivery_ids(event_id)
-        for key in (Keys.event(event_id), Keys.delivery(delivery_id), Keys.attempts(delivery_id)):
+        keys = [Keys.event(event_id), Keys.event_body(event_id), Keys.event_deliveries(event_id)]
+        keys += [Keys.delivery(delivery_id), Keys.attempts(delivery_id)]
+        for key in keys:
             assert 0 < await redis.pttl(key) <= 1500
         await asyncio.sleep(1.6)
-        assert await redis.exists(Keys.event(event_id), Keys.delivery(delivery_id)) == 0
+        assert await redis.exists(*keys) == 0
         assert (await api.get(f"/api/events/{event_id}", headers=AUTH)).status_code == 404
         store = RelayStore(redis, settings.retention_ms)
         assert await store.trim_indexes(now_ms()) >= 3
