@@ -57,10 +57,9 @@ async def deliver(
             return
         subscription_id, event_id = owner
         bind_contextvars(subscription_id=subscription_id, event_id=event_id)
-        limit = limits.get(subscription_id)
-        if limit.locked():
-            # This subscriber already has its share of attempts in flight: free the worker
-            # slot for other subscribers and come back shortly.
+        if not await limits.acquire(subscription_id):
+            # This subscriber already has its share of attempts in flight and waiting: free
+            # the worker slot for other subscribers and come back shortly.
             raise Retry(defer=0.5 + random.random())
 
         loop = asyncio.get_running_loop()
@@ -80,7 +79,7 @@ async def deliver(
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
         step: Step | None = None
-        async with limit:
+        try:
             async for try_ in retrying:
                 number = try_.retry_state.attempt_number
                 with try_:
@@ -93,6 +92,8 @@ async def deliver(
                 outcome = try_.retry_state.outcome
                 if outcome is None or not outcome.failed:
                     try_.retry_state.set_result(step)
+        finally:
+            limits.release(subscription_id)
         if step is not None and step.retry_in is not None:
             await queue.enqueue_delivery(ctx["redis"], delivery_id, step.attempt + 1, step.retry_in)
     except Retry:

@@ -259,3 +259,30 @@ async def test_best_effort_is_one_attempt_from_the_api(
     assert delivery["status"] == "dead"
     assert delivery["attempts"] == 1
     assert await redis.zcard("relay:test-queue") == 0  # nothing was queued for a retry
+
+
+async def test_one_slow_subscriber_does_not_hold_up_the_others(
+    make_settings, api: httpx.AsyncClient, run_worker: WorkerRun
+) -> None:
+    slow, fast = Receiver(), Receiver()
+    slow.default = Reply(delay_s=0.4)
+    try:
+        await create_source(api)
+        await create_subscription(api, slow.url)
+        await create_subscription(api, fast.url)
+        for _ in range(5):
+            await post_event(api)
+        started = time.time()  # receivers stamp requests with time.time()
+        await run_worker(make_settings(max_concurrency_per_subscription=2))
+        got_slow = slow.wait_for(5)
+        got_fast = fast.wait_for(5)
+    finally:
+        slow.close()
+        fast.close()
+    # The slow receiver (0.4 s per answer, stamped when it answers) never had more than two
+    # requests in flight at once.
+    ends = sorted(r.at for r in got_slow)
+    overlaps = [sum(1 for e in ends if end - 0.4 < e <= end) for end in ends]
+    assert max(overlaps) <= 2
+    # The fast subscriber, at the same cap, was not queued behind the slow one.
+    assert max(r.at for r in got_fast) - started < 0.35
