@@ -180,7 +180,9 @@ def running_stack(log_dir: Path) -> Iterator[Stack]:
         redis.start()
         port = free_port()
         token = "bench_" + secrets.token_urlsafe(18)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+        # RELAY_* tuning variables (RELAY_WORKER_POLL_DELAY_S, ...) pass through to both
+        # processes; where the relay runs and how it is reached are set here.
+        env = dict(os.environ)
         env.update(
             RELAY_REDIS_URL=redis.url,
             RELAY_ADMIN_TOKEN=token,

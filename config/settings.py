@@ -88,6 +88,9 @@ class Settings(BaseSettings):
 
     # Worker.
     worker_max_jobs: int = Field(default=100, ge=1)
+    # How often an idle worker asks Redis for due jobs: the floor of a reliable delivery's
+    # latency (half of it on average), at one cheap ZRANGEBYSCORE per poll.
+    worker_poll_delay_s: float = Field(default=0.05, gt=0, le=5)
     # Prometheus endpoint of a worker process (off when unset: `relay dev` serves /metrics).
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     job_timeout_s: int = Field(default=60, ge=5)

@@ -19,6 +19,7 @@ import uvicorn
 
 from config.settings import Settings
 from relay import logs, queue
+from relay.admin_cli import admin_app
 from relay.app import create_app
 from relay.embedded_redis import EmbeddedRedis
 from workers.main import build_worker, run_worker
@@ -185,6 +186,10 @@ def receiver(
     finally:
         server.close()
 
+
+# The SRE commands (events, deliveries, replay, subscriptions, sources, apply) talk to a
+# running relay over its HTTP API.
+app.add_typer(admin_app)
 
 if __name__ == "__main__":
     app()

@@ -114,7 +114,7 @@ def build_worker(
         max_jobs=settings.worker_max_jobs,
         job_timeout=settings.job_timeout_s,
         keep_result=0,
-        poll_delay=0.1,
+        poll_delay=settings.worker_poll_delay_s,
         max_tries=DELIVER_MAX_TRIES,
         job_serializer=queue.serialize,
         job_deserializer=queue.deserialize,
