@@ -72,7 +72,19 @@ class Trigger(StrEnum):
 class SourceIn(BaseModel):
     """A named entry point: ``POST /ingest/{name}``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "description": "GitHub organisation webhooks",
+                    "event_type_header": "X-GitHub-Event",
+                    "idempotency_header": "X-GitHub-Delivery",
+                    "verification": {"scheme": "github", "secrets": ["my-github-secret"]},
+                }
+            ]
+        },
+    )
 
     description: str = Field(default="", max_length=1024)
     idempotency_header: HeaderName | None = Field(
@@ -155,6 +167,22 @@ class SubscriptionFields(BaseModel):
 
 class SubscriptionIn(SubscriptionFields):
     """What a client sends to create a subscription."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://billing.example.com/hooks/github",
+                    "sources": ["github"],
+                    "event_types": ["push", "pull_request.*"],
+                    "description": "Billing: pushes and pull requests",
+                    "headers": {"X-Team": "billing"},
+                    "retry": {"max_attempts": 5},
+                }
+            ]
+        },
+    )
 
 
 class SubscriptionPatch(BaseModel):
@@ -270,5 +298,11 @@ class EventDetail(Event):
 
 
 class IngestAccepted(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"event_id": "evt_01JD3Y9T0W6Y7Q1G8B3C5D7E9F", "status": "accepted"}]
+        }
+    )
+
     event_id: str
     status: str = "accepted"

@@ -29,12 +29,17 @@ from relay.models import (
     SubscriptionPatch,
     Trigger,
 )
-from relay.problems import Problem, invalid
+from relay.problems import Problem, invalid, problem_docs
 from relay.services import Services
 from relay.signing import generate_secret
 from relay.store import NewDelivery
 
-router = APIRouter(prefix="/api", dependencies=[AdminDep], tags=["admin"])
+router = APIRouter(
+    prefix="/api",
+    dependencies=[AdminDep],
+    tags=["admin"],
+    responses=problem_docs(401, 404, 422, 503),
+)
 log = structlog.get_logger("relay.admin")
 
 

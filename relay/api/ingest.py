@@ -13,7 +13,7 @@ from relay.dispatch import fan_out
 from relay.ingest import Challenge, UnknownSource
 from relay.metrics import INGESTED, UNKNOWN_SOURCE
 from relay.models import IngestAccepted
-from relay.problems import Problem
+from relay.problems import Problem, problem_docs
 from relay.services import Services
 from relay.verification import VerificationError
 
@@ -53,10 +53,15 @@ async def _fan_out_after_response(services: Services, event_id: str) -> None:
     status_code=202,
     response_model=IngestAccepted,
     responses={
-        200: {"description": "A repeat of an idempotency key: the original event id."},
-        401: {"description": "The source's verification failed."},
-        404: {"description": "No such source."},
-        413: {"description": "The body is larger than RELAY_MAX_BODY_BYTES."},
+        200: {
+            "description": "A repeat of an idempotency key (or a provider's challenge answered).",
+            "content": {
+                "application/json": {
+                    "example": {"event_id": "evt_01JD3Y9T0W6Y7Q1G8B3C5D7E9F", "status": "duplicate"}
+                }
+            },
+        },
+        **problem_docs(401, 404, 413),
     },
     openapi_extra={"requestBody": {"content": {"*/*": {}}, "required": False}},
 )

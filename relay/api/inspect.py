@@ -11,10 +11,15 @@ from fastapi import APIRouter, Query, Response
 from relay.api.deps import AdminDep, ServicesDep
 from relay.api.listing import Listing, collect, to_ms
 from relay.models import Delivery, DeliveryDetail, DeliveryStatus, Event, EventDetail
-from relay.problems import Problem
+from relay.problems import Problem, problem_docs
 from relay.store import Keys
 
-router = APIRouter(prefix="/api", dependencies=[AdminDep], tags=["inspect"])
+router = APIRouter(
+    prefix="/api",
+    dependencies=[AdminDep],
+    tags=["inspect"],
+    responses=problem_docs(401, 404, 422, 503),
+)
 
 Limit = Annotated[int, Query(ge=1, le=500, description="Most items in one answer.")]
 Since = Annotated[datetime | None, Query(description="ISO 8601; only items created since.")]

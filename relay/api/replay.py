@@ -16,11 +16,16 @@ from relay.api.listing import to_ms
 from relay.clock import now_ms
 from relay.dispatch import UnknownSubscription, replay
 from relay.models import Delivery, DeliveryStatus
-from relay.problems import Problem
+from relay.problems import Problem, problem_docs
 from relay.services import Services
 from relay.store import Keys, Reopened
 
-router = APIRouter(prefix="/api", dependencies=[AdminDep], tags=["replay"])
+router = APIRouter(
+    prefix="/api",
+    dependencies=[AdminDep],
+    tags=["replay"],
+    responses=problem_docs(401, 404, 409, 422, 503),
+)
 log = structlog.get_logger("relay.replay")
 
 

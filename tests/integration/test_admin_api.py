@@ -131,3 +131,35 @@ async def test_unknown_ids_are_404(api: httpx.AsyncClient) -> None:
         r = await api.get(path, headers=AUTH)
         assert r.status_code == 404
         assert r.headers["content-type"] == "application/problem+json"
+
+
+async def test_openapi_documents_every_route_with_examples_and_problems(
+    api: httpx.AsyncClient,
+) -> None:
+    doc = (await api.get("/openapi.json")).json()
+    paths = doc["paths"]
+    for path in [
+        "/ingest/{source}",
+        "/api/sources/{name}",
+        "/api/subscriptions",
+        "/api/subscriptions/{sub_id}/rotate-secret",
+        "/api/subscriptions/{sub_id}/pause",
+        "/api/events",
+        "/api/events/{event_id}/body",
+        "/api/events/{event_id}/replay",
+        "/api/deliveries",
+        "/api/deliveries/{delivery_id}/retry",
+        "/api/dead-letters",
+        "/api/dead-letters/replay",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ]:
+        assert path in paths, path
+    create = paths["/api/subscriptions"]["post"]
+    assert "application/problem+json" in create["responses"]["401"]["content"]
+    schemas = doc["components"]["schemas"]
+    assert schemas["SubscriptionIn"]["examples"][0]["sources"] == ["github"]
+    assert schemas["SourceIn"]["examples"][0]["verification"]["scheme"] == "github"
+    ingest = paths["/ingest/{source}"]["post"]["responses"]
+    assert {"200", "202", "401", "404", "413"} <= set(ingest)

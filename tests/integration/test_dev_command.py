@@ -83,3 +83,41 @@ def test_dev_delivers_and_keeps_events_across_restarts(tmp_path: Path) -> None:
     finally:
         stop_dev(proc)
         receiver.close()
+
+
+def test_serve_with_several_workers_sums_metrics_across_processes(tmp_path: Path) -> None:
+    from relay.embedded_redis import EmbeddedRedis
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with EmbeddedRedis() as redis_server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "PROMETHEUS_"))}
+        env.update(RELAY_REDIS_URL=redis_server.url, RELAY_ADMIN_TOKEN=TOKEN, RELAY_PORT=str(port))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "relay.cli", "serve", "--workers", "2"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    if httpx.put(f"{base}/api/sources/s", json={}, headers=AUTH).is_success:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "relay serve did not start"
+                time.sleep(0.1)
+            # New connections each time, so both worker processes take some of them.
+            for _ in range(40):
+                assert httpx.post(f"{base}/ingest/s", content=b"{}").status_code == 202
+            line = 'relay_ingest_total{outcome="accepted",reason="",source="s"}'
+            for _ in range(5):  # whichever process answers, the sum is the same
+                text = httpx.get(f"{base}/metrics").text
+                [sample] = [x for x in text.splitlines() if x.startswith(line)]
+                assert float(sample.split()[-1]) == 40
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=20)

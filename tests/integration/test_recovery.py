@@ -24,6 +24,21 @@ async def accept_without_fanout(store: RelayStore, settings: Settings) -> str:
     return event_id
 
 
+async def fanned_out_but_not_queued(
+    api: httpx.AsyncClient, store: RelayStore, settings: Settings, receiver: Receiver
+) -> tuple[str, str, str]:
+    """A process that died after committing the fan-out, before queueing any job.
+
+    Returns the event, its one delivery, and that delivery's subscription.
+    """
+    await create_source(api)
+    sub = await create_subscription(api, receiver.url)
+    event_id = await accept_without_fanout(store, settings)
+    await plan_and_commit(store, event_id, best_effort_inline=False, best_effort_lease_s=0)
+    [delivery_id] = await store.event_delivery_ids(event_id)
+    return event_id, delivery_id, sub["id"]
+
+
 async def test_unfanned_event_is_fanned_out_by_the_worker(
     api: httpx.AsyncClient,
     store: RelayStore,
@@ -80,17 +95,12 @@ async def test_delivery_whose_job_was_lost_is_requeued(
     run_worker: WorkerRun,
     receiver: Receiver,
 ) -> None:
-    # The process died after committing the fan-out but before queueing any job.
-    await create_source(api)
-    await create_subscription(api, receiver.url)
-    event_id = await accept_without_fanout(store, settings)
-    await plan_and_commit(store, event_id, best_effort_inline=False, best_effort_lease_s=0)
+    _, delivery_id, _ = await fanned_out_but_not_queued(api, store, settings, receiver)
 
     await run_worker()
 
     [got] = receiver.wait_for(1)
     assert got.headers["x-relay-attempt"] == "1"
-    [delivery_id] = await store.event_delivery_ids(event_id)
     assert (await store.get_delivery(delivery_id)).status == "succeeded"  # type: ignore[union-attr]
 
 
@@ -101,16 +111,9 @@ async def test_attempt_interrupted_by_a_crash_runs_again_once_its_lease_expires(
     run_worker: WorkerRun,
     receiver: Receiver,
 ) -> None:
-    await create_source(api)
-    await create_subscription(api, receiver.url)
-    event_id = await accept_without_fanout(store, settings)
-    await plan_and_commit(store, event_id, best_effort_inline=False, best_effort_lease_s=0)
-    [delivery_id] = await store.event_delivery_ids(event_id)
+    _, delivery_id, sub_id = await fanned_out_but_not_queued(api, store, settings, receiver)
     # A worker claimed attempt 1 and died mid-request; its lease ran out a moment ago.
     now = now_ms()
-    owner = await store.delivery_owner(delivery_id)
-    assert owner is not None
-    sub_id = owner[0]
     assert await store.claim(delivery_id, sub_id, 1, now - 60_000, now - 1) == "ok"
 
     await run_worker()
@@ -126,15 +129,8 @@ async def test_attempt_interrupted_by_a_crash_runs_again_once_its_lease_expires(
 async def test_live_claim_is_not_taken_twice(
     api: httpx.AsyncClient, store: RelayStore, settings: Settings, receiver: Receiver
 ) -> None:
-    await create_source(api)
-    await create_subscription(api, receiver.url)
-    event_id = await accept_without_fanout(store, settings)
-    await plan_and_commit(store, event_id, best_effort_inline=False, best_effort_lease_s=0)
-    [delivery_id] = await store.event_delivery_ids(event_id)
+    _, delivery_id, sub_id = await fanned_out_but_not_queued(api, store, settings, receiver)
     now = now_ms()
-    owner = await store.delivery_owner(delivery_id)
-    assert owner is not None
-    sub_id = owner[0]
     assert await store.claim(delivery_id, sub_id, 1, now, now + 60_000) == "ok"
     assert await store.claim(delivery_id, sub_id, 1, now, now + 60_000) == "busy"
     assert await store.claim(delivery_id, sub_id, 2, now, now + 60_000) == "stale"
