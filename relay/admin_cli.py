@@ -749,7 +749,9 @@ def apply(
     push_secrets: Annotated[
         bool,
         typer.Option(
-            "--push-secrets", help="Re-send sources' secrets (write-only: never compared)."
+            "--push-secrets",
+            help="Re-send secrets the relay never shows back (source secrets, credential-like "
+            "subscription headers), so changed values are applied.",
         ),
     ] = False,
 ) -> None:

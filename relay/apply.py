@@ -66,7 +66,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
-from relay.models import SOURCE_NAME_PATTERN, SourceIn, SubscriptionIn
+from relay.models import SOURCE_NAME_PATTERN, SourceIn, SubscriptionIn, public_headers
 
 Kind = Literal["source", "subscription"]
 Action = Literal["create", "update", "delete", "unchanged"]
@@ -230,13 +230,18 @@ def _source_view(spec: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 
 def _subscription_view(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields the file manages, normalised as the API returns them (URL, defaults)."""
+    """The fields the file manages, normalised as the API takes them (URL, defaults)."""
     try:
         model = SubscriptionIn.model_validate({**spec, "description": name})
     except ValidationError as exc:
         raise _invalid(f"subscriptions.{name}", exc) from None
     data = model.model_dump(mode="json")
     return {k: v for k, v in data.items() if k not in OPERATIONAL_FIELDS or k in spec}
+
+
+def _as_shown(view: Mapping[str, Any]) -> dict[str, Any]:
+    """The view as the API shows it back: credential-like header values are masked."""
+    return {**view, "headers": public_headers(view["headers"])} if "headers" in view else {**view}
 
 
 def source_changes(
@@ -269,6 +274,7 @@ def subscription_changes(
     current: Sequence[Mapping[str, Any]],
     *,
     prune: bool = False,
+    push_secrets: bool = False,
 ) -> list[Change]:
     by_name: dict[str, list[Mapping[str, Any]]] = {}
     for sub in current:
@@ -289,7 +295,11 @@ def subscription_changes(
             continue
         sub = found[0]
         want = _subscription_view(name, spec)
-        differ = tuple(sorted(k for k, v in want.items() if sub.get(k) != v))
+        shown = _as_shown(want)
+        differ = tuple(sorted(k for k, v in shown.items() if sub.get(k) != v))
+        if push_secrets and shown.get("headers") != want.get("headers"):
+            # Masked header values cannot be compared: re-send them when asked to.
+            differ = tuple(sorted({*differ, "headers"}))
         patch = {k: want[k] for k in differ}
         action: Action = "update" if differ else "unchanged"
         changes.append(Change("subscription", action, name, str(sub["id"]), differ, patch))
@@ -310,7 +320,9 @@ def plan(
     """Every change, in the order to make them: sources before the subscriptions that name
     them, and deletions last (subscriptions before sources)."""
     src = source_changes(desired.sources, sources, prune=prune, push_secrets=push_secrets)
-    subs = subscription_changes(desired.subscriptions, subscriptions, prune=prune)
+    subs = subscription_changes(
+        desired.subscriptions, subscriptions, prune=prune, push_secrets=push_secrets
+    )
     keep = [c for c in src + subs if c.action != "delete"]
     return (
         keep + [c for c in subs if c.action == "delete"] + [c for c in src if c.action == "delete"]

@@ -7,7 +7,7 @@ Both the ARQ delivery job and the API's best-effort fan-out make attempts throug
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import structlog
@@ -23,6 +23,8 @@ from relay.signing import signed_headers
 from relay.store import DeliveryContext, RelayStore
 
 log = structlog.get_logger("relay.delivery")
+
+_VISIBLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 
 # A claim outlives the HTTP deadline by this much, so a slow but live attempt keeps it.
 LEASE_MARGIN_S = 5.0
@@ -82,7 +84,8 @@ def delivery_headers(ctx: DeliveryContext, attempt: int, now_ms: int) -> dict[st
         }
     )
     if ctx.event.event_type:
-        headers["x-relay-event-type"] = ctx.event.event_type
+        # Event types come from providers' headers and JSON; a header must be ASCII.
+        headers["x-relay-event-type"] = quote(ctx.event.event_type, safe=_VISIBLE_ASCII)
     return headers
 
 
@@ -135,7 +138,16 @@ class Attempter:
             log.error("delivery.orphaned", attempt=attempt)
             return Step(attempt, None)
         with bound_contextvars(event_id=ctx.event.id):
-            return await self._call(ctx, attempt, trigger, started_ms)
+            try:
+                return await self._call(ctx, attempt, trigger, started_ms)
+            except Exception as exc:
+                # A bug or a surprise from the receiver must still end in a recorded attempt;
+                # otherwise the claim would expire and the same failure repeat forever.
+                log.exception("delivery.attempt_error", attempt=attempt)
+                result = AttemptResult(
+                    error=exc.__class__.__name__, error_message="internal error; see the logs"
+                )
+                return await self._finish(ctx, attempt, trigger, started_ms, result)
 
     async def _call(
         self, ctx: DeliveryContext, attempt: int, trigger: Trigger, started_ms: int

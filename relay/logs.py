@@ -23,6 +23,8 @@ from structlog.types import EventDict, Processor, WrappedLogger
 REDACTED = "[REDACTED]"
 _SECRET_KEY = re.compile(r"secret|token|password|authorization|signature|api[_-]?key|cookie", re.I)
 _URL_IN_TEXT = re.compile(r"\b(https?://)([^\s/@]+@)?([^\s?#]+)(\?[^\s#]*)?")
+# The request line in uvicorn's access log: "POST /ingest/x?token=... HTTP/1.1".
+_QUERY_IN_REQUEST_LINE = re.compile(r'("[A-Z]+ [^\s?"]*)\?[^\s"]*')
 
 
 def scrub_url(url: str) -> str:
@@ -37,6 +39,7 @@ def scrub_url(url: str) -> str:
 
 
 def _scrub_text(text: str) -> str:
+    text = _QUERY_IN_REQUEST_LINE.sub(r"\1", text)
     return _URL_IN_TEXT.sub(lambda m: f"{m.group(1)}{m.group(3)}", text)
 
 
@@ -45,7 +48,7 @@ def _redact(key: str, value: Any) -> Any:
         return REDACTED
     if isinstance(value, Mapping):
         return {k: _redact(str(k), v) for k, v in value.items()}
-    if isinstance(value, str) and "://" in value:
+    if isinstance(value, str) and ("://" in value or "?" in value):
         return _scrub_text(value)
     return value
 
@@ -56,7 +59,7 @@ def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     for key, value in list(event_dict.items()):
         if key != "event":
             event_dict[key] = _redact(key, value)
-        elif isinstance(value, str) and "://" in value:
+        elif isinstance(value, str) and ("://" in value or "?" in value):
             event_dict[key] = _scrub_text(value)
     return event_dict
 

@@ -6,6 +6,7 @@ Secrets live on the stored models and are excluded from every response model.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -127,12 +128,22 @@ class RetryOverride(BaseModel):
     jitter_s: float | None = Field(default=None, ge=0)
 
 
+# What HTTP/1.1 allows in a field value that we can send as ASCII: visible characters with
+# inner spaces or tabs, nothing at either end.
+_HEADER_VALUE = re.compile(r"^[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?$")
+
+
 def _no_reserved_headers(headers: dict[str, str]) -> dict[str, str]:
     clash = sorted(h for h in headers if h.lower() in RESERVED_HEADERS)
     if clash:
         raise ValueError(f"headers set by the relay cannot be overridden: {', '.join(clash)}")
-    if any("\r" in v or "\n" in v for v in headers.values()):
-        raise ValueError("header values cannot contain line breaks")
+    bad = sorted(name for name, value in headers.items() if not _HEADER_VALUE.match(value))
+    if bad:
+        # Name the header, never echo its value: it may be a credential.
+        raise ValueError(
+            f"header values must be visible ASCII without leading or trailing spaces: "
+            f"{', '.join(bad)}"
+        )
     return headers
 
 
@@ -214,6 +225,13 @@ class SubscriptionOut(SubscriptionFields):
 
 
 SECRET_FIELDS = frozenset({"secret", "previous_secret"})
+MASKED = "[REDACTED]"
+_SENSITIVE_HEADER = re.compile(r"authorization|token|secret|key|password|cookie|signature", re.I)
+
+
+def public_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Extra headers as the API shows them: values of credential-like headers are masked."""
+    return {k: MASKED if _SENSITIVE_HEADER.search(k) else v for k, v in headers.items()}
 
 
 class Subscription(SubscriptionOut):
@@ -223,7 +241,9 @@ class Subscription(SubscriptionOut):
     previous_secret: str | None = None
 
     def public(self) -> SubscriptionOut:
-        return SubscriptionOut.model_validate(self.model_dump(exclude=set(SECRET_FIELDS)))
+        data = self.model_dump(exclude=set(SECRET_FIELDS))
+        data["headers"] = public_headers(data["headers"])
+        return SubscriptionOut.model_validate(data)
 
     def signing_secrets(self, now_ms: int) -> list[str]:
         """The current secret, and the previous one while its rotation overlap lasts."""

@@ -68,6 +68,15 @@ async def post(
                         response.headers.get("retry-after"), datetime.now(UTC)
                     ),
                 )
+    except (httpx.LocalProtocolError, UnicodeError) as exc:
+        # Raised while building the request, before anything is sent. h11's message quotes
+        # the offending header value, which may be a credential: keep only the class.
+        return AttemptResult(
+            error=exc.__class__.__name__,
+            error_message="the request is not valid HTTP (a header value, most likely)",
+            duration_ms=elapsed_ms(),
+            permanent=True,
+        )
     except TimeoutError:
         return AttemptResult(
             error="Timeout",

@@ -34,6 +34,9 @@ class AttemptResult:
     response_excerpt: str = ""
     duration_ms: float = 0.0
     retry_after_s: float | None = None
+    # The request could not even be made as configured (say, a header value that is not
+    # valid HTTP): trying again cannot help.
+    permanent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,8 @@ class Classification:
 
 def classify(result: AttemptResult) -> Classification:
     code = result.status_code
+    if result.permanent:
+        return Classification(Verdict.FAIL)
     if code is None:
         # No response at all (connect error, timeout, protocol error): try again later.
         return Classification(Verdict.RETRY)
@@ -59,12 +64,13 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return float(value) if len(value) <= 12 else None
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - now).total_seconds())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        # A receiver's malformed header must never cost us the attempt's outcome.
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())

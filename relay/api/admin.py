@@ -103,7 +103,7 @@ async def create_subscription(spec: SubscriptionIn, services: ServicesDep) -> Su
     )  # fmt: skip
     await services.store.save_subscription(sub)
     log.info("subscription.created", subscription_id=sub.id, sources=sub.sources)
-    return SubscriptionCreated.model_validate(sub.model_dump(exclude={"previous_secret"}))
+    return SubscriptionCreated(**sub.public().model_dump(), secret=sub.secret)
 
 
 @router.get("/subscriptions")

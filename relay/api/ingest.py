@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import structlog
@@ -18,6 +19,7 @@ from relay.services import Services
 from relay.verification import VerificationError
 
 router = APIRouter(tags=["ingest"])
+_VALID_CONTENT_TYPE = re.compile(r"^[\x20-\x7e]{0,256}$")
 log = structlog.get_logger("relay.ingest")
 
 
@@ -61,7 +63,7 @@ async def _fan_out_after_response(services: Services, event_id: str) -> None:
                 }
             },
         },
-        **problem_docs(401, 404, 413),
+        **problem_docs(400, 401, 404, 413),
     },
     openapi_extra={"requestBody": {"content": {"*/*": {}}, "required": False}},
 )
@@ -75,9 +77,11 @@ async def ingest(
         await services.ingestor.source(source)
         body = await read_capped(request, services.settings.max_body_bytes)
         headers = {k.lower(): v for k, v in request.headers.items()}
-        outcome = await services.ingestor.ingest(
-            source, headers, body, request.headers.get("content-type", "")
-        )
+        content_type = request.headers.get("content-type", "")
+        if not _VALID_CONTENT_TYPE.match(content_type):
+            # It is sent on with every delivery, and must be a valid header there too.
+            raise Problem(400, "the content-type header is not valid", reason="bad_content_type")
+        outcome = await services.ingestor.ingest(source, headers, body, content_type)
     except UnknownSource:
         _rejected(bound, UNKNOWN_SOURCE, "unknown_source", 404)
         raise Problem(404, f"no source named {source!r}") from None
@@ -85,7 +89,7 @@ async def ingest(
         _rejected(bound, source, exc.reason, 401)
         raise Problem(401, exc.detail, title="Verification failed", reason=exc.reason) from None
     except Problem as exc:
-        _rejected(bound, source, "body_too_large", exc.status)
+        _rejected(bound, source, exc.extra.get("reason", "body_too_large"), exc.status)
         raise
 
     if isinstance(outcome, Challenge):

@@ -510,8 +510,11 @@ def test_apply_twice_changes_nothing_the_second_time(
     # ...and the subscription is keyed by its name, with the header from the environment.
     [sub] = http.get("/api/subscriptions").json()["data"]
     assert sub["description"] == "billing"
-    assert sub["headers"] == {"Authorization": "Bearer tok-123"}
+    assert sub["headers"] == {"Authorization": "[REDACTED]"}  # shown masked, stored as given
     assert sub["retry"]["max_attempts"] == 3
+    r = http.post(f"/api/subscriptions/{sub['id']}/test")
+    assert r.json()["status"] == "succeeded"
+    assert receiver.wait_for(1)[-1].headers["authorization"] == "Bearer tok-123"
 
 
 def test_apply_updates_in_place_and_dry_run_changes_nothing(

@@ -243,3 +243,22 @@ def test_changes_never_show_their_bodies() -> None:
     [change] = plan(desired(), [], [])
     assert "gh-secret" not in repr(change)
     assert change.body == GITHUB
+
+
+def test_masked_credential_headers_compare_equal_unless_secrets_are_pushed() -> None:
+    with_token = {**BILLING, "headers": {"Authorization": "Bearer new", "X-Team": "pay"}}
+    # The relay holds an older token; it shows only "[REDACTED]" for it.
+    current = [
+        api_subscription(
+            "sub_1",
+            **{**BILLING, "headers": {"Authorization": "Bearer old", "X-Team": "pay"}},
+            description="billing",
+        )
+    ]
+    assert current[0]["headers"]["Authorization"] == "[REDACTED]"
+    sources = [api_source("github", **GITHUB)]
+    [_, change] = plan(desired(billing=with_token), sources, current)
+    assert change.action == "unchanged"
+    [_, change] = plan(desired(billing=with_token), sources, current, push_secrets=True)
+    assert change.action == "update"
+    assert change.body == {"headers": {"Authorization": "Bearer new", "X-Team": "pay"}}

@@ -59,6 +59,14 @@ def test_json_lines_with_exceptions_but_no_locals(json_logs: pytest.CaptureFixtu
     assert "whsec_do-not-print-me" not in json.dumps(line)
 
 
+def test_access_log_request_lines_lose_their_query(json_logs: pytest.CaptureFixture[str]) -> None:
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "POST", "/ingest/gh?token=SUPERSECRET", "1.1", 202
+    )
+    line = json.loads(json_logs.readouterr().out.strip().splitlines()[-1])
+    assert line["event"] == '127.0.0.1:5 - "POST /ingest/gh HTTP/1.1" 202'
+
+
 def test_stdlib_records_are_json_too(json_logs: pytest.CaptureFixture[str]) -> None:
     logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
     line = json.loads(json_logs.readouterr().out.strip().splitlines()[-1])

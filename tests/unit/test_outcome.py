@@ -51,6 +51,9 @@ NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
         ("Tue, 24 Nov 2026 12:01:30 GMT", 90.0),
         ("Tue, 24 Nov 2026 11:00:00 GMT", 0.0),  # in the past: now
         ("soon", None),
+        ("Mon, 01 Jan 99999999999 00:00:00 GMT", None),  # OverflowError inside the parser
+        ("\u00b2", None),  # a digit to str.isdigit(), not to float()
+        ("9" * 40, None),
         ("-5", None),
         ("", None),
         (None, None),
