@@ -37,6 +37,7 @@ class Step:
     attempt: int
     status: DeliveryStatus | None  # None: nothing was attempted (done, taken or out of date)
     retry_in: float | None = None
+    generation: int = 0  # of the job that should make the next attempt
 
 
 class Policies:
@@ -110,6 +111,8 @@ class Attempter:
         attempt: int,
         trigger: Trigger = Trigger.SCHEDULED,
         subscription_id: str | None = None,
+        *,
+        ignore_pause: bool = False,
     ) -> Step:
         """Make attempt number ``attempt`` of a delivery and record it."""
         if subscription_id is None:
@@ -119,16 +122,22 @@ class Attempter:
             subscription_id = owner[0]
         # Every line logged while this attempt runs names the delivery it concerns.
         with bound_contextvars(delivery_id=delivery_id, subscription_id=subscription_id):
-            return await self._run(delivery_id, subscription_id, attempt, trigger)
+            return await self._run(delivery_id, subscription_id, attempt, trigger, ignore_pause)
 
     async def _run(
-        self, delivery_id: str, subscription_id: str, attempt: int, trigger: Trigger
+        self,
+        delivery_id: str,
+        subscription_id: str,
+        attempt: int,
+        trigger: Trigger,
+        ignore_pause: bool,
     ) -> Step:
         started_ms = now_ms()
         lease_until = started_ms + int((self.settings.delivery_timeout_s + LEASE_MARGIN_S) * 1000)
         claim = await self.store.claim(
-            delivery_id, subscription_id, attempt, started_ms, lease_until
-        )
+            delivery_id, subscription_id, attempt, started_ms, lease_until,
+            ignore_pause=ignore_pause,
+        )  # fmt: skip
         if claim != "ok":
             event = "delivery.parked" if claim == "paused" else "delivery.skipped"
             log.info(event, attempt=attempt, claim=claim)
@@ -221,7 +230,7 @@ class Attempter:
             record.outcome, result.status_code, result.duration_ms, ctx.event.received_at,
             finished_ms, disabled=disable is not None,
         )  # fmt: skip
-        return Step(attempt, status, retry_in)
+        return Step(attempt, status, retry_in, ctx.window.base_attempts)
 
     def _log(
         self,

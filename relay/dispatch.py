@@ -21,7 +21,7 @@ from relay.clock import now_ms
 from relay.ids import new_id
 from relay.matching import wants
 from relay.models import DeliveryMode
-from relay.store import NewDelivery, RelayStore
+from relay.store import Due, NewDelivery, RelayStore
 
 log = structlog.get_logger("relay.dispatch")
 
@@ -140,13 +140,20 @@ class UnknownSubscription(LookupError):
 
 
 async def requeue_due(store: RelayStore, pool: ArqRedis, cutoff_ms: int, limit: int) -> int:
-    """Queue the next attempt of every delivery due by ``cutoff_ms``, oldest first.
+    """Queue the next attempt of every delivery due by ``cutoff_ms``, oldest first."""
+    return await requeue(pool, await store.due_before(cutoff_ms, limit))
+
+
+async def requeue(pool: ArqRedis, dues: Sequence[Due]) -> int:
+    """Queue the next attempt of each delivery, in the order given.
 
     ARQ refuses a job id that is still live, so a delivery that has its job is left alone.
     """
     queued = 0
-    for due in await store.due_before(cutoff_ms, limit):
-        if await queue.enqueue_delivery(pool, due.delivery_id, due.attempts + 1):
+    for due in dues:
+        if await queue.enqueue_delivery(
+            pool, due.delivery_id, due.attempts + 1, generation=due.generation
+        ):
             queued += 1
             log.info(
                 "delivery.requeued",

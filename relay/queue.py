@@ -25,8 +25,9 @@ def deserialize(raw: bytes) -> dict[str, Any]:
     return value
 
 
-def job_id(delivery_id: str, attempt: int) -> str:
-    return f"{delivery_id}:{attempt}"
+def job_id(delivery_id: str, attempt: int, generation: int = 0) -> str:
+    """``<delivery>:<attempt>``, plus ``:r<generation>`` once a delivery was replayed."""
+    return f"{delivery_id}:{attempt}" + (f":r{generation}" if generation else "")
 
 
 async def connect(redis_url: str, queue_name: str) -> ArqRedis:
@@ -45,19 +46,20 @@ async def enqueue_delivery(
     attempt: int,
     defer_s: float | None = None,
     *,
-    manual: bool = False,
+    generation: int = 0,
+    trigger: str = "scheduled",
 ) -> bool:
     """Queue attempt ``attempt`` of a delivery; False when that job already exists.
 
-    A manual attempt gets its own job id so it runs now even while the scheduled job for the
-    same attempt waits; the store's claim lets only one of them make the attempt.
+    A replay starts a new generation, so its job runs now even while a job scheduled before
+    the replay still waits; the store's claim lets only one of them make the attempt.
     """
     job = await pool.enqueue_job(
         DELIVER_JOB,
         delivery_id,
         attempt,
-        "manual" if manual else "scheduled",
-        _job_id=job_id(delivery_id, attempt) + (":manual" if manual else ""),
+        trigger,
+        _job_id=job_id(delivery_id, attempt, generation),
         _defer_by=defer_s if defer_s else None,
     )
     return job is not None

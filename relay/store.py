@@ -33,6 +33,7 @@ Key layout (prefix ``relay:``)::
     dlv:dead:{sub id}     zset  dead deliveries of one subscription (lexical)
     dlv:paused:{sub id}   zset  deliveries parked while their subscription is paused
     workers               zset  worker ids by their last heartbeat (ms)
+    indexes               set   names of the per-source and per-subscription indexes
 
 Records expire on their own (``RELAY_RETENTION_DAYS``, set when they are written); the
 indexes hold only ids, sorted by time, and are trimmed by range, never by scanning keys.
@@ -40,13 +41,14 @@ indexes hold only ids, sorted by time, and are trimmed by range, never by scanni
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal, cast
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError as _WatchError
 
 from relay.ids import id_bound
@@ -79,6 +81,9 @@ class Keys:
     due = PREFIX + "dlv:due"
     dead = PREFIX + "dlv:dead"
     workers = PREFIX + "workers"
+    # Every per-source and per-subscription index ever written to, so trimming reaches the
+    # indexes of deleted sources and subscriptions too.
+    indexes = PREFIX + "indexes"
 
     @staticmethod
     def source_events(source: str) -> str:
@@ -135,7 +140,7 @@ class Keys:
 
 # Metadata and body are two plain strings: a hash holding a body of more than 64 bytes
 # leaves Redis's compact encoding and costs about 2 KB more per event.
-# KEYS: source, idempotency, event, event body, events, events of source, unfanned
+# KEYS: source, idempotency, event, event body, events, events of source, unfanned, indexes
 # ARGV: source rev, use idempotency ("1"/"0"), idempotency ttl, event id, received ms,
 #       expire at ms, metadata JSON, body
 _INGEST = """
@@ -150,32 +155,38 @@ redis.call('SET', KEYS[3], ARGV[7], 'PXAT', ARGV[6])
 redis.call('SET', KEYS[4], ARGV[8], 'PXAT', ARGV[6])
 redis.call('ZADD', KEYS[5], 0, ARGV[4])
 redis.call('ZADD', KEYS[6], 0, ARGV[4])
+redis.call('SADD', KEYS[8], KEYS[6])
 redis.call('ZADD', KEYS[7], ARGV[5], ARGV[4])
 return {'accepted', ARGV[4]}
 """
 
 # Records new deliveries of an event: at fan-out (only once: the event must still be in the
 # unfanned index) and at replay (any time).
-# KEYS: unfanned, event, event deliveries, due, all deliveries, event body, then per
-#       delivery: its hash and its subscription's delivery index
+# KEYS: unfanned, event, event deliveries, due, all deliveries, event body, indexes, then
+#       per delivery: its hash and its subscription's delivery index
+# Returns 1, or 0 (fan-out done already / event gone), or -1 (a replay before fan-out).
 # ARGV: event id, now ms, fan-out ("1"/"0"), expire at ms, then per delivery: id, due ms,
 #       fields (JSON object of strings)
 _ADD_DELIVERIES = """
+local unfanned = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if ARGV[3] == '1' then
-  if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+  if not unfanned then return 0 end
 elseif redis.call('EXISTS', KEYS[2]) == 0 then
   return 0
+elseif unfanned then
+  return -1
 end
 local n = 0
 for i = 5, #ARGV, 3 do
-  local dkey = KEYS[7 + 2 * n]
+  local dkey = KEYS[8 + 2 * n]
   local fields = cjson.decode(ARGV[i + 2])
   for k, v in pairs(fields) do redis.call('HSET', dkey, k, v) end
   redis.call('PEXPIREAT', dkey, ARGV[4])
   redis.call('RPUSH', KEYS[3], ARGV[i])
   redis.call('ZADD', KEYS[4], ARGV[i + 1], ARGV[i])
   redis.call('ZADD', KEYS[5], 0, ARGV[i])
-  redis.call('ZADD', KEYS[8 + 2 * n], 0, ARGV[i])
+  redis.call('ZADD', KEYS[9 + 2 * n], 0, ARGV[i])
+  redis.call('SADD', KEYS[7], KEYS[9 + 2 * n])
   n = n + 1
 end
 -- The event lives as long as its newest delivery.
@@ -190,14 +201,14 @@ return 1
 """
 
 # KEYS: delivery, due, subscription, paused deliveries of the subscription
-# ARGV: delivery id, attempt number, now ms, lease until ms
+# ARGV: delivery id, attempt number, now ms, lease until ms, ignore pause ("1"/"0")
 _CLAIM = """
 local d = redis.call('HMGET', KEYS[1], 'status', 'attempts', 'lease_until', 'next_attempt_at')
 if not d[1] then return 'missing' end
 if d[1] == 'succeeded' or d[1] == 'dead' then return 'terminal' end
 if tonumber(d[2]) ~= tonumber(ARGV[2]) - 1 then return 'stale' end
 if d[1] == 'delivering' and tonumber(d[3] or '0') > tonumber(ARGV[3]) then return 'busy' end
-if redis.call('HGET', KEYS[3], 'paused') == '1' then
+if ARGV[5] ~= '1' and redis.call('HGET', KEYS[3], 'paused') == '1' then
   -- Parked, not dropped: resume puts it back in order of when it was due.
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('ZADD', KEYS[4], tonumber(d[4]) or tonumber(ARGV[3]), ARGV[1])
@@ -208,7 +219,7 @@ redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 return 'ok'
 """
 
-# KEYS: delivery, attempts, due, dead, subscription, dead of subscription
+# KEYS: delivery, attempts, due, dead, subscription, dead of subscription, indexes
 # ARGV: delivery id, attempt number, attempt JSON, status, due score ('' = none), now ms,
 #       next attempt ms ('' = none), last status code, last error, disable reason ('' = keep)
 _RECORD = """
@@ -226,6 +237,7 @@ elseif ARGV[4] == 'dead' then
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('ZADD', KEYS[4], 0, ARGV[1])
   redis.call('ZADD', KEYS[6], 0, ARGV[1])
+  redis.call('SADD', KEYS[7], KEYS[6])
 else
   redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 end
@@ -254,14 +266,19 @@ return tonumber(d[2])
 
 # KEYS: subscription, its paused deliveries, due
 # ARGV: "1" to pause, "0" to resume
+# Returns -1 for no such subscription, else the ids made due again, in due order.
 _PAUSE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 redis.call('HSET', KEYS[1], 'paused', ARGV[1])
-if ARGV[1] == '1' then return 0 end
+if ARGV[1] == '1' then return {} end
 local parked = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
-for i = 1, #parked, 2 do redis.call('ZADD', KEYS[3], parked[i + 1], parked[i]) end
+local ids = {}
+for i = 1, #parked, 2 do
+  redis.call('ZADD', KEYS[3], parked[i + 1], parked[i])
+  ids[#ids + 1] = parked[i]
+end
 redis.call('DEL', KEYS[2])
-return #parked / 2
+return ids
 """
 
 
@@ -289,6 +306,9 @@ class Due:
     attempts: int
     subscription_id: str
     event_id: str
+    # Bumped by every manual retry or replay; part of the job id, so a replay's job is never
+    # mistaken for an older, still scheduled one.
+    generation: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +334,10 @@ class DeliveryContext:
 class Page:
     ids: list[str]
     next_cursor: str | None
+
+
+class NotFannedOut(Exception):
+    """A replay was asked for before the event's own fan-out: it would deliver it twice."""
 
 
 class Reopened(Enum):
@@ -459,27 +483,52 @@ class RelayStore:
         data["paused"] = paused == b"1"
         return Subscription.model_validate(data)
 
-    async def save_subscription(
-        self, sub: Subscription, old_sources: Iterable[str] = (), *, write_state: bool = True
+    @staticmethod
+    def _queue_subscription(
+        pipe: Pipeline, sub: Subscription, old_sources: Iterable[str] = ()
     ) -> None:
-        """Write a subscription and move it between source indexes, atomically.
-
-        ``write_state=False`` keeps ``enabled``/``disabled_reason`` as stored, so an edit
-        cannot undo a concurrent 410 that disabled the subscription.
-        """
         config = sub.model_dump(mode="json", exclude={"enabled", "disabled_reason", "paused"})
-        fields: dict[str, bytes | str] = {"config": _dumps(config)}
-        if write_state:
-            fields["enabled"] = "1" if sub.enabled else "0"
-            fields["disabled_reason"] = sub.disabled_reason or ""
+        fields: dict[str, bytes | str] = {
+            "config": _dumps(config),
+            "enabled": "1" if sub.enabled else "0",
+            "disabled_reason": sub.disabled_reason or "",
+        }
+        for source in set(old_sources) - set(sub.sources):
+            pipe.srem(Keys.subs_for(source), sub.id)
+        for source in sub.sources:
+            pipe.sadd(Keys.subs_for(source), sub.id)
+        pipe.hset(Keys.sub(sub.id), mapping=fields)
+        pipe.sadd(Keys.subs, sub.id)
+
+    async def create_subscription(self, sub: Subscription) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            for source in set(old_sources) - set(sub.sources):
-                pipe.srem(Keys.subs_for(source), sub.id)
-            for source in sub.sources:
-                pipe.sadd(Keys.subs_for(source), sub.id)
-            pipe.hset(Keys.sub(sub.id), mapping=fields)
-            pipe.sadd(Keys.subs, sub.id)
+            self._queue_subscription(pipe, sub)
             await pipe.execute()
+
+    async def update_subscription(
+        self, sub_id: str, change: Callable[[Subscription], Subscription]
+    ) -> Subscription | None:
+        """Read, change and write a subscription as one optimistic transaction.
+
+        If anything touches it in between (another edit, a 410 disabling it, a delete),
+        ``change`` runs again on what is there now, so no update is lost and a deleted
+        subscription stays deleted (None).
+        """
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(Keys.sub(sub_id))
+                    fields = await _r(pipe.hmget(Keys.sub(sub_id), list(_SUB_FIELDS)))
+                    current = self._sub_from(fields)
+                    if current is None:
+                        return None
+                    updated = change(current)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    self._queue_subscription(pipe, updated, current.sources)
+                    await pipe.execute()
+                    return updated
+                except _WatchError:
+                    continue
 
     async def get_subscription(self, sub_id: str) -> Subscription | None:
         return self._sub_from(await _r(self.redis.hmget(Keys.sub(sub_id), list(_SUB_FIELDS))))
@@ -502,19 +551,24 @@ class RelayStore:
         return await self._subscriptions(ids)
 
     async def delete_subscription(self, sub: Subscription) -> None:
+        """Delete a subscription. Deliveries parked by a pause become due again, and then
+        die as SubscriptionDeleted, visible in the dead letters."""
         async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zunionstore(Keys.due, [Keys.due, Keys.paused(sub.id)], aggregate="MIN")
+            pipe.delete(Keys.paused(sub.id))
             for source in sub.sources:
                 pipe.srem(Keys.subs_for(source), sub.id)
-            pipe.delete(Keys.sub(sub.id), Keys.sub_deliveries(sub.id), Keys.sub_dead(sub.id))
+            pipe.delete(Keys.sub(sub.id))
             pipe.srem(Keys.subs, sub.id)
             await pipe.execute()
 
-    async def set_paused(self, sub_id: str, paused: bool) -> int | None:
-        """Pause or resume; on resume, parked deliveries are due again. None: no such sub."""
+    async def set_paused(self, sub_id: str, paused: bool) -> list[str] | None:
+        """Pause or resume; resuming makes parked deliveries due again and returns them in
+        due order. None: no such subscription."""
         moved = await self._pause(
             keys=[Keys.sub(sub_id), Keys.paused(sub_id), Keys.due], args=["1" if paused else "0"]
         )
-        return None if moved < 0 else int(moved)
+        return None if isinstance(moved, int) else [m.decode() for m in moved]
 
     # --- events ----------------------------------------------------------------------------
 
@@ -544,6 +598,7 @@ class RelayStore:
                 Keys.events,
                 Keys.source_events(source),
                 Keys.unfanned,
+                Keys.indexes,
             ],
             args=[
                 source_rev,
@@ -627,6 +682,7 @@ class RelayStore:
             Keys.due,
             Keys.deliveries,
             Keys.event_body(event_id),
+            Keys.indexes,
         ]
         args: list[str | int | bytes] = [event_id, now_ms, "1" if fan_out else "0", expire_at]
         for d in deliveries:
@@ -644,7 +700,10 @@ class RelayStore:
                 "expires_at": str(expire_at),
             }
             args += [d.id, d.due_ms, _dumps(fields)]
-        return bool(await self._add_deliveries(keys=keys, args=args))
+        added = int(await self._add_deliveries(keys=keys, args=args))
+        if added < 0:
+            raise NotFannedOut(event_id)
+        return bool(added)
 
     # --- deliveries ------------------------------------------------------------------------
 
@@ -716,7 +775,14 @@ class RelayStore:
         return sub_id.decode(), event_id.decode()
 
     async def claim(
-        self, delivery_id: str, subscription_id: str, attempt: int, now_ms: int, lease_until_ms: int
+        self,
+        delivery_id: str,
+        subscription_id: str,
+        attempt: int,
+        now_ms: int,
+        lease_until_ms: int,
+        *,
+        ignore_pause: bool = False,
     ) -> ClaimStatus:
         """Take attempt ``attempt`` of a delivery, unless it is done, taken, out of date or
         its subscription is paused (then it is parked until resume)."""
@@ -727,7 +793,7 @@ class RelayStore:
                 Keys.sub(subscription_id),
                 Keys.paused(subscription_id),
             ],
-            args=[delivery_id, attempt, now_ms, lease_until_ms],
+            args=[delivery_id, attempt, now_ms, lease_until_ms, "1" if ignore_pause else "0"],
         )
         return status.decode()  # type: ignore[return-value]
 
@@ -776,6 +842,7 @@ class RelayStore:
                 Keys.dead,
                 Keys.sub(delivery.subscription_id),
                 Keys.sub_dead(delivery.subscription_id),
+                Keys.indexes,
             ],
             args=[
                 delivery.id,
@@ -815,18 +882,23 @@ class RelayStore:
         Ids whose record has expired are dropped from the due index on the way.
         """
         raw = await _r(self.redis.zrangebyscore(Keys.due, "-inf", cutoff_ms, start=0, num=limit))
-        ids = [i.decode() for i in raw]
+        return await self.due_rows([i.decode() for i in raw])
+
+    async def due_rows(self, ids: Sequence[str]) -> list[Due]:
+        """What it takes to queue these deliveries, in the order given; ids whose record
+        has expired are dropped from the due index on the way."""
         if not ids:
             return []
+        fields = ["attempts", "subscription_id", "event_id", "retry_base"]
         async with self.redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
-                pipe.hmget(Keys.delivery(delivery_id), ["attempts", "subscription_id", "event_id"])
+                pipe.hmget(Keys.delivery(delivery_id), fields)
             rows = await pipe.execute()
         gone = [i for i, row in zip(ids, rows, strict=True) if row[0] is None]
         if gone:
             await _r(self.redis.zrem(Keys.due, *gone))
         return [
-            Due(i, int(row[0]), row[1].decode(), row[2].decode())
+            Due(i, int(row[0]), row[1].decode(), row[2].decode(), int(row[3] or 0))
             for i, row in zip(ids, rows, strict=True)
             if row[0] is not None
         ]
@@ -880,17 +952,21 @@ class RelayStore:
         """Drop index entries older than the retention period; their records expired."""
         cutoff_events = "(" + id_bound("evt", now_ms - self.retention_ms, upper=False)
         cutoff_deliveries = "(" + id_bound("dlv", now_ms - self.retention_ms, upper=False)
-        sources = [s.decode() for s in await _r(self.redis.smembers(Keys.sources))]
-        subs = [s.decode() for s in await _r(self.redis.smembers(Keys.subs))]
+        registered = sorted(k.decode() for k in await _r(self.redis.smembers(Keys.indexes)))
+        indexes = [Keys.events, Keys.deliveries, Keys.dead, *registered]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for key in [Keys.events, *map(Keys.source_events, sources)]:
-                pipe.zremrangebylex(key, "-", cutoff_events)
-            per_sub = [*map(Keys.sub_deliveries, subs), *map(Keys.sub_dead, subs)]
-            for key in [Keys.deliveries, Keys.dead, *per_sub]:
-                pipe.zremrangebylex(key, "-", cutoff_deliveries)
+            for key in indexes:
+                cutoff = cutoff_events if ":events" in key else cutoff_deliveries
+                pipe.zremrangebylex(key, "-", cutoff)
+                pipe.zcard(key)
             pipe.zremrangebyscore(Keys.unfanned, "-inf", now_ms - self.retention_ms)
-            removed = await pipe.execute()
-        return sum(int(n) for n in removed)
+            results = await pipe.execute()
+        empty = [k for k, n in zip(indexes, results[1:-1:2], strict=True) if n == 0]
+        forget = [k for k in empty if k in registered]
+        if forget:
+            # A write that lands after this re-registers its index.
+            await _r(self.redis.srem(Keys.indexes, *forget))
+        return sum(int(n) for n in results[0:-1:2]) + int(results[-1])
 
     # --- workers ---------------------------------------------------------------------------
 

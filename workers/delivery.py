@@ -95,7 +95,10 @@ async def deliver(
         finally:
             limits.release(subscription_id)
         if step is not None and step.retry_in is not None:
-            await queue.enqueue_delivery(ctx["redis"], delivery_id, step.attempt + 1, step.retry_in)
+            await queue.enqueue_delivery(
+                ctx["redis"], delivery_id, step.attempt + 1, step.retry_in,
+                generation=step.generation,
+            )  # fmt: skip
     except Retry:
         raise
     except Exception:

@@ -31,9 +31,13 @@ async def recover(ctx: dict[str, Any]) -> dict[str, int]:
     fanned = 0
     cutoff = now - int(settings.fanout_grace_s * 1000)
     for event_id in await store.unfanned_before(cutoff, settings.recovery_batch):
-        if await fan_out(store, ctx["redis"], event_id) is not None:
-            fanned += 1
-            log.warning("recovery.fanned_out", event_id=event_id)
+        try:
+            if await fan_out(store, ctx["redis"], event_id) is not None:
+                fanned += 1
+                log.warning("recovery.fanned_out", event_id=event_id)
+        except Exception:
+            # One bad event must not hold up the others, nor the re-queueing below.
+            log.exception("recovery.fanout_failed", event_id=event_id)
 
     requeued = await requeue_due(
         store, ctx["redis"], now - int(settings.reconcile_grace_s * 1000), settings.recovery_batch

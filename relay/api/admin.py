@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from relay.api.deps import AdminDep, ServicesDep
 from relay.clock import now_ms
-from relay.dispatch import requeue_due
+from relay.dispatch import requeue
 from relay.ids import new_id
 from relay.models import (
     SOURCE_NAME_PATTERN,
@@ -101,7 +101,7 @@ async def create_subscription(spec: SubscriptionIn, services: ServicesDep) -> Su
         id=new_id("sub", now), secret=generate_secret(), created_at=now, updated_at=now,
         **dict(spec),
     )  # fmt: skip
-    await services.store.save_subscription(sub)
+    await services.store.create_subscription(sub)
     log.info("subscription.created", subscription_id=sub.id, sources=sub.sources)
     return SubscriptionCreated(**sub.public().model_dump(), secret=sub.secret)
 
@@ -121,19 +121,21 @@ async def patch_subscription(
     sub_id: str, patch: SubscriptionPatch, services: ServicesDep
 ) -> SubscriptionOut:
     """Change some fields. Re-enabling clears the reason it was disabled."""
-    sub = await _subscription(services, sub_id)
     changes = patch.model_dump(exclude_unset=True)
     if changes.get("enabled") is True:
         changes["disabled_reason"] = None
+
+    def apply(current: Subscription) -> Subscription:
+        updated = {**current.model_dump(), **changes}
+        updated["updated_at"] = max(now_ms(), current.updated_at + 1)
+        return Subscription.model_validate(updated)
+
     try:
-        updated = Subscription.model_validate(
-            {**sub.model_dump(), **changes, "updated_at": max(now_ms(), sub.updated_at + 1)}
-        )
+        updated = await services.store.update_subscription(sub_id, apply)
     except ValidationError as exc:  # e.g. {"url": null}: valid JSON, not a valid subscription
         raise invalid(exc) from None
-    await services.store.save_subscription(
-        updated, old_sources=sub.sources, write_state="enabled" in changes
-    )
+    if updated is None:
+        raise Problem(404, f"no subscription {sub_id!r}")
     log.info("subscription.updated", subscription_id=sub_id, fields=sorted(changes))
     return updated.public()
 
@@ -142,31 +144,35 @@ async def patch_subscription(
 async def rotate_secret(sub_id: str, services: ServicesDep) -> SecretRotated:
     """Issue a new signing secret (shown only here). For ``RELAY_SECRET_ROTATION_OVERLAP_S``
     deliveries are signed with both the new and the previous secret."""
-    sub = await _subscription(services, sub_id)
+    secret = generate_secret()
     now = now_ms()
     expires = now + services.settings.secret_rotation_overlap_s * 1000
-    rotated = sub.model_copy(
-        update={
-            "secret": generate_secret(),
-            "previous_secret": sub.secret,
-            "previous_secret_expires_at": expires,
-            "updated_at": max(now, sub.updated_at + 1),
-        }
-    )
-    await services.store.save_subscription(rotated, old_sources=sub.sources, write_state=False)
+
+    def rotate(current: Subscription) -> Subscription:
+        return current.model_copy(
+            update={
+                "secret": secret,
+                "previous_secret": current.secret,
+                "previous_secret_expires_at": expires,
+                "updated_at": max(now, current.updated_at + 1),
+            }
+        )
+
+    if await services.store.update_subscription(sub_id, rotate) is None:
+        raise Problem(404, f"no subscription {sub_id!r}")
     log.info("subscription.secret_rotated", subscription_id=sub_id, overlap_until=expires)
-    return SecretRotated(id=sub_id, secret=rotated.secret, previous_secret_expires_at=expires)
+    return SecretRotated(id=sub_id, secret=secret, previous_secret_expires_at=expires)
 
 
 async def _set_paused(services: Services, sub_id: str, paused: bool) -> SubscriptionOut:
     moved = await services.store.set_paused(sub_id, paused)
     if moved is None:
         raise Problem(404, f"no subscription {sub_id!r}")
-    if not paused and moved:
-        # Parked deliveries are due again: queue them now, oldest due first.
-        await requeue_due(services.store, services.pool, now_ms(), moved)
+    if moved:
+        # Parked deliveries are due again: queue them now, in the order they fell due.
+        await requeue(services.pool, await services.store.due_rows(moved))
     log.info("subscription.paused" if paused else "subscription.resumed",
-             subscription_id=sub_id, resumed_deliveries=moved)  # fmt: skip
+             subscription_id=sub_id, resumed_deliveries=len(moved))  # fmt: skip
     return (await _subscription(services, sub_id)).public()
 
 
@@ -206,7 +212,8 @@ async def test_subscription(sub_id: str, services: ServicesDep) -> TestResult:
     )
     delivery = NewDelivery(new_id("dlv", now), sub.id, DeliveryMode.BEST_EFFORT, now)
     await store.add_deliveries(event_id, now, [delivery], fan_out=False)
-    await services.attempter.run(delivery.id, 1, Trigger.MANUAL, sub.id)
+    # An operator's explicit test goes out even while the subscription is paused.
+    await services.attempter.run(delivery.id, 1, Trigger.MANUAL, sub.id, ignore_pause=True)
     result = await store.get_delivery(delivery.id)
     assert result is not None
     return TestResult(

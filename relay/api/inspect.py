@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
 from relay.api.deps import AdminDep, ServicesDep
-from relay.api.listing import Listing, collect, to_ms
+from relay.api.listing import Listing, Moment, collect, to_ms
 from relay.models import Delivery, DeliveryDetail, DeliveryStatus, Event, EventDetail
 from relay.problems import Problem, problem_docs
 from relay.store import Keys
@@ -22,8 +21,8 @@ router = APIRouter(
 )
 
 Limit = Annotated[int, Query(ge=1, le=500, description="Most items in one answer.")]
-Since = Annotated[datetime | None, Query(description="ISO 8601; only items created since.")]
-Until = Annotated[datetime | None, Query(description="ISO 8601; only items created until.")]
+Since = Annotated[Moment | None, Query(description="ISO 8601 (UTC if no zone); created since.")]
+Until = Annotated[Moment | None, Query(description="ISO 8601 (UTC if no zone); created until.")]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
 
 

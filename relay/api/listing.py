@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
-from typing import Generic, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from relay.store import RelayStore
 
@@ -20,6 +20,18 @@ MAX_PAGES = 20
 class Listing(BaseModel, Generic[T]):
     data: list[T]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: done.")
+
+
+def _utc_since_epoch(value: datetime) -> datetime:
+    # A time without a zone means UTC, not wherever the server happens to run; ids cannot
+    # name a time before 1970, so such a bound would only raise further down.
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    if value.year < 1970:
+        raise ValueError("must be 1970 or later")
+    return value
+
+
+Moment = Annotated[datetime, AfterValidator(_utc_since_epoch)]
 
 
 def to_ms(value: datetime | None) -> int | None:

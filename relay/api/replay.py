@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import structlog
@@ -12,13 +11,13 @@ from pydantic import BaseModel, Field
 
 from relay import queue
 from relay.api.deps import AdminDep, ServicesDep
-from relay.api.listing import to_ms
+from relay.api.listing import Moment, to_ms
 from relay.clock import now_ms
 from relay.dispatch import UnknownSubscription, replay
 from relay.models import Delivery, DeliveryStatus
 from relay.problems import Problem, problem_docs
 from relay.services import Services
-from relay.store import Keys, Reopened
+from relay.store import Keys, NotFannedOut, Reopened
 
 router = APIRouter(
     prefix="/api",
@@ -42,8 +41,8 @@ class Replayed(BaseModel):
 
 class DeadLetterFilter(BaseModel):
     subscription_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: Moment | None = None
+    until: Moment | None = None
     limit: int = Field(default=1000, ge=1, le=10_000, description="Most to re-queue per call.")
 
 
@@ -65,7 +64,10 @@ async def _reopen_and_queue(services: Services, delivery: Delivery, *, only_dead
         raise Problem(409, f"delivery {delivery.id!r} has an attempt in flight; try again shortly")
     if isinstance(reopened, Reopened):
         return False
-    await queue.enqueue_delivery(services.pool, delivery.id, reopened + 1, manual=True)
+    # The reopen made `reopened` the new retry base: the replay's generation.
+    await queue.enqueue_delivery(
+        services.pool, delivery.id, reopened + 1, generation=reopened, trigger="manual"
+    )
     log.info(
         "delivery.retry_requested",
         delivery_id=delivery.id,
@@ -101,6 +103,8 @@ async def replay_event(
         )
     except UnknownSubscription:
         raise Problem(404, "one of subscription_ids does not exist") from None
+    except NotFannedOut:
+        raise Problem(409, "the event is not fanned out yet; try again in a moment") from None
     if made is None:
         raise Problem(404, f"no event {event_id!r}")
     deliveries = await services.store.get_deliveries([d.id for d in made])
@@ -142,8 +146,8 @@ async def replay_dead_letters(
 async def purge_dead_letters(
     services: ServicesDep,
     subscription_id: str | None = None,
-    since: Annotated[datetime | None, Query()] = None,
-    until: Annotated[datetime | None, Query()] = None,
+    since: Annotated[Moment | None, Query()] = None,
+    until: Annotated[Moment | None, Query()] = None,
 ) -> JSONResponse:
     """Remove dead deliveries from the dead-letter index (their records expire as usual)."""
     flt = DeadLetterFilter(subscription_id=subscription_id, since=since, until=until, limit=10_000)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -86,14 +86,14 @@ async def test_event_body_is_returned_byte_for_byte(api: httpx.AsyncClient) -> N
 
 
 async def test_event_status_filter_finds_failed_deliveries(
-    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
+    make_settings, api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
 ) -> None:
     await create_source(api)
     await create_subscription(api, receiver.url)
     receiver.script(Reply(status=400))
     bad = await ingest(api)
     good = await ingest(api)
-    await run_worker()
+    await run_worker(make_settings(worker_max_jobs=1))  # in queue order: the 400 goes to `bad`
     dead = await get(api, "/api/events", status="dead")
     assert [e["id"] for e in dead["data"]] == [bad]
     ok = await get(api, "/api/events", status="succeeded")
@@ -214,7 +214,11 @@ async def test_dead_letters_bulk_replay_is_safe_to_repeat_and_purge(
 
 
 async def test_paused_subscription_waits_and_resumes_in_order(
-    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver, redis: aioredis.Redis
+    make_settings,
+    api: httpx.AsyncClient,
+    run_worker: WorkerRun,
+    receiver: Receiver,
+    redis: aioredis.Redis,
 ) -> None:
     await create_source(api)
     sub = await create_subscription(api, receiver.url)
@@ -231,7 +235,8 @@ async def test_paused_subscription_waits_and_resumes_in_order(
 
     r = await api.post(f"/api/subscriptions/{sub['id']}/resume", headers=AUTH)
     assert r.json()["paused"] is False
-    await run_worker()
+    # One job at a time, so the receiver sees them in the order they were queued.
+    await run_worker(make_settings(worker_max_jobs=1))
     got = receiver.wait_for(3)
     assert [g.headers["webhook-id"] for g in got] == ids
     assert (await api.post("/api/subscriptions/sub_nope/pause", headers=AUTH)).status_code == 404
@@ -358,3 +363,132 @@ async def test_worker_exposes_metrics_on_its_own_port(make_settings, run_worker:
 @pytest.mark.parametrize("path", ["/api/events", "/api/deliveries", "/api/dead-letters"])
 async def test_listings_need_the_token(api: httpx.AsyncClient, path: str) -> None:
     assert (await api.get(path)).status_code == 401
+
+
+async def test_deleting_a_paused_subscription_turns_its_waiting_deliveries_into_dead_letters(
+    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver, redis: aioredis.Redis
+) -> None:
+    await create_source(api)
+    sub = await create_subscription(api, receiver.url)
+    await api.post(f"/api/subscriptions/{sub['id']}/pause", headers=AUTH)
+    event_id = await ingest(api)
+    await run_worker()
+    assert (await api.delete(f"/api/subscriptions/{sub['id']}", headers=AUTH)).status_code == 204
+    assert await redis.exists(Keys.paused(sub["id"])) == 0
+    await run_worker()
+    [delivery] = (await get(api, f"/api/events/{event_id}"))["deliveries"]
+    assert delivery["status"] == "dead"
+    assert delivery["last_error"] == "SubscriptionDeleted"
+    assert receiver.requests == []
+    assert (await get(api, "/api/dead-letters"))["total"] == 1
+
+
+async def test_a_test_event_goes_out_while_paused(
+    api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    sub = await create_subscription(api, receiver.url)
+    await api.post(f"/api/subscriptions/{sub['id']}/pause", headers=AUTH)
+    r = await api.post(f"/api/subscriptions/{sub['id']}/test", headers=AUTH)
+    assert r.json()["status"] == "succeeded"
+    assert len(receiver.wait_for(1)) == 1
+
+
+async def test_replay_before_fan_out_is_refused(
+    api: httpx.AsyncClient, store: RelayStore, settings
+) -> None:
+    from relay.ingest import Ingestor
+
+    await create_source(api)
+    outcome = await Ingestor(store, settings).ingest("github", {}, b"{}", "application/json")
+    event_id = outcome.result.event_id  # type: ignore[union-attr]
+    r = await api.post(f"/api/events/{event_id}/replay", json={}, headers=AUTH)
+    assert r.status_code == 409
+
+
+async def test_concurrent_edits_and_rotations_lose_nothing(api: httpx.AsyncClient) -> None:
+    sub = await create_subscription(api, "http://x.test/")
+    path = f"/api/subscriptions/{sub['id']}"
+    rotations = [api.post(f"{path}/rotate-secret", headers=AUTH) for _ in range(5)]
+    edits = [
+        api.patch(path, json={"description": f"d{i}", "timeout_s": i + 1}, headers=AUTH)
+        for i in range(5)
+    ]
+    answers = await asyncio.gather(*rotations, *edits)
+    assert all(a.status_code == 200 for a in answers)
+    # Every rotation answered a secret; the stored one is one of them (the last to commit),
+    # and its predecessor is another: no rotation was silently overwritten by an edit.
+    secrets_given = {a.json()["secret"] for a in answers[:5]}
+    assert len(secrets_given) == 5
+    got = (await api.get(path, headers=AUTH)).json()
+    assert got["description"] in {f"d{i}" for i in range(5)}
+    assert got["timeout_s"] == int(got["description"][1:]) + 1  # from the same edit
+
+
+async def test_retention_trims_indexes_of_deleted_sources_and_subscriptions(
+    make_settings, redis: aioredis.Redis, run_worker: WorkerRun, receiver: Receiver
+) -> None:
+    settings = make_settings(retention_days=1 / 86400)
+    async with running_app(create_app(settings)) as api:
+        await create_source(api, "gone")
+        sub = await create_subscription(api, receiver.url, sources=["gone"])
+        receiver.default = Reply(status=400)
+        await api.post("/ingest/gone", content=b"{}")
+        await run_worker(settings)
+        await api.delete("/api/sources/gone", headers=AUTH)
+        await api.delete(f"/api/subscriptions/{sub['id']}", headers=AUTH)
+    for key in (
+        Keys.source_events("gone"),
+        Keys.sub_deliveries(sub["id"]),
+        Keys.sub_dead(sub["id"]),
+    ):
+        assert await redis.zcard(key) == 1
+    await asyncio.sleep(1.1)
+    await RelayStore(redis, settings.retention_ms).trim_indexes(now_ms())
+    for key in (
+        Keys.source_events("gone"),
+        Keys.sub_deliveries(sub["id"]),
+        Keys.sub_dead(sub["id"]),
+    ):
+        assert await redis.exists(key) == 0
+    assert await redis.smembers(Keys.indexes) == set()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/events"),
+        ("GET", "/api/deliveries"),
+        ("GET", "/api/dead-letters"),
+        ("DELETE", "/api/dead-letters"),
+    ],
+)
+async def test_times_before_1970_are_422_and_naive_times_are_utc(
+    api: httpx.AsyncClient, method: str, path: str
+) -> None:
+    r = await api.request(method, path, params={"since": "0001-01-01T00:00:00"}, headers=AUTH)
+    assert r.status_code == 422
+    r = await api.request(method, path, params={"since": "2026-01-01T00:00:00"}, headers=AUTH)
+    assert r.status_code == 200
+    body = {"since": "0001-01-01T00:00:00"}
+    r = await api.post("/api/dead-letters/replay", json=body, headers=AUTH)
+    assert r.status_code == 422
+
+
+async def test_naive_since_means_utc(
+    api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A server in New York must still read a zone-less time as UTC.
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        await create_source(api)
+        event_id = await ingest(api)
+        now_utc = datetime.now(UTC).replace(tzinfo=None)
+        minute = timedelta(minutes=1)
+        ahead = await get(api, "/api/events", since=(now_utc + minute).isoformat())
+        behind = await get(api, "/api/events", since=(now_utc - minute).isoformat())
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert ahead["data"] == []
+    assert [e["id"] for e in behind["data"]] == [event_id]
