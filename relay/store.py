@@ -98,6 +98,11 @@ class Keys:
         return f"{PREFIX}dlv:dead:{sub_id}"
 
     @staticmethod
+    def dead_letters(sub_id: str | None) -> str:
+        """The dead-letter index of one subscription, or of all."""
+        return Keys.sub_dead(sub_id) if sub_id else Keys.dead
+
+    @staticmethod
     def paused(sub_id: str) -> str:
         return f"{PREFIX}dlv:paused:{sub_id}"
 

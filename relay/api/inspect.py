@@ -109,14 +109,10 @@ async def list_deliveries(
     limit: Limit = 50,
 ) -> Listing[Delivery]:
     """Deliveries, newest first."""
-    if subscription_id:
-        index = (
-            Keys.sub_dead(subscription_id)
-            if status is DeliveryStatus.DEAD
-            else Keys.sub_deliveries(subscription_id)
-        )
+    if status is DeliveryStatus.DEAD:
+        index = Keys.dead_letters(subscription_id)
     else:
-        index = Keys.dead if status is DeliveryStatus.DEAD else Keys.deliveries
+        index = Keys.sub_deliveries(subscription_id) if subscription_id else Keys.deliveries
     return await collect(
         services.store,
         index,
@@ -153,19 +149,9 @@ async def list_dead_letters(
     limit: Limit = 50,
 ) -> DeadLetters:
     """Deliveries that gave up, newest first; ``total`` counts all that match."""
-    store = services.store
-    index = Keys.sub_dead(subscription_id) if subscription_id else Keys.dead
-    listing = await collect(
-        store,
-        index,
-        "dlv",
-        load=store.get_deliveries,
-        key=lambda d: d.id,
-        keep=lambda d: d.status is DeliveryStatus.DEAD,
-        since=since,
-        until=until,
-        cursor=cursor,
-        limit=limit,
+    listing = await list_deliveries(
+        services, subscription_id, DeliveryStatus.DEAD, since, until, cursor, limit
     )
-    total = await store.count(index, "dlv", to_ms(since), to_ms(until))
+    index = Keys.dead_letters(subscription_id)
+    total = await services.store.count(index, "dlv", to_ms(since), to_ms(until))
     return DeadLetters(data=listing.data, next_cursor=listing.next_cursor, total=total)

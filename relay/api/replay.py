@@ -114,7 +114,7 @@ async def replay_event(
 async def _dead(services: Services, flt: DeadLetterFilter) -> list[Delivery]:
     """Dead deliveries matching the filter, oldest first, ``limit`` at most."""
     store = services.store
-    index = Keys.sub_dead(flt.subscription_id) if flt.subscription_id else Keys.dead
+    index = Keys.dead_letters(flt.subscription_id)
     page = await store.page(
         index, "dlv", since_ms=to_ms(flt.since), until_ms=to_ms(flt.until), count=flt.limit,
         oldest_first=True,
@@ -135,7 +135,7 @@ async def replay_dead_letters(
     requeued = 0
     for delivery in await _dead(services, flt):
         requeued += await _reopen_and_queue(services, delivery, only_dead=True)
-    index = Keys.sub_dead(flt.subscription_id) if flt.subscription_id else Keys.dead
+    index = Keys.dead_letters(flt.subscription_id)
     remaining = await services.store.count(index, "dlv", to_ms(flt.since), to_ms(flt.until))
     log.info("dead_letters.replayed", requeued=requeued, remaining=remaining,
              subscription_id=flt.subscription_id)  # fmt: skip
