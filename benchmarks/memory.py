@@ -17,8 +17,9 @@ import redis.asyncio as aioredis
 from relay.clock import now_ms
 from relay.embedded_redis import EmbeddedRedis
 from relay.ids import new_id
+from relay.keys import Keys
 from relay.models import Attempt, DeliveryMode, DeliveryStatus, SourceIn, Trigger
-from relay.store import Keys, NewDelivery, RelayStore
+from relay.store import NewDelivery, RelayStore
 
 HEADERS = {"user-agent": "GitHub-Hookshot/abc123", "x-github-event": "push"}
 

@@ -26,7 +26,8 @@ from config.settings import Settings
 from relay import metrics, outbound, queue
 from relay.attempt import Attempter
 from relay.clock import now_ms
-from relay.store import HEARTBEAT_S, HEARTBEAT_STALE_MS, RelayStore
+from relay.keys import HEARTBEAT_S, HEARTBEAT_STALE_MS
+from relay.store import RelayStore
 from workers.delivery import deliver
 from workers.limits import SubscriptionLimits
 from workers.recovery import recover

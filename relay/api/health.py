@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from relay import metrics
 from relay.api.deps import ServicesDep
 from relay.clock import now_ms
+from relay.keys import HEARTBEAT_STALE_MS
 from relay.problems import Problem, problem_response
-from relay.store import HEARTBEAT_STALE_MS
 
 router = APIRouter(tags=["operations"])
 

@@ -14,10 +14,11 @@ from relay.api.deps import AdminDep, ServicesDep
 from relay.api.listing import Moment, to_ms
 from relay.clock import now_ms
 from relay.dispatch import UnknownSubscription, replay
+from relay.keys import Keys
 from relay.models import Delivery, DeliveryStatus
 from relay.problems import Problem, problem_docs
 from relay.services import Services
-from relay.store import Keys, NotFannedOut, Reopened
+from relay.store import NotFannedOut, Reopened
 
 router = APIRouter(
     prefix="/api",

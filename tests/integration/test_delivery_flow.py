@@ -9,8 +9,8 @@ import httpx
 import redis.asyncio as aioredis
 
 from config.settings import RetrySettings
+from relay.keys import Keys
 from relay.receiver import Receiver, Reply
-from relay.store import Keys
 from tests.conftest import AUTH, WorkerRun, create_source, create_subscription
 
 PUSH = {"X-GitHub-Event": "push", "content-type": "application/json"}

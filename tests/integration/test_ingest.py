@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import redis.asyncio as aioredis
 
-from relay.store import Keys
+from relay.keys import Keys
 from tests.conftest import AUTH, create_source
 
 

@@ -14,8 +14,9 @@ import redis.asyncio as aioredis
 from relay.app import create_app
 from relay.clock import now_ms
 from relay.embedded_redis import EmbeddedRedis, free_port
+from relay.keys import HEARTBEAT_STALE_MS, Keys
 from relay.receiver import Receiver, Reply
-from relay.store import HEARTBEAT_STALE_MS, Keys, RelayStore
+from relay.store import RelayStore
 from tests.conftest import AUTH, WorkerRun, create_source, create_subscription, running_app
 
 

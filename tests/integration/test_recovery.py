@@ -9,8 +9,9 @@ from config.settings import Settings
 from relay.clock import now_ms
 from relay.dispatch import plan_and_commit
 from relay.ingest import Ingestor
+from relay.keys import Keys
 from relay.receiver import Receiver
-from relay.store import Keys, RelayStore
+from relay.store import RelayStore
 from tests.conftest import AUTH, WorkerRun, create_source, create_subscription
 from workers.recovery import recover
 

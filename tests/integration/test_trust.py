@@ -21,8 +21,8 @@ import stripe
 import svix.webhooks
 from structlog.testing import capture_logs
 
+from relay.keys import Keys
 from relay.receiver import Receiver
-from relay.store import Keys
 from tests.conftest import AUTH, WorkerRun, create_subscription, running_app
 
 GH_SECRET = "It's a Secret to Everybody"
