@@ -509,18 +509,19 @@ def replay_dead_letters(
     filters = {"subscription_id": subscription} | _window(since, until)
     filters = {k: v for k, v in filters.items() if v is not None}
     total = relay.call("GET", "/api/dead-letters", params={**filters, "limit": 1})["total"]
-    requeued, remaining = 0, total
-    # At most the dead letters there were at the start: one that dies again at once (a 4xx)
-    # comes back to the index, and must not keep this loop going.
+    requeued, remaining, after = 0, total, None
+    # Walk the dead letters in id order, each call starting after the last one seen: one that
+    # dies again at once (a 4xx) goes back into the index behind us, not in front.
     with Progress(console=_console(stderr=True), disable=relay.as_json) as progress:
         task = progress.add_task("Requeueing dead letters", total=total)
-        while remaining > 0 and requeued < total:
-            body = filters | {"limit": min(batch, total - requeued)}
+        while requeued < total:
+            body = filters | {"limit": min(batch, total - requeued), "after": after}
             answer = relay.call("POST", "/api/dead-letters/replay", body=body)
-            if answer["requeued"] == 0:
-                raise CliError(f"the relay requeued none of the {answer['remaining']} left")
             requeued, remaining = requeued + answer["requeued"], answer["remaining"]
             progress.update(task, completed=requeued)
+            if answer["last"] is None:
+                break
+            after = answer["last"]
     left = f" {remaining} still dead (new, or dead again): run it again." if remaining else ""
     result = {"requeued": requeued, "remaining": remaining}
     _emit(relay, result, f"Requeued {requeued} dead delivery(ies).{left}")

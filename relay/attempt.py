@@ -16,7 +16,14 @@ from structlog.contextvars import bound_contextvars
 from config.settings import Settings
 from relay import metrics, outbound
 from relay.clock import now_ms
-from relay.models import Attempt, DeliveryMode, DeliveryStatus, Subscription, Trigger
+from relay.models import (
+    TEST_SOURCE,
+    Attempt,
+    DeliveryMode,
+    DeliveryStatus,
+    Subscription,
+    Trigger,
+)
 from relay.outcome import AttemptResult, Verdict, classify
 from relay.retry_policy import RetryPolicy, merged
 from relay.signing import signed_headers
@@ -221,6 +228,8 @@ class Attempter:
         recorded = await self.store.record_attempt(
             delivery=ctx.delivery, attempt=record, due_ms=next_at, now_ms=finished_ms,
             disable_reason=disable,
+            # A failed subscription test is an answer, not a dead letter to replay later.
+            dead_letter=ctx.event.source != TEST_SOURCE,
         )  # fmt: skip
         if not recorded:
             log.warning("delivery.record_conflict", attempt=attempt)
@@ -230,7 +239,7 @@ class Attempter:
             record.outcome, result.status_code, result.duration_ms, ctx.event.received_at,
             finished_ms, disabled=disable is not None,
         )  # fmt: skip
-        return Step(attempt, status, retry_in, ctx.window.base_attempts)
+        return Step(attempt, status, retry_in, ctx.window.generation)
 
     def _log(
         self,

@@ -205,7 +205,8 @@ return 'ok'
 
 # KEYS: delivery, attempts, due, dead, subscription, dead of subscription, indexes
 # ARGV: delivery id, attempt number, attempt JSON, status, due score ('' = none), now ms,
-#       next attempt ms ('' = none), last status code, last error, disable reason ('' = keep)
+#       next attempt ms ('' = none), last status code, last error, disable reason ('' = keep),
+#       dead letter ("1"; "0" for the relay's own test events, which are never replayed)
 RECORD_SCRIPT = """
 local cur = redis.call('HMGET', KEYS[1], 'attempts', 'expires_at')
 if not cur[1] or tonumber(cur[1]) ~= tonumber(ARGV[2]) - 1 then return 0 end
@@ -219,9 +220,11 @@ if ARGV[4] == 'succeeded' then
   redis.call('ZREM', KEYS[3], ARGV[1])
 elseif ARGV[4] == 'dead' then
   redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('ZADD', KEYS[4], 0, ARGV[1])
-  redis.call('ZADD', KEYS[6], 0, ARGV[1])
-  redis.call('SADD', KEYS[7], KEYS[6])
+  if ARGV[11] == '1' then
+    redis.call('ZADD', KEYS[4], 0, ARGV[1])
+    redis.call('ZADD', KEYS[6], 0, ARGV[1])
+    redis.call('SADD', KEYS[7], KEYS[6])
+  end
 else
   redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 end
@@ -233,19 +236,23 @@ return 1
 
 # Puts a delivery back on the road (manual retry, dead-letter replay) with a fresh retry
 # window: the policy counts attempts and age from now, while attempt numbers keep counting.
+# Each reopen is a new generation, part of the job id, so its job is never mistaken for one
+# queued before it.
 # KEYS: delivery, due, dead, dead of its subscription
 # ARGV: delivery id, now ms, only if dead ("1"/"0")
+# Returns {attempts so far, generation}, or {-1} missing, {-2} not dead, {-3} in flight.
 REOPEN_SCRIPT = """
 local d = redis.call('HMGET', KEYS[1], 'status', 'attempts', 'lease_until')
-if not d[1] then return -1 end
-if ARGV[3] == '1' and d[1] ~= 'dead' then return -2 end
-if d[1] == 'delivering' and tonumber(d[3] or '0') > tonumber(ARGV[2]) then return -3 end
+if not d[1] then return {-1} end
+if ARGV[3] == '1' and d[1] ~= 'dead' then return {-2} end
+if d[1] == 'delivering' and tonumber(d[3] or '0') > tonumber(ARGV[2]) then return {-3} end
 redis.call('HSET', KEYS[1], 'status', 'pending', 'next_attempt_at', ARGV[2],
   'updated_at', ARGV[2], 'retry_base', d[2], 'retry_started_at', ARGV[2], 'lease_until', '0')
+local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-return tonumber(d[2])
+return {tonumber(d[2]), gen}
 """
 
 # KEYS: subscription, its paused deliveries, due
@@ -263,4 +270,31 @@ for i = 1, #parked, 2 do
 end
 redis.call('DEL', KEYS[2])
 return ids
+"""
+
+# Deletes a subscription. Deliveries parked by a pause become due again (they then die as
+# SubscriptionDeleted, visible in the dead letters); only those are touched.
+# KEYS: subscription, its paused deliveries, due, every subscription, then the source
+#       indexes it is listed in
+# ARGV: subscription id
+DELETE_SUBSCRIPTION_SCRIPT = """
+local parked = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+for i = 1, #parked, 2 do redis.call('ZADD', KEYS[3], parked[i + 1], parked[i]) end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SREM', KEYS[4], ARGV[1])
+for i = 5, #KEYS do redis.call('SREM', KEYS[i], ARGV[1]) end
+return #parked / 2
+"""
+
+# Forgets per-source and per-subscription indexes that trimming emptied, unless a write
+# filled them again in the meantime.
+# KEYS: the index registry, then the candidate indexes
+FORGET_EMPTY_INDEXES_SCRIPT = """
+local forgotten = 0
+for i = 2, #KEYS do
+  if redis.call('ZCARD', KEYS[i]) == 0 then
+    forgotten = forgotten + redis.call('SREM', KEYS[1], KEYS[i])
+  end
+end
+return forgotten
 """

@@ -1,8 +1,10 @@
 """ARQ jobs as wake-ups: how the relay names, serialises and enqueues them.
 
-Jobs carry ids only. A job id is ``<delivery id>:<attempt number>``, and ARQ refuses a
-second job with a live id, so repeated fan-outs and reconciliation runs can never queue the
-same attempt twice.
+Jobs carry ids only. A job id is ``<delivery id>:<attempt number>`` (``:r<generation>``
+added once a delivery was replayed), and ARQ refuses a second job with a live id, so
+repeated fan-outs and reconciliation runs never queue the same job twice. Where two jobs
+for one attempt do exist (a replay's and one scheduled before it), the store's claim lets
+only one of them send.
 """
 
 from __future__ import annotations

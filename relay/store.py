@@ -22,6 +22,8 @@ from relay.ids import id_bound
 from relay.keys import (
     ADD_DELIVERIES_SCRIPT,
     CLAIM_SCRIPT,
+    DELETE_SUBSCRIPTION_SCRIPT,
+    FORGET_EMPTY_INDEXES_SCRIPT,
     INGEST_SCRIPT,
     PAUSE_SCRIPT,
     RECORD_SCRIPT,
@@ -74,6 +76,7 @@ class RetryWindow:
 
     base_attempts: int
     started_at: int | None
+    generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +172,8 @@ class RelayStore:
         self._record = redis.register_script(RECORD_SCRIPT)
         self._reopen = redis.register_script(REOPEN_SCRIPT)
         self._pause = redis.register_script(PAUSE_SCRIPT)
+        self._delete_subscription = redis.register_script(DELETE_SUBSCRIPTION_SCRIPT)
+        self._forget_empty = redis.register_script(FORGET_EMPTY_INDEXES_SCRIPT)
 
     # --- sources ---------------------------------------------------------------------------
 
@@ -308,16 +313,17 @@ class RelayStore:
         return await self._subscriptions(ids)
 
     async def delete_subscription(self, sub: Subscription) -> None:
-        """Delete a subscription. Deliveries parked by a pause become due again, and then
-        die as SubscriptionDeleted, visible in the dead letters."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zunionstore(Keys.due, [Keys.due, Keys.paused(sub.id)], aggregate="MIN")
-            pipe.delete(Keys.paused(sub.id))
-            for source in sub.sources:
-                pipe.srem(Keys.subs_for(source), sub.id)
-            pipe.delete(Keys.sub(sub.id))
-            pipe.srem(Keys.subs, sub.id)
-            await pipe.execute()
+        """Delete a subscription; deliveries its pause had parked become due again."""
+        await self._delete_subscription(
+            keys=[
+                Keys.sub(sub.id),
+                Keys.paused(sub.id),
+                Keys.due,
+                Keys.subs,
+                *map(Keys.subs_for, sub.sources),
+            ],
+            args=[sub.id],
+        )
 
     async def set_paused(self, sub_id: str, paused: bool) -> list[str] | None:
         """Pause or resume; resuming makes parked deliveries due again and returns them in
@@ -381,6 +387,7 @@ class RelayStore:
             pipe.set(Keys.event_body(event_id), body, pxat=expire_at)
             pipe.zadd(Keys.events, {event_id: 0})
             pipe.zadd(Keys.source_events(source), {event_id: 0})
+            pipe.sadd(Keys.indexes, Keys.source_events(source))
             await pipe.execute()
 
     @staticmethod
@@ -478,6 +485,7 @@ class RelayStore:
         "retry_base",
         "retry_started_at",
         "first_attempt_at",
+        "gen",
     )
 
     def _delivery_from(
@@ -502,6 +510,7 @@ class RelayStore:
         window = RetryWindow(
             base_attempts=_int(data["retry_base"]) or 0,
             started_at=_int(data["retry_started_at"]) or _int(data["first_attempt_at"]),
+            generation=_int(data["gen"]) or 0,
         )
         return delivery, window
 
@@ -585,6 +594,7 @@ class RelayStore:
         due_ms: int | None,
         now_ms: int,
         disable_reason: str | None = None,
+        dead_letter: bool = True,
     ) -> bool:
         """Append an attempt and move the delivery to its new status in one step.
 
@@ -612,26 +622,25 @@ class RelayStore:
                 "" if attempt.status_code is None else attempt.status_code,
                 attempt.error or "",
                 disable_reason or "",
+                "1" if dead_letter else "0",
             ],
         )
         return bool(recorded)
 
     async def reopen(
         self, delivery_id: str, subscription_id: str, now_ms: int, *, only_dead: bool
-    ) -> int | Reopened:
-        """Make a delivery due now with a fresh retry window; returns its attempts so far."""
-        result = int(
-            await self._reopen(
-                keys=[
-                    Keys.delivery(delivery_id),
-                    Keys.due,
-                    Keys.dead,
-                    Keys.sub_dead(subscription_id),
-                ],
-                args=[delivery_id, now_ms, "1" if only_dead else "0"],
-            )
+    ) -> tuple[int, int] | Reopened:
+        """Make a delivery due now with a fresh retry window.
+
+        Returns its attempts so far and its new generation, or why it could not.
+        """
+        result = await self._reopen(
+            keys=[Keys.delivery(delivery_id), Keys.due, Keys.dead, Keys.sub_dead(subscription_id)],
+            args=[delivery_id, now_ms, "1" if only_dead else "0"],
         )
-        return Reopened(result) if result < 0 else result
+        if int(result[0]) < 0:
+            return Reopened(int(result[0]))
+        return int(result[0]), int(result[1])
 
     async def due_before(self, cutoff_ms: int, limit: int) -> list[Due]:
         """Live deliveries due by ``cutoff_ms``, oldest due first.
@@ -646,7 +655,7 @@ class RelayStore:
         has expired are dropped from the due index on the way."""
         if not ids:
             return []
-        fields = ["attempts", "subscription_id", "event_id", "retry_base"]
+        fields = ["attempts", "subscription_id", "event_id", "gen"]
         async with self.redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
                 pipe.hmget(Keys.delivery(delivery_id), fields)
@@ -721,8 +730,7 @@ class RelayStore:
         empty = [k for k, n in zip(indexes, results[1:-1:2], strict=True) if n == 0]
         forget = [k for k in empty if k in registered]
         if forget:
-            # A write that lands after this re-registers its index.
-            await _r(self.redis.srem(Keys.indexes, *forget))
+            await self._forget_empty(keys=[Keys.indexes, *forget])
         return sum(int(n) for n in results[0:-1:2]) + int(results[-1])
 
     # --- workers ---------------------------------------------------------------------------

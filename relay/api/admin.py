@@ -170,7 +170,11 @@ async def _set_paused(services: Services, sub_id: str, paused: bool) -> Subscrip
         raise Problem(404, f"no subscription {sub_id!r}")
     if moved:
         # Parked deliveries are due again: queue them now, in the order they fell due.
-        await requeue(services.pool, await services.store.due_rows(moved))
+        rows = await services.store.due_rows(moved)
+        await requeue(services.pool, rows)
+        if len(rows) < len(moved):
+            log.warning("subscription.parked_deliveries_expired", subscription_id=sub_id,
+                        expired=len(moved) - len(rows))  # fmt: skip
     log.info("subscription.paused" if paused else "subscription.resumed",
              subscription_id=sub_id, resumed_deliveries=len(moved))  # fmt: skip
     return (await _subscription(services, sub_id)).public()
@@ -178,7 +182,8 @@ async def _set_paused(services: Services, sub_id: str, paused: bool) -> Subscrip
 
 @router.post("/subscriptions/{sub_id}/pause")
 async def pause_subscription(sub_id: str, services: ServicesDep) -> SubscriptionOut:
-    """Stop delivering: due deliveries wait (none is dropped) until resume."""
+    """Stop delivering: due deliveries wait (none is dropped within the retention period)
+    until resume."""
     return await _set_paused(services, sub_id, True)
 
 

@@ -45,11 +45,17 @@ class DeadLetterFilter(BaseModel):
     since: Moment | None = None
     until: Moment | None = None
     limit: int = Field(default=1000, ge=1, le=10_000, description="Most to re-queue per call.")
+    after: str | None = Field(
+        default=None,
+        description="Only dead letters after this delivery id: pass the previous call's `last`"
+        " to work through a large backlog without meeting the same delivery twice.",
+    )
 
 
 class DeadLettersReplayed(BaseModel):
     requeued: int
     remaining: int
+    last: str | None = Field(description="The last dead letter this call looked at.")
 
 
 class DeadLettersPurged(BaseModel):
@@ -65,16 +71,16 @@ async def _reopen_and_queue(services: Services, delivery: Delivery, *, only_dead
         raise Problem(409, f"delivery {delivery.id!r} has an attempt in flight; try again shortly")
     if isinstance(reopened, Reopened):
         return False
-    # The reopen made `reopened` the new retry base: the replay's generation.
+    attempts, generation = reopened
     await queue.enqueue_delivery(
-        services.pool, delivery.id, reopened + 1, generation=reopened, trigger="manual"
+        services.pool, delivery.id, attempts + 1, generation=generation, trigger="manual"
     )
     log.info(
         "delivery.retry_requested",
         delivery_id=delivery.id,
         event_id=delivery.event_id,
         subscription_id=delivery.subscription_id,
-        attempt=reopened + 1,
+        attempt=attempts + 1,
     )
     return True
 
@@ -118,7 +124,7 @@ async def _dead(services: Services, flt: DeadLetterFilter) -> list[Delivery]:
     index = Keys.dead_letters(flt.subscription_id)
     page = await store.page(
         index, "dlv", since_ms=to_ms(flt.since), until_ms=to_ms(flt.until), count=flt.limit,
-        oldest_first=True,
+        cursor=flt.after, oldest_first=True,
     )  # fmt: skip
     return [d for d in await store.get_deliveries(page.ids) if d.status is DeliveryStatus.DEAD]
 
@@ -134,13 +140,15 @@ async def replay_dead_letters(
     """
     flt = flt or DeadLetterFilter()
     requeued = 0
-    for delivery in await _dead(services, flt):
+    dead = await _dead(services, flt)
+    for delivery in dead:
         requeued += await _reopen_and_queue(services, delivery, only_dead=True)
     index = Keys.dead_letters(flt.subscription_id)
     remaining = await services.store.count(index, "dlv", to_ms(flt.since), to_ms(flt.until))
     log.info("dead_letters.replayed", requeued=requeued, remaining=remaining,
              subscription_id=flt.subscription_id)  # fmt: skip
-    return DeadLettersReplayed(requeued=requeued, remaining=remaining)
+    last = dead[-1].id if dead else None
+    return DeadLettersReplayed(requeued=requeued, remaining=remaining, last=last)
 
 
 @router.delete("/dead-letters")

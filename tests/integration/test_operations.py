@@ -197,8 +197,9 @@ async def test_dead_letters_bulk_replay_is_safe_to_repeat_and_purge(
     body = {"subscription_id": sub["id"]}
     first = await api.post("/api/dead-letters/replay", json=body, headers=AUTH)
     again = await api.post("/api/dead-letters/replay", json=body, headers=AUTH)
-    assert first.json() == {"requeued": 3, "remaining": 0}
-    assert again.json() == {"requeued": 0, "remaining": 0}
+    assert first.json()["requeued"] == 3
+    assert first.json()["remaining"] == 0
+    assert again.json() == {"requeued": 0, "remaining": 0, "last": None}
     before = len(receiver.requests)
     await run_worker()
     assert len(receiver.requests) - before == 3  # once each, not twice
@@ -493,3 +494,37 @@ async def test_naive_since_means_utc(
         time.tzset()
     assert ahead["data"] == []
     assert [e["id"] for e in behind["data"]] == [event_id]
+
+
+async def test_bulk_replay_walks_past_deliveries_that_die_again(
+    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
+) -> None:
+    # Every attempt gets a 400: a replayed delivery is dead again at once, back in the index.
+    await create_source(api)
+    sub = await create_subscription(api, receiver.url)
+    receiver.default = Reply(status=400)
+    for _ in range(3):
+        await ingest(api)
+    await run_worker()
+    after, replies = None, []
+    while True:
+        body = {"subscription_id": sub["id"], "limit": 1, "after": after}
+        answer = (await api.post("/api/dead-letters/replay", json=body, headers=AUTH)).json()
+        replies.append(answer["requeued"])
+        await run_worker()  # it dies again before the next call
+        if answer["last"] is None:
+            break
+        after = answer["last"]
+    assert replies == [1, 1, 1, 0]
+    dead = await get(api, "/api/dead-letters", subscription_id=sub["id"])
+    assert sorted(d["attempts"] for d in dead["data"]) == [2, 2, 2]  # each replayed once
+
+
+async def test_a_failed_test_event_is_not_a_dead_letter(
+    api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    sub = await create_subscription(api, receiver.url)
+    receiver.script(500)
+    r = await api.post(f"/api/subscriptions/{sub['id']}/test", headers=AUTH)
+    assert r.json()["status"] == "dead"
+    assert (await get(api, "/api/dead-letters"))["total"] == 0
