@@ -13,6 +13,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 MEDIA_TYPE = "application/problem+json"
@@ -117,6 +119,14 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return problem_response(invalid(exc))
 
+    async def on_redis_down(request: Request, exc: Exception) -> JSONResponse:
+        # Nothing was stored: the sender should try again (webhook providers do on a 5xx).
+        log.error("api.redis_unavailable", path=request.url.path, error=exc.__class__.__name__)
+        return problem_response(
+            Problem(503, "storage is unavailable; nothing was stored, try again",
+                    headers={"retry-after": "5"})
+        )  # fmt: skip
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("api.error", path=request.url.path)
         return problem_response(Problem(500, "internal error; see the relay's logs"))
@@ -124,4 +134,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(RedisConnectionError, on_redis_down)
+    app.add_exception_handler(RedisTimeoutError, on_redis_down)
     app.add_exception_handler(Exception, on_unexpected)

@@ -305,11 +305,17 @@ async def test_readiness_fails_when_redis_goes_away(make_settings) -> None:
     server = EmbeddedRedis().start()
     try:
         async with running_app(create_app(make_settings(redis_url=server.url))) as api:
+            await create_source(api)
             server.stop()
             r = await api.get("/readyz")
             assert r.status_code == 503
             assert "Redis" in r.json()["detail"]
             assert (await api.get("/healthz")).status_code == 200
+            # Ingest cannot promise anything without Redis: a 503 the sender retries.
+            r = await api.post("/ingest/github", content=b"{}")
+            assert r.status_code == 503
+            assert r.headers["content-type"] == "application/problem+json"
+            assert r.headers["retry-after"] == "5"
     finally:
         server.stop()
 
