@@ -9,14 +9,14 @@ its cap of the worker's slots.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass
 class _Slot:
     sem: asyncio.Semaphore
     waiting: int = 0
-    users: int = field(default=0)
+    users: int = 0
 
 
 class SubscriptionLimits:

@@ -286,3 +286,16 @@ async def test_one_slow_subscriber_does_not_hold_up_the_others(
     assert max(overlaps) <= 2
     # The fast subscriber, at the same cap, was not queued behind the slow one.
     assert max(r.at for r in got_fast) - started < 0.35
+
+
+async def test_a_subscriptions_own_retry_policy_wins(
+    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
+) -> None:
+    receiver.default = Reply(status=503)
+    await create_source(api)
+    await create_subscription(api, receiver.url, retry={"max_attempts": 2})
+    event_id = await post_event(api)
+    await run_worker()
+    [delivery] = await deliveries_of(api, event_id)
+    assert delivery["status"] == "dead"
+    assert delivery["attempts"] == 2  # not the relay-wide 4 of the test settings
