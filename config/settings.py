@@ -112,6 +112,17 @@ class Settings(BaseSettings):
         return tuple(h.lower() for h in value)
 
     @model_validator(mode="after")
+    def _events_outlive_their_retries(self) -> Settings:
+        # An event that expired while its delivery still had retries left could never be
+        # delivered: keep every event at least as long as the retry schedule can run.
+        if self.retention_days * 86_400 <= self.retry.max_age_s:
+            raise ValueError(
+                "retention_days must be longer than retry.max_age_s "
+                f"({self.retry.max_age_s:g} s); raise RELAY_RETENTION_DAYS"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _job_outlives_attempt(self) -> Settings:
         # ARQ treats a job timeout as terminal; the job must always outlive one HTTP attempt.
         if self.job_timeout_s <= self.delivery_timeout_s + 5:

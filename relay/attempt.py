@@ -66,6 +66,10 @@ class Policies:
             if len(self._custom) > 10_000:
                 self._custom.clear()
             override = sub.retry.model_dump(exclude_none=True)
+            # No schedule may outlive the events it delivers (see Settings' own check).
+            longest = self._settings.retention_ms / 1000 * 0.9
+            if override.get("max_age_s", 0) > longest:
+                override["max_age_s"] = longest
             self._custom[key] = RetryPolicy.from_settings(merged(self._settings.retry, override))
         return self._custom[key]
 

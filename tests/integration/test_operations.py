@@ -11,6 +11,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from config.settings import RetrySettings
 from relay.app import create_app
 from relay.clock import now_ms
 from relay.embedded_redis import EmbeddedRedis, free_port
@@ -18,6 +19,10 @@ from relay.keys import HEARTBEAT_STALE_MS, Keys
 from relay.receiver import Receiver, Reply
 from relay.store import RelayStore
 from tests.conftest import AUTH, WorkerRun, create_source, create_subscription, running_app
+
+# Retention must outlast the retry schedule; these tests keep both to about a second.
+SHORT_LIVED = RetrySettings(max_attempts=4, initial_s=0.05, exp_base=2, max_wait_s=0.2,
+                            jitter_s=0, max_age_s=0.5)  # fmt: skip
 
 
 async def ingest(api: httpx.AsyncClient, event_type: str = "push", body: bytes = b"{}") -> str:
@@ -266,7 +271,7 @@ async def test_subscription_test_sends_a_signed_synthetic_event(
 async def test_retention_expires_records_and_trims_indexes(
     make_settings, redis: aioredis.Redis, run_worker: WorkerRun, receiver: Receiver
 ) -> None:
-    settings = make_settings(retention_days=1.5 / 86400)  # 1.5 s
+    settings = make_settings(retention_days=1.5 / 86400, retry=SHORT_LIVED)  # 1.5 s
     async with running_app(create_app(settings)) as api:
         await create_source(api)
         await create_subscription(api, receiver.url)
@@ -435,7 +440,7 @@ async def test_concurrent_edits_and_rotations_lose_nothing(api: httpx.AsyncClien
 async def test_retention_trims_indexes_of_deleted_sources_and_subscriptions(
     make_settings, redis: aioredis.Redis, run_worker: WorkerRun, receiver: Receiver
 ) -> None:
-    settings = make_settings(retention_days=1 / 86400)
+    settings = make_settings(retention_days=1 / 86400, retry=SHORT_LIVED)
     async with running_app(create_app(settings)) as api:
         await create_source(api, "gone")
         sub = await create_subscription(api, receiver.url, sources=["gone"])

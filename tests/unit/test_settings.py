@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from config.settings import RetrySettings, Settings
+
+
+def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELAY_RETRY__MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("RELAY_STORED_HEADERS", "User-Agent, X-Custom")
+    monkeypatch.setenv("RELAY_MAX_BODY_BYTES", "2048")
+    monkeypatch.setenv("RELAY_ADMIN_TOKEN", "tok-9f8e7d")
+    settings = Settings()
+    assert settings.retry.max_attempts == 3
+    assert settings.stored_headers == ("user-agent", "x-custom")
+    assert settings.max_body_bytes == 2048
+    assert settings.admin_token is not None
+    assert "tok-9f8e7d" not in repr(settings)  # a SecretStr never prints its value
+
+
+def test_events_must_outlive_their_retry_schedule() -> None:
+    with pytest.raises(ValidationError, match="RELAY_RETENTION_DAYS"):
+        Settings(retention_days=2)  # the default schedule runs up to 3 days
+    assert Settings(retention_days=1, retry=RetrySettings(max_age_s=3600)).retention_days == 1
+
+
+def test_a_job_must_outlive_one_attempt() -> None:
+    with pytest.raises(ValidationError, match="job_timeout_s"):
+        Settings(job_timeout_s=20, delivery_timeout_s=15)
+
+
+def test_serve_and_worker_need_a_redis_url() -> None:
+    with pytest.raises(RuntimeError, match="RELAY_REDIS_URL"):
+        Settings().require_redis_url()
+
+
+def test_a_subscriptions_schedule_is_cut_to_the_retention_period() -> None:
+    from relay.attempt import Policies
+    from relay.models import DeliveryMode, Subscription
+
+    sub = Subscription(
+        id="sub_1", secret="whsec_x", created_at=1, updated_at=1, url="http://x.test/",
+        sources=["a"], retry={"max_age_s": 30 * 86_400, "jitter_s": 0},
+    )  # fmt: skip
+    policy = Policies(Settings()).for_delivery(DeliveryMode.RELIABLE, sub)
+    assert policy.next_delay(1, elapsed_s=5 * 86_400) == 5
+    assert policy.next_delay(1, elapsed_s=7 * 86_400) is None  # 30 days asked, 7 kept
