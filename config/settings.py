@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     best_effort_timeout_s: float = Field(default=5.0, gt=0)
     response_excerpt_bytes: int = Field(default=1024, ge=0)
     inline_retry_max_s: float = Field(default=5.0, ge=0)
+    # A subscription whose every attempt has failed for this long is disabled (0: never).
+    disable_after_failing_s: float = Field(default=5 * 86_400, ge=0)
     # After a rotation, deliveries carry signatures from both secrets for this long.
     secret_rotation_overlap_s: int = Field(default=24 * 3600, ge=0)
     max_concurrency_per_subscription: int = Field(default=16, ge=1)

@@ -228,16 +228,21 @@ class Attempter:
             outcome=status,
             next_attempt_at=next_at,
         )
-        disable = "410 Gone from the receiver" if verdict.disable_subscription else None
+        gone = "410 Gone from the receiver" if verdict.disable_subscription else None
+        # Only real requests to the subscriber count towards disabling it for failing.
+        counts = not give_up and ctx.event.source != TEST_SOURCE
         recorded = await self.store.record_attempt(
             delivery=ctx.delivery, attempt=record, due_ms=next_at, now_ms=finished_ms,
-            disable_reason=disable,
+            disable_reason=gone,
             # A failed subscription test is an answer, not a dead letter to replay later.
             dead_letter=ctx.event.source != TEST_SOURCE,
+            disable_after_failing_ms=int(self.settings.disable_after_failing_s * 1000)
+            if counts else 0,
         )  # fmt: skip
-        if not recorded:
+        if recorded is None:
             log.warning("delivery.record_conflict", attempt=attempt)
             return Step(attempt, None)
+        disable = recorded.disabled
         self._log(ctx, record, result, retry_in, disable)
         metrics.observe_attempt(
             record.outcome, result.status_code, result.duration_ms, ctx.event.received_at,

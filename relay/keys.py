@@ -206,10 +206,13 @@ return 'ok'
 # KEYS: delivery, attempts, due, dead, subscription, dead of subscription, indexes
 # ARGV: delivery id, attempt number, attempt JSON, status, due score ('' = none), now ms,
 #       next attempt ms ('' = none), last status code, last error, disable reason ('' = keep),
-#       dead letter ("1"; "0" for the relay's own test events, which are never replayed)
+#       dead letter ("1"; "0" for the relay's own test events, which are never replayed),
+#       disable after failing ms ("0": this attempt does not count), its disable reason
+# Returns {0} when another run recorded this attempt first, else {1, reason the
+# subscription was disabled for by this attempt, or ''}.
 RECORD_SCRIPT = """
 local cur = redis.call('HMGET', KEYS[1], 'attempts', 'expires_at')
-if not cur[1] or tonumber(cur[1]) ~= tonumber(ARGV[2]) - 1 then return 0 end
+if not cur[1] or tonumber(cur[1]) ~= tonumber(ARGV[2]) - 1 then return {0} end
 redis.call('RPUSH', KEYS[2], ARGV[3])
 if cur[2] then redis.call('PEXPIREAT', KEYS[2], cur[2]) end
 redis.call('HSET', KEYS[1], 'attempts', ARGV[2], 'status', ARGV[4], 'updated_at', ARGV[6],
@@ -228,10 +231,26 @@ elseif ARGV[4] == 'dead' then
 else
   redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 end
-if ARGV[10] ~= '' and redis.call('EXISTS', KEYS[5]) == 1 then
-  redis.call('HSET', KEYS[5], 'enabled', '0', 'disabled_reason', ARGV[10])
+local disabled = ''
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  if ARGV[4] == 'succeeded' then
+    redis.call('HDEL', KEYS[5], 'failing_since')
+  elseif ARGV[12] ~= '0' then
+    -- Every attempt since the first failure failed: disable a subscription that has been
+    -- failing for too long, as Svix does, so it stops taking worker time.
+    redis.call('HSETNX', KEYS[5], 'failing_since', ARGV[6])
+    local since = tonumber(redis.call('HGET', KEYS[5], 'failing_since'))
+    if tonumber(ARGV[6]) - since >= tonumber(ARGV[12])
+        and redis.call('HGET', KEYS[5], 'enabled') == '1' then
+      disabled = ARGV[13]
+    end
+  end
+  if ARGV[10] ~= '' then disabled = ARGV[10] end
+  if disabled ~= '' then
+    redis.call('HSET', KEYS[5], 'enabled', '0', 'disabled_reason', disabled)
+  end
 end
-return 1
+return {1, disabled}
 """
 
 # Puts a delivery back on the road (manual retry, dead-letter replay) with a fresh retry

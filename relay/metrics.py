@@ -46,7 +46,7 @@ END_TO_END_SECONDS = Histogram(
 )
 RETRIES_SCHEDULED = Counter("relay_retries_scheduled", "Retries scheduled after a failed attempt.")
 SUBSCRIPTIONS_DISABLED = Counter(
-    "relay_subscriptions_disabled", "Subscriptions disabled by a 410 Gone from their receiver."
+    "relay_subscriptions_disabled", "Subscriptions disabled: a 410 Gone, or failing for too long."
 )
 QUEUE_DEPTH = Gauge(
     "relay_queue_depth",

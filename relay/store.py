@@ -96,6 +96,11 @@ class Page:
     next_cursor: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    disabled: str | None  # why this attempt disabled its subscription, if it did
+
+
 class NotFannedOut(Exception):
     """A replay was asked for before the event's own fan-out: it would deliver it twice."""
 
@@ -145,6 +150,13 @@ def _event_meta(
             "body_bytes": body_bytes,
         }
     )
+
+
+def _duration(ms: int) -> str:
+    for unit, size in (("days", 86_400_000), ("h", 3_600_000), ("min", 60_000)):
+        if ms >= size:
+            return f"{ms / size:g} {unit}"
+    return f"{ms / 1000:g} s"
 
 
 def _lex_range(prefix: str, since_ms: int | None, until_ms: int | None) -> tuple[str, str]:
@@ -247,7 +259,11 @@ class RelayStore:
 
     @staticmethod
     def _queue_subscription(
-        pipe: Pipeline, sub: Subscription, old_sources: Iterable[str] = ()
+        pipe: Pipeline,
+        sub: Subscription,
+        old_sources: Iterable[str] = (),
+        *,
+        reenabled: bool = False,
     ) -> None:
         config = sub.model_dump(mode="json", exclude={"enabled", "disabled_reason", "paused"})
         fields: dict[str, bytes | str] = {
@@ -255,6 +271,9 @@ class RelayStore:
             "enabled": "1" if sub.enabled else "0",
             "disabled_reason": sub.disabled_reason or "",
         }
+        if reenabled:
+            # Enabled again by an operator: it starts with a clean record.
+            pipe.hdel(Keys.sub(sub.id), "failing_since")
         for source in set(old_sources) - set(sub.sources):
             pipe.srem(Keys.subs_for(source), sub.id)
         for source in sub.sources:
@@ -286,7 +305,10 @@ class RelayStore:
                         return None
                     updated = change(current)
                     pipe.multi()  # type: ignore[no-untyped-call]
-                    self._queue_subscription(pipe, updated, current.sources)
+                    self._queue_subscription(
+                        pipe, updated, current.sources,
+                        reenabled=updated.enabled and not current.enabled,
+                    )  # fmt: skip
                     await pipe.execute()
                     return updated
                 except _WatchError:
@@ -595,12 +617,16 @@ class RelayStore:
         now_ms: int,
         disable_reason: str | None = None,
         dead_letter: bool = True,
-    ) -> bool:
+        disable_after_failing_ms: int = 0,
+    ) -> Recorded | None:
         """Append an attempt and move the delivery to its new status in one step.
 
-        ``due_ms`` is when the delivery next needs attention. False when another run
-        recorded this attempt first.
+        ``due_ms`` is when the delivery next needs attention. A failed attempt counts towards
+        disabling a subscription that has failed for ``disable_after_failing_ms`` (0: it does
+        not count); a success resets that clock. None when another run recorded this attempt
+        first.
         """
+
         recorded = await self._record(
             keys=[
                 Keys.delivery(delivery.id),
@@ -623,9 +649,13 @@ class RelayStore:
                 attempt.error or "",
                 disable_reason or "",
                 "1" if dead_letter else "0",
+                disable_after_failing_ms,
+                f"every attempt failed for {_duration(disable_after_failing_ms)}",
             ],
         )
-        return bool(recorded)
+        if not int(recorded[0]):
+            return None
+        return Recorded(disabled=recorded[1].decode() or None)
 
     async def reopen(
         self, delivery_id: str, subscription_id: str, now_ms: int, *, only_dead: bool

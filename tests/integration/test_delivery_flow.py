@@ -299,3 +299,34 @@ async def test_a_subscriptions_own_retry_policy_wins(
     [delivery] = await deliveries_of(api, event_id)
     assert delivery["status"] == "dead"
     assert delivery["attempts"] == 2  # not the relay-wide 4 of the test settings
+
+
+async def test_a_subscription_failing_for_too_long_is_disabled(
+    make_settings, api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
+) -> None:
+    # Failing for at least 0.2 s (every attempt) disables it; a success in between resets.
+    settings = make_settings(disable_after_failing_s=0.2)
+    await create_source(api)
+    sub = await create_subscription(api, receiver.url)
+    receiver.script(500, 200)  # fails once, then recovers: the clock resets
+    await post_event(api)
+    await run_worker(settings)
+    assert (await api.get(f"/api/subscriptions/{sub['id']}", headers=AUTH)).json()["enabled"]
+
+    receiver.default = Reply(status=500)
+    event_id = await post_event(api)
+    await run_worker(settings)
+    got = (await api.get(f"/api/subscriptions/{sub['id']}", headers=AUTH)).json()
+    assert got["enabled"] is False
+    assert got["disabled_reason"] == "every attempt failed for 0.2 s"
+    [delivery] = await deliveries_of(api, event_id)
+    assert delivery["status"] == "dead"
+    # Re-enabled by an operator, it starts with a clean record and delivers again.
+    receiver.default = Reply(status=200)
+    r = await api.patch(f"/api/subscriptions/{sub['id']}", json={"enabled": True}, headers=AUTH)
+    assert r.json()["enabled"] is True
+    before = len(receiver.requests)
+    await post_event(api)
+    await run_worker(settings)
+    assert len(receiver.requests) == before + 1
+    assert (await api.get(f"/api/subscriptions/{sub['id']}", headers=AUTH)).json()["enabled"]
