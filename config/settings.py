@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from relay.addresses import AddressGuard
 
 # Headers kept with an event besides its content-type. Signature headers are left out on
 # purpose: they are verified at ingest and would only be secrets-adjacent noise in storage.
@@ -73,7 +76,9 @@ class Settings(BaseSettings):
     # starts on time needs no help, and ARQ's poll needs a moment.
     reconcile_grace_s: float = Field(default=10.0, ge=0)
 
-    # Delivery.
+    # Delivery. Subscribers must be at globally routable addresses, or in these networks
+    # (comma-separated CIDRs in the environment: RELAY_ALLOWED_PRIVATE_NETWORKS=10.0.0.0/8).
+    allowed_private_networks: Annotated[tuple[str, ...], NoDecode] = ()
     delivery_timeout_s: float = Field(default=15.0, gt=0)
     best_effort_timeout_s: float = Field(default=5.0, gt=0)
     response_excerpt_bytes: int = Field(default=1024, ge=0)
@@ -101,7 +106,7 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("stored_headers", mode="before")
+    @field_validator("stored_headers", "allowed_private_networks", mode="before")
     @classmethod
     def _split_headers(cls, value: object) -> object:
         if isinstance(value, str):
@@ -112,6 +117,13 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_headers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(h.lower() for h in value)
+
+    @field_validator("allowed_private_networks")
+    @classmethod
+    def _valid_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)  # a ValueError names the bad one
+        return value
 
     @model_validator(mode="after")
     def _events_outlive_their_retries(self) -> Settings:
@@ -130,6 +142,10 @@ class Settings(BaseSettings):
         if self.job_timeout_s <= self.delivery_timeout_s + 5:
             raise ValueError("job_timeout_s must exceed delivery_timeout_s by more than 5 s")
         return self
+
+    @property
+    def address_guard(self) -> AddressGuard:
+        return AddressGuard.from_cidrs(self.allowed_private_networks)
 
     @property
     def retention_ms(self) -> int:

@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis = Redis.from_url(redis_url, decode_responses=False)
         pool = await queue.connect(redis_url, settings.queue_name)
         store = RelayStore(redis, settings.retention_ms)
-        client = outbound.make_client(64, settings.best_effort_timeout_s)
+        client = outbound.make_client(64, settings.best_effort_timeout_s, settings.address_guard)
         app.state.services = Services(
             settings=settings,
             store=store,

@@ -37,6 +37,18 @@ def _settings(**overrides: object) -> Settings:
     return settings.model_copy(update=changes) if changes else settings
 
 
+# `relay dev` delivers to loopback and private networks unless RELAY_ALLOWED_PRIVATE_NETWORKS
+# says otherwise; `serve` and `worker` allow only what that variable names.
+DEV_NETWORKS = (
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+)
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: `relay dev` stops API and worker together."""
 
@@ -150,6 +162,9 @@ def dev(host: HostOpt = None, port: PortOpt = None) -> None:
         token = _dev_token(settings.data_dir)
         settings = settings.model_copy(update={"admin_token": SecretStr(token)})
         typer.echo(f"Admin token (also in {settings.data_dir / 'admin-token'}): {token}", err=True)
+    if not settings.allowed_private_networks:
+        # On a laptop the receivers are local: allow them here, and only here.
+        settings = settings.model_copy(update={"allowed_private_networks": DEV_NETWORKS})
     typer.echo(f"Relay listening on http://{settings.host}:{settings.port}", err=True)
     try:
         asyncio.run(_run_dev(settings))

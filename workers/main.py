@@ -58,7 +58,9 @@ def build_worker(
 ) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         store = RelayStore(ctx["redis"], settings.retention_ms)
-        client = outbound.make_client(settings.worker_max_jobs, settings.delivery_timeout_s)
+        client = outbound.make_client(
+            settings.worker_max_jobs, settings.delivery_timeout_s, settings.address_guard
+        )
         worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         ctx.update(
             settings=settings,

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from relay.addresses import ip_literal
 from relay.api.deps import AdminDep, ServicesDep
 from relay.clock import now_ms
 from relay.dispatch import requeue
@@ -86,6 +87,19 @@ async def delete_source(name: str, services: ServicesDep) -> Response:
 # --- subscriptions -------------------------------------------------------------------------
 
 
+def _reachable(services: Services, url: object) -> None:
+    """Refuse, up front, a URL whose host is an address the relay may not call (hostnames
+    are checked on every connection, when they resolve)."""
+    host = getattr(url, "host", None) or ""
+    address = ip_literal(host)
+    if address is not None and not services.settings.address_guard.allows(address):
+        raise Problem(
+            422,
+            f"{host} is not a public address; allow its network with "
+            "RELAY_ALLOWED_PRIVATE_NETWORKS to deliver there",
+        )
+
+
 async def _subscription(services: Services, sub_id: str) -> Subscription:
     sub = await services.store.get_subscription(sub_id)
     if sub is None:
@@ -96,6 +110,7 @@ async def _subscription(services: Services, sub_id: str) -> Subscription:
 @router.post("/subscriptions", status_code=201, response_model=SubscriptionCreated)
 async def create_subscription(spec: SubscriptionIn, services: ServicesDep) -> SubscriptionCreated:
     """Create a subscription. Its signing secret is in this response and never again."""
+    _reachable(services, spec.url)
     now = now_ms()
     sub = Subscription(
         id=new_id("sub", now), secret=generate_secret(), created_at=now, updated_at=now,
@@ -121,6 +136,8 @@ async def patch_subscription(
     sub_id: str, patch: SubscriptionPatch, services: ServicesDep
 ) -> SubscriptionOut:
     """Change some fields. Re-enabling clears the reason it was disabled."""
+    if patch.url is not None:
+        _reachable(services, patch.url)
     changes = patch.model_dump(exclude_unset=True)
     if changes.get("enabled") is True:
         changes["disabled_reason"] = None

@@ -1,0 +1,48 @@
+"""Which network addresses subscribers may live at (pure).
+
+A webhook relay makes requests to URLs that its users choose, so without a guard anyone
+who can create a subscription can make it call the relay's own network: cloud metadata
+endpoints, admin ports on localhost, databases on the private network. As Svix does, only
+globally routable addresses are allowed, plus the networks an operator allows explicitly.
+
+    >>> guard = AddressGuard.from_cidrs(["10.1.0.0/16"])
+    >>> guard.allows("93.184.216.34"), guard.allows("10.1.2.3"), guard.allows("127.0.0.1")
+    (True, True, False)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class BlockedAddress(OSError):
+    """The subscriber's host is, or resolves to, an address the relay may not call."""
+
+
+@dataclass(frozen=True)
+class AddressGuard:
+    allowed: tuple[Network, ...] = ()
+
+    @classmethod
+    def from_cidrs(cls, cidrs: Iterable[str]) -> AddressGuard:
+        return cls(tuple(ipaddress.ip_network(c, strict=False) for c in cidrs))
+
+    def allows(self, address: str) -> bool:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+        if any(ip in network for network in self.allowed):
+            return True
+        return ip.is_global and not ip.is_multicast
+
+
+def ip_literal(host: str) -> str | None:
+    """The host as an IP address, when it is written as one (``[::1]`` included)."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
