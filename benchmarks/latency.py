@@ -189,6 +189,8 @@ def running_stack(log_dir: Path) -> Iterator[Stack]:
             RELAY_HOST="127.0.0.1",
             RELAY_PORT=str(port),
             RELAY_LOG_LEVEL="WARNING",
+            # The receiver is on loopback, which the relay refuses by default.
+            RELAY_ALLOWED_PRIVATE_NETWORKS="127.0.0.0/8,::1/128",
             RELAY_LOG_FORMAT="json",
         )
         for sub in ("serve", "worker"):
