@@ -165,7 +165,9 @@ class Attempter:
                 # otherwise the claim would expire and the same failure repeat forever.
                 log.exception("delivery.attempt_error", attempt=attempt)
                 result = AttemptResult(
-                    error=exc.__class__.__name__, error_message="internal error; see the logs"
+                    error=exc.__class__.__name__,
+                    error_message="internal error; see the logs",
+                    reached=False,
                 )
                 return await self._finish(ctx, attempt, trigger, started_ms, result)
 
@@ -229,8 +231,8 @@ class Attempter:
             next_attempt_at=next_at,
         )
         gone = "410 Gone from the receiver" if verdict.disable_subscription else None
-        # Only real requests to the subscriber count towards disabling it for failing.
-        counts = not give_up and ctx.event.source != TEST_SOURCE
+        # Only requests that reached the subscriber count towards disabling it for failing.
+        counts = result.reached and not give_up and ctx.event.source != TEST_SOURCE
         recorded = await self.store.record_attempt(
             delivery=ctx.delivery, attempt=record, due_ms=next_at, now_ms=finished_ms,
             disable_reason=gone,

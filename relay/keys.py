@@ -233,19 +233,21 @@ else
 end
 local disabled = ''
 if redis.call('EXISTS', KEYS[5]) == 1 then
+  local enabled = redis.call('HGET', KEYS[5], 'enabled') == '1'
   if ARGV[4] == 'succeeded' then
-    redis.call('HDEL', KEYS[5], 'failing_since')
+    redis.call('HDEL', KEYS[5], 'failing_since', 'last_failure_at')
   elseif ARGV[12] ~= '0' then
     -- Every attempt since the first failure failed: disable a subscription that has been
-    -- failing for too long, as Svix does, so it stops taking worker time.
-    redis.call('HSETNX', KEYS[5], 'failing_since', ARGV[6])
-    local since = tonumber(redis.call('HGET', KEYS[5], 'failing_since'))
-    if tonumber(ARGV[6]) - since >= tonumber(ARGV[12])
-        and redis.call('HGET', KEYS[5], 'enabled') == '1' then
-      disabled = ARGV[13]
-    end
+    -- failing for too long, as Svix does. A quiet gap as long as the limit starts the
+    -- clock again: one failure now says nothing about one six days ago.
+    local now, limit = tonumber(ARGV[6]), tonumber(ARGV[12])
+    local f = redis.call('HMGET', KEYS[5], 'failing_since', 'last_failure_at')
+    local since = tonumber(f[1])
+    if not since or now - (tonumber(f[2]) or since) >= limit then since = now end
+    redis.call('HSET', KEYS[5], 'failing_since', since, 'last_failure_at', now)
+    if now - since >= limit and enabled then disabled = ARGV[13] end
   end
-  if ARGV[10] ~= '' then disabled = ARGV[10] end
+  if ARGV[10] ~= '' and enabled then disabled = ARGV[10] end
   if disabled ~= '' then
     redis.call('HSET', KEYS[5], 'enabled', '0', 'disabled_reason', disabled)
   end

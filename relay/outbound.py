@@ -50,13 +50,16 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         # address at once is how DNS tricks reach an internal service.
         if not addresses or not all(self._guard.allows(a) for a in addresses):
             raise BlockedAddress(f"{host} resolves to an address the relay may not call")
+        # Several addresses (IPv6 and IPv4, say) share the deadline, so one that does not
+        # answer cannot use it all up before the next is tried.
+        each = timeout if timeout is None or len(addresses) == 1 else timeout / len(addresses)
         error: Exception | None = None
         for address in addresses:
             try:
                 return await self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
+                    address, port, each, local_address, socket_options
                 )
-            except httpcore.ConnectError as exc:
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
         assert error is not None
         raise error
@@ -130,9 +133,9 @@ async def post(
     except BlockedAddress as exc:
         return AttemptResult(
             error="BlockedAddress", error_message=str(exc), duration_ms=elapsed_ms(),
-            permanent=True,
+            permanent=True, reached=False,
         )  # fmt: skip
-    except (httpx.LocalProtocolError, UnicodeError) as exc:
+    except (httpx.LocalProtocolError, httpx.InvalidURL, UnicodeError) as exc:
         # Raised while building the request, before anything is sent. h11's message quotes
         # the offending header value, which may be a credential: keep only the class.
         return AttemptResult(
@@ -140,6 +143,7 @@ async def post(
             error_message="the request is not valid HTTP (a header value, most likely)",
             duration_ms=elapsed_ms(),
             permanent=True,
+            reached=False,
         )
     except TimeoutError:
         return AttemptResult(

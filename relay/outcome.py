@@ -37,6 +37,9 @@ class AttemptResult:
     # The request could not even be made as configured (say, a header value that is not
     # valid HTTP): trying again cannot help.
     permanent: bool = False
+    # False when the failure is the relay's own (a blocked address, a request it could not
+    # build, an internal error): it says nothing about the subscriber's health.
+    reached: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -263,7 +263,7 @@ class RelayStore:
         sub: Subscription,
         old_sources: Iterable[str] = (),
         *,
-        reenabled: bool = False,
+        fresh_start: bool = False,
     ) -> None:
         config = sub.model_dump(mode="json", exclude={"enabled", "disabled_reason", "paused"})
         fields: dict[str, bytes | str] = {
@@ -271,9 +271,9 @@ class RelayStore:
             "enabled": "1" if sub.enabled else "0",
             "disabled_reason": sub.disabled_reason or "",
         }
-        if reenabled:
-            # Enabled again by an operator: it starts with a clean record.
-            pipe.hdel(Keys.sub(sub.id), "failing_since")
+        if fresh_start:
+            # Enabled again, or pointed elsewhere: it starts with a clean record.
+            pipe.hdel(Keys.sub(sub.id), "failing_since", "last_failure_at")
         for source in set(old_sources) - set(sub.sources):
             pipe.srem(Keys.subs_for(source), sub.id)
         for source in sub.sources:
@@ -307,7 +307,8 @@ class RelayStore:
                     pipe.multi()  # type: ignore[no-untyped-call]
                     self._queue_subscription(
                         pipe, updated, current.sources,
-                        reenabled=updated.enabled and not current.enabled,
+                        fresh_start=(updated.enabled and not current.enabled)
+                        or updated.url != current.url,
                     )  # fmt: skip
                     await pipe.execute()
                     return updated

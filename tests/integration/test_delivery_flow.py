@@ -304,8 +304,9 @@ async def test_a_subscriptions_own_retry_policy_wins(
 async def test_a_subscription_failing_for_too_long_is_disabled(
     make_settings, api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
 ) -> None:
-    # Failing for at least 0.2 s (every attempt) disables it; a success in between resets.
-    settings = make_settings(disable_after_failing_s=0.2)
+    # Failing for at least 0.3 s (every attempt; retries 0.05, 0.1, 0.2 s apart) disables
+    # it; a success in between resets.
+    settings = make_settings(disable_after_failing_s=0.3)
     await create_source(api)
     sub = await create_subscription(api, receiver.url)
     receiver.script(500, 200)  # fails once, then recovers: the clock resets
@@ -318,7 +319,7 @@ async def test_a_subscription_failing_for_too_long_is_disabled(
     await run_worker(settings)
     got = (await api.get(f"/api/subscriptions/{sub['id']}", headers=AUTH)).json()
     assert got["enabled"] is False
-    assert got["disabled_reason"] == "every attempt failed for 0.2 s"
+    assert got["disabled_reason"] == "every attempt failed for 0.3 s"
     [delivery] = await deliveries_of(api, event_id)
     assert delivery["status"] == "dead"
     # Re-enabled by an operator, it starts with a clean record and delivers again.
@@ -330,3 +331,46 @@ async def test_a_subscription_failing_for_too_long_is_disabled(
     await run_worker(settings)
     assert len(receiver.requests) == before + 1
     assert (await api.get(f"/api/subscriptions/{sub['id']}", headers=AUTH)).json()["enabled"]
+
+
+async def test_a_quiet_gap_restarts_the_failing_clock(
+    make_settings, api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver, redis
+) -> None:
+    from relay.keys import Keys
+
+    settings = make_settings(disable_after_failing_s=0.3)
+    receiver.default = Reply(status=400)  # each event fails once and is dead
+    await create_source(api)
+    sub = await create_subscription(api, receiver.url)
+    await post_event(api)
+    await run_worker(settings)
+    await asyncio.sleep(0.35)  # longer than the limit, with no attempts at all
+    await post_event(api)
+    await run_worker(settings)
+    assert (await api.get(f"/api/subscriptions/{sub['id']}", headers=AUTH)).json()["enabled"]
+    # A new URL is a new subscriber: its record starts clean.
+    assert await redis.hget(Keys.sub(sub["id"]), "failing_since") is not None
+    await api.patch(
+        f"/api/subscriptions/{sub['id']}", json={"url": receiver.url + "2"}, headers=AUTH
+    )
+    assert await redis.hget(Keys.sub(sub["id"]), "failing_since") is None
+
+
+async def test_the_relays_own_refusals_do_not_count_as_the_subscriber_failing(
+    make_settings, run_worker: WorkerRun, receiver: Receiver
+) -> None:
+    from relay.app import create_app
+    from tests.conftest import running_app
+
+    # Loopback is refused (production default) and the limit is tiny.
+    settings = make_settings(allowed_private_networks=(), disable_after_failing_s=0.01)
+    async with running_app(create_app(settings)) as api:
+        await create_source(api)
+        sub = await create_subscription(api, receiver.url.replace("127.0.0.1", "localhost"))
+        for _ in range(3):
+            await post_event(api)
+            await run_worker(settings)
+            await asyncio.sleep(0.02)
+        got = (await api.get(f"/api/subscriptions/{sub['id']}", headers=AUTH)).json()
+    assert receiver.requests == []
+    assert got["enabled"] is True

@@ -22,13 +22,20 @@ DEFAULT = AddressGuard()
         "fc00::1",
         "::ffff:127.0.0.1",  # IPv4-mapped loopback
         "224.0.0.1",
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b::a00:5",  # NAT64 of 10.0.0.5
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "::127.0.0.1",  # IPv4-compatible
+        "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1
     ],
 )
 def test_non_global_addresses_are_refused_by_default(address: str) -> None:
     assert not DEFAULT.allows(address)
 
 
-@pytest.mark.parametrize("address", ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"])
+@pytest.mark.parametrize(
+    "address", ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111", "64:ff9b::5db8:d822"]
+)
 def test_global_addresses_are_allowed(address: str) -> None:
     assert DEFAULT.allows(address)
 
