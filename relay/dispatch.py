@@ -27,22 +27,39 @@ log = structlog.get_logger("relay.dispatch")
 
 
 @dataclass(frozen=True, slots=True)
+class EventRef:
+    """What matching needs of an event: the ingest path knows it without asking Redis."""
+
+    id: str
+    source: str
+    event_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Planned:
     event_id: str
     deliveries: list[NewDelivery]
 
 
 async def plan_and_commit(
-    store: RelayStore, event_id: str, *, best_effort_inline: bool, best_effort_lease_s: float
+    store: RelayStore,
+    event: str | EventRef,
+    *,
+    best_effort_inline: bool,
+    best_effort_lease_s: float,
 ) -> Planned | None:
     """Create the event's deliveries atomically; None if it was fanned out already.
 
+    ``event`` is an id (the event is read from Redis) or what the caller already knows.
     When best-effort attempts run inline (in the API), their due time is pushed past the
     attempt's lease so reconciliation only touches them if this process dies first.
     """
-    event = await store.get_event(event_id)
-    if event is None:
-        return None
+    if isinstance(event, str):
+        stored = await store.get_event(event)
+        if stored is None:
+            return None
+        event = EventRef(stored.id, stored.source, stored.event_type)
+    event_id = event.id
     subscriptions = await store.subscriptions_for_source(event.source)
     now = now_ms()
     inline_due = now + int(best_effort_lease_s * 1000)
@@ -71,7 +88,7 @@ async def plan_and_commit(
 
 
 async def fan_out(
-    store: RelayStore, pool: ArqRedis, event_id: str, attempter: Attempter | None = None
+    store: RelayStore, pool: ArqRedis, event: str | EventRef, attempter: Attempter | None = None
 ) -> Planned | None:
     """Fan out one event: queue its reliable deliveries, try best-effort ones once here.
 
@@ -80,7 +97,7 @@ async def fan_out(
     """
     lease_s = attempter.settings.best_effort_timeout_s + LEASE_MARGIN_S if attempter else 0.0
     planned = await plan_and_commit(
-        store, event_id, best_effort_inline=attempter is not None, best_effort_lease_s=lease_s
+        store, event, best_effort_inline=attempter is not None, best_effort_lease_s=lease_s
     )
     if planned is None:
         return None

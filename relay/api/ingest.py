@@ -10,7 +10,7 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 
 from relay.api.deps import ServicesDep
-from relay.dispatch import fan_out
+from relay.dispatch import EventRef, fan_out
 from relay.ingest import Challenge, UnknownSource
 from relay.metrics import INGESTED, UNKNOWN_SOURCE
 from relay.models import IngestAccepted
@@ -42,12 +42,12 @@ def _rejected(bound: structlog.stdlib.BoundLogger, source: str, reason: str, sta
     level("ingest.rejected", reason=reason, status=status)
 
 
-async def _fan_out_after_response(services: Services, event_id: str) -> None:
+async def _fan_out_after_response(services: Services, event: EventRef) -> None:
     try:
-        await fan_out(services.store, services.pool, event_id, services.attempter)
+        await fan_out(services.store, services.pool, event, services.attempter)
     except Exception:
         # The event is safe in Redis; the worker's recovery cron fans it out later.
-        log.exception("fanout.failed", event_id=event_id)
+        log.exception("fanout.failed", event_id=event.id)
 
 
 @router.post(
@@ -102,7 +102,8 @@ async def ingest(
         bound.info("ingest.duplicate", **fields)
         return JSONResponse({"event_id": result.event_id, "status": "duplicate"}, status_code=200)
     bound.info("ingest.accepted", **fields)
-    background.add_task(_fan_out_after_response, services, result.event_id)
+    event = EventRef(result.event_id, source, outcome.event_type)
+    background.add_task(_fan_out_after_response, services, event)
     return JSONResponse(
         {"event_id": result.event_id, "status": "accepted"},
         status_code=202,
