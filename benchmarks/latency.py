@@ -42,8 +42,8 @@ import httpx
 import uvicorn
 
 import relay
-from relay.embedded_redis import EmbeddedRedis, find_redis_server, free_port
-from relay.receiver import Receiver
+from relay.devtools.embedded_redis import EmbeddedRedis, find_redis_server, free_port
+from relay.devtools.receiver import Receiver
 
 BODY_BYTES = 300
 IDEMPOTENCY_HEADER = "X-Idempotency-Key"

@@ -14,12 +14,12 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from relay.clock import now_ms
-from relay.embedded_redis import EmbeddedRedis
-from relay.ids import new_id
-from relay.keys import Keys
-from relay.models import Attempt, DeliveryMode, DeliveryStatus, SourceIn, Trigger
-from relay.store import NewDelivery, RelayStore
+from relay.devtools.embedded_redis import EmbeddedRedis
+from relay.domain.clock import now_ms
+from relay.domain.ids import new_id
+from relay.domain.models import Attempt, DeliveryMode, DeliveryStatus, SourceIn, Trigger
+from relay.storage.keys import Keys
+from relay.storage.store import NewDelivery, RelayStore
 
 HEADERS = {"user-agent": "GitHub-Hookshot/abc123", "x-github-event": "push"}
 

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from relay.addresses import AddressGuard
+from relay.domain.addresses import AddressGuard
 
 # Headers kept with an event besides its content-type. Signature headers are left out on
 # purpose: they are verified at ingest and would only be secrets-adjacent noise in storage.

@@ -13,11 +13,11 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from config.settings import RetrySettings, Settings
-from relay import queue
-from relay.app import create_app
-from relay.embedded_redis import EmbeddedRedis
-from relay.receiver import Receiver
-from relay.store import RelayStore
+from relay.api.app import create_app
+from relay.delivery import queue
+from relay.devtools.embedded_redis import EmbeddedRedis
+from relay.devtools.receiver import Receiver
+from relay.storage.store import RelayStore
 from workers.main import build_worker
 
 ADMIN_TOKEN = "test-admin-token"

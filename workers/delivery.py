@@ -18,10 +18,10 @@ from arq import Retry
 from structlog.contextvars import bind_contextvars, clear_contextvars
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result
 
-from relay import queue
-from relay.attempt import LEASE_MARGIN_S, Attempter, Step
-from relay.models import Trigger
-from relay.store import RelayStore
+from relay.delivery import queue
+from relay.delivery.attempt import LEASE_MARGIN_S, Attempter, Step
+from relay.domain.models import Trigger
+from relay.storage.store import RelayStore
 from workers.limits import SubscriptionLimits
 
 log = structlog.get_logger("relay.worker")

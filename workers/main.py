@@ -23,11 +23,12 @@ from arq.connections import ArqRedis
 from arq.worker import Worker, func
 
 from config.settings import Settings
-from relay import metrics, outbound, queue
-from relay.attempt import Attempter
-from relay.clock import now_ms
-from relay.keys import HEARTBEAT_S, HEARTBEAT_STALE_MS
-from relay.store import RelayStore
+from relay.delivery import outbound, queue
+from relay.delivery.attempt import Attempter
+from relay.domain.clock import now_ms
+from relay.observability import metrics
+from relay.storage.keys import HEARTBEAT_S, HEARTBEAT_STALE_MS
+from relay.storage.store import RelayStore
 from workers.delivery import deliver
 from workers.limits import SubscriptionLimits
 from workers.recovery import recover

@@ -16,9 +16,9 @@ from typing import Any
 
 import structlog
 
-from relay.clock import now_ms
-from relay.dispatch import fan_out, requeue_due
-from relay.store import RelayStore
+from relay.delivery.fanout import fan_out, requeue_due
+from relay.domain.clock import now_ms
+from relay.storage.store import RelayStore
 
 log = structlog.get_logger("relay.recovery")
 

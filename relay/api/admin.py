@@ -10,12 +10,14 @@ from fastapi import APIRouter, Path, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from relay.addresses import ip_literal
 from relay.api.deps import AdminDep, ServicesDep
-from relay.clock import now_ms
-from relay.dispatch import requeue
-from relay.ids import new_id
-from relay.models import (
+from relay.api.problems import Problem, invalid, problem_docs
+from relay.api.services import Services
+from relay.delivery.fanout import requeue
+from relay.domain.addresses import ip_literal
+from relay.domain.clock import now_ms
+from relay.domain.ids import new_id
+from relay.domain.models import (
     SOURCE_NAME_PATTERN,
     TEST_EVENT_TYPE,
     TEST_SOURCE,
@@ -30,10 +32,8 @@ from relay.models import (
     SubscriptionPatch,
     Trigger,
 )
-from relay.problems import Problem, invalid, problem_docs
-from relay.services import Services
-from relay.signing import generate_secret
-from relay.store import NewDelivery
+from relay.domain.signing import generate_secret
+from relay.storage.store import NewDelivery
 
 router = APIRouter(
     prefix="/api",

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from relay.problems import Problem
-from relay.services import Services
+from relay.api.problems import Problem
+from relay.api.services import Services
 
 
 def get_services(request: Request) -> Services:

@@ -7,11 +7,11 @@ import asyncio
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from relay import metrics
 from relay.api.deps import ServicesDep
-from relay.clock import now_ms
-from relay.keys import HEARTBEAT_STALE_MS
-from relay.problems import Problem, problem_response
+from relay.api.problems import Problem, problem_response
+from relay.domain.clock import now_ms
+from relay.observability import metrics
+from relay.storage.keys import HEARTBEAT_STALE_MS
 
 router = APIRouter(tags=["operations"])
 

@@ -10,13 +10,13 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 
 from relay.api.deps import ServicesDep
-from relay.dispatch import EventRef, fan_out
-from relay.ingest import Challenge, UnknownSource
-from relay.metrics import INGESTED, UNKNOWN_SOURCE
-from relay.models import IngestAccepted
-from relay.problems import Problem, problem_docs
-from relay.services import Services
-from relay.verification import VerificationError
+from relay.api.problems import Problem, problem_docs
+from relay.api.services import Services
+from relay.delivery.fanout import EventRef, fan_out
+from relay.delivery.ingest import Challenge, UnknownSource
+from relay.domain.models import IngestAccepted
+from relay.domain.verification import VerificationError
+from relay.observability.metrics import INGESTED, UNKNOWN_SOURCE
 
 router = APIRouter(tags=["ingest"])
 _VALID_CONTENT_TYPE = re.compile(r"^[\x20-\x7e]{0,256}$")

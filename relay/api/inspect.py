@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query, Response
 
 from relay.api.deps import AdminDep, ServicesDep
 from relay.api.listing import Listing, Moment, collect, to_ms
-from relay.keys import Keys
-from relay.models import Delivery, DeliveryDetail, DeliveryStatus, Event, EventDetail
-from relay.problems import Problem, problem_docs
+from relay.api.problems import Problem, problem_docs
+from relay.domain.models import Delivery, DeliveryDetail, DeliveryStatus, Event, EventDetail
+from relay.storage.keys import Keys
 
 router = APIRouter(
     prefix="/api",

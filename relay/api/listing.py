@@ -8,7 +8,7 @@ from typing import Annotated, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from relay.store import RelayStore
+from relay.storage.store import RelayStore
 
 T = TypeVar("T")
 

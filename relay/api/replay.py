@@ -9,16 +9,16 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from relay import queue
 from relay.api.deps import AdminDep, ServicesDep
 from relay.api.listing import Moment, to_ms
-from relay.clock import now_ms
-from relay.dispatch import UnknownSubscription, replay
-from relay.keys import Keys
-from relay.models import Delivery, DeliveryStatus
-from relay.problems import Problem, problem_docs
-from relay.services import Services
-from relay.store import NotFannedOut, Reopened
+from relay.api.problems import Problem, problem_docs
+from relay.api.services import Services
+from relay.delivery import queue
+from relay.delivery.fanout import UnknownSubscription, replay
+from relay.domain.clock import now_ms
+from relay.domain.models import Delivery, DeliveryStatus
+from relay.storage.keys import Keys
+from relay.storage.store import NotFannedOut, Reopened
 
 router = APIRouter(
     prefix="/api",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from relay.app import create_app
-from relay.receiver import Receiver
+from relay.api.app import create_app
+from relay.devtools.receiver import Receiver
 from tests.conftest import AUTH, WorkerRun, create_source, create_subscription, running_app
 
 

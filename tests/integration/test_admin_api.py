@@ -28,7 +28,7 @@ async def test_admin_api_needs_the_token(api: httpx.AsyncClient, headers: dict[s
 
 
 async def test_admin_api_is_off_without_a_token(make_settings) -> None:
-    from relay.app import create_app
+    from relay.api.app import create_app
     from tests.conftest import running_app
 
     async with running_app(create_app(make_settings(admin_token=None))) as api:

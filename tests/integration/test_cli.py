@@ -21,9 +21,9 @@ from typer.testing import CliRunner, Result
 
 from config.settings import Settings
 from relay import cli
-from relay.admin_cli import admin_app
-from relay.app import create_app
-from relay.receiver import Receiver, Reply
+from relay.api.app import create_app
+from relay.cli.admin import admin_app
+from relay.devtools.receiver import Receiver, Reply
 from tests.conftest import ADMIN_TOKEN, AUTH, WorkerRun
 
 Cli = Callable[..., Result]

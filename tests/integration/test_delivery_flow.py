@@ -9,8 +9,8 @@ import httpx
 import redis.asyncio as aioredis
 
 from config.settings import RetrySettings
-from relay.keys import Keys
-from relay.receiver import Receiver, Reply
+from relay.devtools.receiver import Receiver, Reply
+from relay.storage.keys import Keys
 from tests.conftest import AUTH, WorkerRun, create_source, create_subscription
 
 PUSH = {"X-GitHub-Event": "push", "content-type": "application/json"}
@@ -336,7 +336,7 @@ async def test_a_subscription_failing_for_too_long_is_disabled(
 async def test_a_quiet_gap_restarts_the_failing_clock(
     make_settings, api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver, redis
 ) -> None:
-    from relay.keys import Keys
+    from relay.storage.keys import Keys
 
     settings = make_settings(disable_after_failing_s=0.3)
     receiver.default = Reply(status=400)  # each event fails once and is dead
@@ -359,7 +359,7 @@ async def test_a_quiet_gap_restarts_the_failing_clock(
 async def test_the_relays_own_refusals_do_not_count_as_the_subscriber_failing(
     make_settings, run_worker: WorkerRun, receiver: Receiver
 ) -> None:
-    from relay.app import create_app
+    from relay.api.app import create_app
     from tests.conftest import running_app
 
     # Loopback is refused (production default) and the limit is tiny.

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from relay.embedded_redis import free_port
-from relay.receiver import Receiver
+from relay.devtools.embedded_redis import free_port
+from relay.devtools.receiver import Receiver
 
 TOKEN = "dev-test-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -86,7 +86,7 @@ def test_dev_delivers_and_keeps_events_across_restarts(tmp_path: Path) -> None:
 
 
 def test_serve_with_several_workers_sums_metrics_across_processes(tmp_path: Path) -> None:
-    from relay.embedded_redis import EmbeddedRedis
+    from relay.devtools.embedded_redis import EmbeddedRedis
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"

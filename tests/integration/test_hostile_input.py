@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from relay.receiver import Receiver, Reply
+from relay.devtools.receiver import Receiver, Reply
 from tests.conftest import AUTH, WorkerRun, create_source, create_subscription
 
 

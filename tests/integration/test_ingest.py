@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import redis.asyncio as aioredis
 
-from relay.keys import Keys
+from relay.storage.keys import Keys
 from tests.conftest import AUTH, create_source
 
 
@@ -89,7 +89,7 @@ async def test_unknown_source_is_404_problem(api: httpx.AsyncClient, redis: aior
 async def test_body_over_the_cap_is_413_and_not_stored(
     make_settings, redis: aioredis.Redis
 ) -> None:
-    from relay.app import create_app
+    from relay.api.app import create_app
     from tests.conftest import running_app
 
     async with running_app(create_app(make_settings(max_body_bytes=1000))) as api:
@@ -121,8 +121,8 @@ async def test_source_changed_elsewhere_is_noticed(
 ) -> None:
     # Another API process changes the source: this process's cache is refreshed by the
     # revision check inside the ingest script, not by waiting for a TTL.
-    from relay.clock import now_ms
-    from relay.models import SourceIn
+    from relay.domain.clock import now_ms
+    from relay.domain.models import SourceIn
 
     await create_source(api, event_type_header="X-GitHub-Event")
     await api.post("/ingest/github", content=b"{}", headers={"X-GitHub-Event": "push"})

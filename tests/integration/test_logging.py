@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from structlog.testing import capture_logs
 
-from relay.receiver import Receiver
+from relay.devtools.receiver import Receiver
 from tests.conftest import AUTH, WorkerRun, create_source, create_subscription
 
 

@@ -12,12 +12,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from config.settings import RetrySettings
-from relay.app import create_app
-from relay.clock import now_ms
-from relay.embedded_redis import EmbeddedRedis, free_port
-from relay.keys import HEARTBEAT_STALE_MS, Keys
-from relay.receiver import Receiver, Reply
-from relay.store import RelayStore
+from relay.api.app import create_app
+from relay.devtools.embedded_redis import EmbeddedRedis, free_port
+from relay.devtools.receiver import Receiver, Reply
+from relay.domain.clock import now_ms
+from relay.storage.keys import HEARTBEAT_STALE_MS, Keys
+from relay.storage.store import RelayStore
 from tests.conftest import AUTH, WorkerRun, create_source, create_subscription, running_app
 
 # Retention must outlast the retry schedule; these tests keep both to about a second.
@@ -409,7 +409,7 @@ async def test_a_test_event_goes_out_while_paused(
 async def test_replay_before_fan_out_is_refused(
     api: httpx.AsyncClient, store: RelayStore, settings
 ) -> None:
-    from relay.ingest import Ingestor
+    from relay.delivery.ingest import Ingestor
 
     await create_source(api)
     outcome = await Ingestor(store, settings).ingest("github", {}, b"{}", "application/json")

@@ -6,12 +6,12 @@ import httpx
 import redis.asyncio as aioredis
 
 from config.settings import Settings
-from relay.clock import now_ms
-from relay.dispatch import plan_and_commit
-from relay.ingest import Ingestor
-from relay.keys import Keys
-from relay.receiver import Receiver
-from relay.store import RelayStore
+from relay.delivery.fanout import plan_and_commit
+from relay.delivery.ingest import Ingestor
+from relay.devtools.receiver import Receiver
+from relay.domain.clock import now_ms
+from relay.storage.keys import Keys
+from relay.storage.store import RelayStore
 from tests.conftest import AUTH, WorkerRun, create_source, create_subscription
 from workers.recovery import recover
 

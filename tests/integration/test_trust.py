@@ -21,8 +21,8 @@ import stripe
 import svix.webhooks
 from structlog.testing import capture_logs
 
-from relay.keys import Keys
-from relay.receiver import Receiver
+from relay.devtools.receiver import Receiver
+from relay.storage.keys import Keys
 from tests.conftest import AUTH, WorkerRun, create_subscription, running_app
 
 GH_SECRET = "It's a Secret to Everybody"
@@ -261,7 +261,7 @@ async def test_deliveries_verify_with_the_standard_webhooks_library(
 async def test_rotation_signs_with_both_secrets_during_the_overlap(
     make_settings, run_worker: WorkerRun, receiver: Receiver
 ) -> None:
-    from relay.app import create_app
+    from relay.api.app import create_app
 
     async with running_app(create_app(make_settings())) as api:
         await api.put("/api/sources/github", json={}, headers=AUTH)
@@ -287,8 +287,8 @@ async def test_rotation_signs_with_both_secrets_during_the_overlap(
 async def test_after_the_overlap_only_the_new_secret_signs(
     make_settings, receiver: Receiver
 ) -> None:
-    from relay import queue
-    from relay.app import create_app
+    from relay.api.app import create_app
+    from relay.delivery import queue
     from workers.main import build_worker
 
     settings = make_settings(secret_rotation_overlap_s=0)

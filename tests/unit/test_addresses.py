@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.addresses import AddressGuard, ip_literal
+from relay.domain.addresses import AddressGuard, ip_literal
 
 DEFAULT = AddressGuard()
 

@@ -1,4 +1,4 @@
-"""relay.apply without I/O: parsing, ${ENV:...} substitution, validation and the plan."""
+"""relay.cli.apply without I/O: parsing, ${ENV:...} substitution, validation and the plan."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from relay.apply import (
+from relay.cli.apply import (
     ApplyError,
     Change,
     Desired,
@@ -16,7 +16,7 @@ from relay.apply import (
     substitute_env,
     summary,
 )
-from relay.models import Source, SourceIn, Subscription, SubscriptionIn
+from relay.domain.models import Source, SourceIn, Subscription, SubscriptionIn
 
 # --- what the API shows, built from the same models the API answers with -----------------
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from relay.ids import id_time_ms, new_id
+from relay.domain.ids import id_time_ms, new_id
 
 
 def test_ids_sort_by_time_and_carry_it() -> None:

@@ -6,7 +6,7 @@ import logging
 import pytest
 import structlog
 
-from relay.logs import REDACTED, configure, redact, scrub_url
+from relay.observability.logs import REDACTED, configure, redact, scrub_url
 
 
 def test_scrub_url_drops_userinfo_and_query() -> None:

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from relay.matching import wants
+from relay.domain.matching import wants
 
 
 @dataclass

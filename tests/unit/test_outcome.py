@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from relay.outcome import AttemptResult, Verdict, classify, parse_retry_after
+from relay.domain.outcome import AttemptResult, Verdict, classify, parse_retry_after
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from config.settings import RetrySettings
-from relay.retry_policy import RetryPolicy, merged
+from relay.domain.retry_policy import RetryPolicy, merged
 
 DEFAULT = RetryPolicy.from_settings(RetrySettings(jitter_s=0))
 

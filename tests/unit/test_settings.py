@@ -36,8 +36,8 @@ def test_serve_and_worker_need_a_redis_url() -> None:
 
 
 def test_a_subscriptions_schedule_is_cut_to_the_retention_period() -> None:
-    from relay.attempt import Policies
-    from relay.models import DeliveryMode, Subscription
+    from relay.delivery.attempt import Policies
+    from relay.domain.models import DeliveryMode, Subscription
 
     sub = Subscription(
         id="sub_1", secret="whsec_x", created_at=1, updated_at=1, url="http://x.test/",

@@ -14,7 +14,7 @@ import standardwebhooks
 import svix.webhooks
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from relay.signing import (
+from relay.domain.signing import (
     SECRET_PREFIX,
     generate_secret,
     secret_key,
@@ -22,7 +22,7 @@ from relay.signing import (
     signature_header,
     signed_headers,
 )
-from relay.verification import StandardWebhooksScheme, verify
+from relay.domain.verification import StandardWebhooksScheme, verify
 
 # The Standard Webhooks specification's example secret, plus a second one for rotation.
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -23,7 +23,7 @@ import stripe
 import svix.webhooks
 from pydantic import TypeAdapter, ValidationError
 
-from relay.verification import (
+from relay.domain.verification import (
     GitHubScheme,
     HmacScheme,
     NoneScheme,

@@ -34,8 +34,8 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
-from relay import apply as apply_file
-from relay.models import DeliveryMode, DeliveryStatus
+from relay.cli import apply as apply_file
+from relay.domain.models import DeliveryMode, DeliveryStatus
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXCERPT_CHARS = 60

@@ -66,7 +66,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
-from relay.models import SOURCE_NAME_PATTERN, SourceIn, SubscriptionIn, public_headers
+from relay.domain.models import SOURCE_NAME_PATTERN, SourceIn, SubscriptionIn, public_headers
 
 Kind = Literal["source", "subscription"]
 Action = Literal["create", "update", "delete", "unchanged"]

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 import httpcore
 import httpx
 
-from relay.addresses import AddressGuard, BlockedAddress
-from relay.outcome import AttemptResult, parse_retry_after
+from relay.domain.addresses import AddressGuard, BlockedAddress
+from relay.domain.outcome import AttemptResult, parse_retry_after
 
 USER_AGENT = "webhook-relay/0.1"
 

@@ -18,10 +18,11 @@ import typer
 import uvicorn
 
 from config.settings import Settings
-from relay import logs, queue
-from relay.admin_cli import admin_app
-from relay.app import create_app
-from relay.embedded_redis import EmbeddedRedis
+from relay.api.app import create_app
+from relay.cli.admin import admin_app
+from relay.delivery import queue
+from relay.devtools.embedded_redis import EmbeddedRedis
+from relay.observability import logs
 from workers.main import build_worker, run_worker
 
 app = typer.Typer(help="Event-driven webhook relay.", no_args_is_help=True, add_completion=False)
@@ -72,7 +73,7 @@ def serve(
         # uvicorn spawns its workers afresh, so they see this before importing the client.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="relay-metrics-")
     uvicorn.run(
-        "relay.app:serve_app",
+        "relay.api.app:serve_app",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -180,7 +181,7 @@ def receiver(
     fail_first: Annotated[int, typer.Option(help="Answer 503 to this many requests first.")] = 0,
 ) -> None:
     """A local webhook receiver that prints what it gets (for trying the relay out)."""
-    from relay.receiver import Received, Receiver, Reply
+    from relay.devtools.receiver import Received, Receiver, Reply
 
     def show(got: Received, reply: Reply) -> None:
         attempt = got.headers.get("x-relay-attempt", "?")

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 
-from relay.signing import secret_key, signed_content
+from relay.domain.signing import secret_key, signed_content
 
 # The stable codes a VerificationError carries.
 MISSING_HEADER = "missing_header"

@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from config.settings import Settings
-from relay.clock import now_ms
-from relay.ids import new_id
-from relay.models import Source
-from relay.store import IngestResult, RelayStore
-from relay.verification import Verified, verify
+from relay.domain.clock import now_ms
+from relay.domain.ids import new_id
+from relay.domain.models import Source
+from relay.domain.verification import Verified, verify
+from relay.storage.store import IngestResult, RelayStore
 
 
 class UnknownSource(LookupError):

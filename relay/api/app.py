@@ -10,12 +10,13 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from config.settings import Settings, get_settings
-from relay import logs, outbound, problems, queue
-from relay.api import admin, health, ingest, inspect, replay
-from relay.attempt import Attempter
-from relay.ingest import Ingestor
-from relay.services import Services
-from relay.store import RelayStore
+from relay.api import admin, health, ingest, inspect, problems, replay
+from relay.api.services import Services
+from relay.delivery import outbound, queue
+from relay.delivery.attempt import Attempter
+from relay.delivery.ingest import Ingestor
+from relay.observability import logs
+from relay.storage.store import RelayStore
 
 log = structlog.get_logger("relay.api")
 

@@ -14,9 +14,9 @@ import structlog
 from structlog.contextvars import bound_contextvars
 
 from config.settings import Settings
-from relay import metrics, outbound
-from relay.clock import now_ms
-from relay.models import (
+from relay.delivery import outbound
+from relay.domain.clock import now_ms
+from relay.domain.models import (
     TEST_SOURCE,
     Attempt,
     DeliveryMode,
@@ -24,10 +24,11 @@ from relay.models import (
     Subscription,
     Trigger,
 )
-from relay.outcome import AttemptResult, Verdict, classify
-from relay.retry_policy import RetryPolicy, merged
-from relay.signing import signed_headers
-from relay.store import DeliveryContext, RelayStore
+from relay.domain.outcome import AttemptResult, Verdict, classify
+from relay.domain.retry_policy import RetryPolicy, merged
+from relay.domain.signing import signed_headers
+from relay.observability import metrics
+from relay.storage.store import DeliveryContext, RelayStore
 
 log = structlog.get_logger("relay.delivery")
 

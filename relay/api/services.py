@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from arq.connections import ArqRedis
 
 from config.settings import Settings
-from relay.attempt import Attempter
-from relay.ingest import Ingestor
-from relay.store import RelayStore
+from relay.delivery.attempt import Attempter
+from relay.delivery.ingest import Ingestor
+from relay.storage.store import RelayStore
 
 
 @dataclass

@@ -18,8 +18,18 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError as _WatchError
 
-from relay.ids import id_bound
-from relay.keys import (
+from relay.domain.ids import id_bound
+from relay.domain.models import (
+    Attempt,
+    Delivery,
+    DeliveryMode,
+    DeliveryStatus,
+    Event,
+    Source,
+    SourceIn,
+    Subscription,
+)
+from relay.storage.keys import (
     ADD_DELIVERIES_SCRIPT,
     CLAIM_SCRIPT,
     DELETE_SUBSCRIPTION_SCRIPT,
@@ -29,16 +39,6 @@ from relay.keys import (
     RECORD_SCRIPT,
     REOPEN_SCRIPT,
     Keys,
-)
-from relay.models import (
-    Attempt,
-    Delivery,
-    DeliveryMode,
-    DeliveryStatus,
-    Event,
-    Source,
-    SourceIn,
-    Subscription,
 )
 
 IngestStatus = Literal["accepted", "duplicate", "stale"]

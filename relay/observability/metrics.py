@@ -19,7 +19,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from relay.models import DeliveryStatus
+from relay.domain.models import DeliveryStatus
 
 UNKNOWN_SOURCE = "_unknown"
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
 
-from relay.verification import NoneScheme, VerificationConfig
+from relay.domain.verification import NoneScheme, VerificationConfig
 
 SOURCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 SourceName = Annotated[str, StringConstraints(pattern=SOURCE_NAME_PATTERN)]

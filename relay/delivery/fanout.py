@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import structlog
 from arq.connections import ArqRedis
 
-from relay import queue
-from relay.attempt import LEASE_MARGIN_S, Attempter
-from relay.clock import now_ms
-from relay.ids import new_id
-from relay.matching import wants
-from relay.models import DeliveryMode
-from relay.store import Due, NewDelivery, RelayStore
+from relay.delivery import queue
+from relay.delivery.attempt import LEASE_MARGIN_S, Attempter
+from relay.domain.clock import now_ms
+from relay.domain.ids import new_id
+from relay.domain.matching import wants
+from relay.domain.models import DeliveryMode
+from relay.storage.store import Due, NewDelivery, RelayStore
 
 log = structlog.get_logger("relay.dispatch")
 

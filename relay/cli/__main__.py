@@ -1,0 +1,5 @@
+"""``python -m relay.cli``: the same as the ``relay`` command."""
+
+from relay.cli.main import app
+
+app()

@@ -1,0 +1,1 @@
+"""Use cases: ingest, fan-out, attempts, subscription lifecycle, outbound HTTP, queue."""

@@ -1,0 +1,1 @@
+"""Redis persistence: every key, hash field and Lua script, one module per aggregate."""
