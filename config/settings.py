@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from relay.domain.addresses import AddressGuard
+from relay.storage.keys import DEFAULT_QUEUE
 
 # Headers kept with an event besides its content-type. Signature headers are left out on
 # purpose: they are verified at ingest and would only be secrets-adjacent noise in storage.
@@ -57,7 +58,7 @@ class Settings(BaseSettings):
     # Redis. Unset means "start an embedded one" for `relay dev`; serve/worker need it set.
     redis_url: str | None = None
     data_dir: Path = Path(".relay-data")
-    queue_name: str = "relay:queue"
+    queue_name: str = DEFAULT_QUEUE
 
     # HTTP API.
     host: str = "127.0.0.1"

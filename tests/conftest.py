@@ -17,7 +17,7 @@ from relay.api.app import create_app
 from relay.delivery import queue
 from relay.devtools.embedded_redis import EmbeddedRedis
 from relay.devtools.receiver import Receiver
-from relay.storage.store import RelayStore
+from relay.storage import Store
 from workers.main import build_worker
 
 ADMIN_TOKEN = "test-admin-token"
@@ -51,8 +51,8 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-def store(redis: aioredis.Redis) -> RelayStore:
-    return RelayStore(redis)
+def store(redis: aioredis.Redis) -> Store:
+    return Store(redis)
 
 
 @pytest.fixture
@@ -142,3 +142,32 @@ async def create_subscription(api: httpx.AsyncClient, url: str, **spec: Any) -> 
     assert r.status_code == 201, r.text
     created: dict[str, Any] = r.json()
     return created
+
+
+async def event_count(api: httpx.AsyncClient) -> int:
+    """How many events the relay keeps, as its API lists them."""
+    r = await api.get("/api/events", params={"limit": 500}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    return len(r.json()["data"])
+
+
+# Retention must outlast the retry schedule; these tests keep both to about a second.
+SHORT_LIVED = RetrySettings(max_attempts=4, initial_s=0.05, exp_base=2, max_wait_s=0.2,
+                            jitter_s=0, max_age_s=0.5)  # fmt: skip
+
+
+async def ingest(api: httpx.AsyncClient, event_type: str = "push", body: bytes = b"{}") -> str:
+    r = await api.post(
+        "/ingest/github",
+        content=body,
+        headers={"X-GitHub-Event": event_type, "content-type": "application/json"},
+    )
+    assert r.status_code == 202, r.text
+    event_id: str = r.json()["event_id"]
+    return event_id
+
+
+async def get(api: httpx.AsyncClient, path: str, **params: Any) -> Any:
+    r = await api.get(path, params=params, headers=AUTH)
+    assert r.status_code == 200, r.text
+    return r.json()

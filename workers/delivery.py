@@ -19,45 +19,58 @@ from structlog.contextvars import bind_contextvars, clear_contextvars
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result
 
 from relay.delivery import queue
-from relay.delivery.attempt import LEASE_MARGIN_S, Attempter, Step
-from relay.domain.models import Trigger
-from relay.storage.store import RelayStore
-from workers.limits import SubscriptionLimits
+from relay.delivery.attempt import LEASE_MARGIN_S
+from relay.domain.clock import now_ms
+from relay.domain.models import Attempt, DeliveryStatus, Trigger
+from workers.deps import WorkerDeps
 
 log = structlog.get_logger("relay.worker")
 
 
-def _wants_retry(step: Step) -> bool:
-    return step.retry_in is not None
+def _wait_s(attempt: Attempt | None) -> float | None:
+    """Seconds until the attempt after this one is due; None when none is."""
+    if attempt is None or attempt.outcome is not DeliveryStatus.FAILED:
+        return None
+    if attempt.next_attempt_at is None:
+        return None
+    return max(0.0, (attempt.next_attempt_at - now_ms()) / 1000)
+
+
+def _wants_retry(attempt: Attempt | None) -> bool:
+    return _wait_s(attempt) is not None
 
 
 def _planned_wait(state: RetryCallState) -> float:
     assert state.outcome is not None
-    step: Step = state.outcome.result()
-    return step.retry_in or 0.0
+    return _wait_s(state.outcome.result()) or 0.0
 
 
 async def deliver(
-    ctx: dict[str, Any], delivery_id: str, attempt: int, trigger: str = Trigger.SCHEDULED
+    ctx: dict[str, Any],
+    delivery_id: str,
+    attempt: int,
+    trigger: str = Trigger.SCHEDULED,
+    generation: int = 0,
 ) -> None:
     """Make attempt ``attempt`` of a delivery, and the short-wait attempts that follow it.
 
-    ``trigger`` says who asked for the first of them: the schedule or an operator.
+    ``trigger`` (a :class:`Trigger` value: the queue carries JSON) says who asked for the
+    first of them: the schedule or an operator. ``generation`` is the delivery's replay
+    generation, carried on into the job id of the next attempt.
     """
-    store: RelayStore = ctx["store"]
-    attempter: Attempter = ctx["attempter"]
-    limits: SubscriptionLimits = ctx["limits"]
-    settings = attempter.settings
+    deps = WorkerDeps.of(ctx)
+    settings = deps.settings
+    first_trigger = Trigger(trigger)
     # ARQ runs each job in its own task, so context bound here stays with this job's lines.
     clear_contextvars()
     bind_contextvars(delivery_id=delivery_id)
     try:
-        owner = await store.delivery_owner(delivery_id)
+        owner = await deps.store.deliveries.owner(delivery_id)
         if owner is None:
             return
         subscription_id, event_id = owner
         bind_contextvars(subscription_id=subscription_id, event_id=event_id)
-        if not await limits.acquire(subscription_id):
+        if not await deps.limits.acquire(subscription_id):
             # This subscriber already has its share of attempts in flight and waiting: free
             # the worker slot for other subscribers and come back shortly.
             raise Retry(defer=0.5 + random.random())
@@ -78,27 +91,27 @@ async def deliver(
             stop=stop_inline,
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
-        step: Step | None = None
+        made: Attempt | None = None
         try:
             async for try_ in retrying:
                 number = try_.retry_state.attempt_number
                 with try_:
-                    step = await attempter.run(
+                    made = await deps.attempter.run(
                         delivery_id,
                         attempt + number - 1,
-                        Trigger(trigger) if number == 1 else Trigger.SCHEDULED,
+                        first_trigger if number == 1 else Trigger.SCHEDULED,
                         subscription_id,
                     )
                 outcome = try_.retry_state.outcome
                 if outcome is None or not outcome.failed:
-                    try_.retry_state.set_result(step)
+                    try_.retry_state.set_result(made)
         finally:
-            limits.release(subscription_id)
-        if step is not None and step.retry_in is not None:
+            deps.limits.release(subscription_id)
+        wait = _wait_s(made)
+        if made is not None and wait is not None:
             await queue.enqueue_delivery(
-                ctx["redis"], delivery_id, step.attempt + 1, step.retry_in,
-                generation=step.generation,
-            )  # fmt: skip
+                deps.pool, delivery_id, made.number + 1, wait, generation=generation
+            )
     except Retry:
         raise
     except Exception:

@@ -27,9 +27,9 @@ from relay.delivery import outbound, queue
 from relay.delivery.attempt import Attempter
 from relay.domain.clock import now_ms
 from relay.observability import metrics
-from relay.storage.keys import HEARTBEAT_S, HEARTBEAT_STALE_MS
-from relay.storage.store import RelayStore
+from relay.storage import HEARTBEAT_S, Store
 from workers.delivery import deliver
+from workers.deps import WorkerDeps
 from workers.limits import SubscriptionLimits
 from workers.recovery import recover
 
@@ -40,14 +40,14 @@ log = structlog.get_logger("relay.worker")
 DELIVER_MAX_TRIES = 1000
 
 
-async def _heartbeat(store: RelayStore, worker_id: str) -> None:
+async def _heartbeat(store: Store, worker_id: str) -> None:
     """Our own per-worker liveness for /readyz (ARQ's health key is shared by all workers
     and deleted when any one of them stops). Also refreshes the queue-depth gauge."""
     while True:
         try:
             now = now_ms()
-            await store.heartbeat(worker_id, now, HEARTBEAT_STALE_MS)
-            for state, count in (await store.queue_depth(now)).items():
+            await store.housekeeping.heartbeat(worker_id, now)
+            for state, count in (await store.housekeeping.queue_depth(now)).items():
                 metrics.QUEUE_DEPTH.labels(state).set(count)
         except Exception:
             log.warning("worker.heartbeat_failed", worker_id=worker_id, exc_info=True)
@@ -58,20 +58,22 @@ def build_worker(
     settings: Settings, pool: ArqRedis, *, burst: bool = False, handle_signals: bool = True
 ) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
-        store = RelayStore(ctx["redis"], settings.retention_ms)
+        store = Store(ctx["redis"], settings.retention_ms)
         client = outbound.make_client(
             settings.worker_max_jobs, settings.delivery_timeout_s, settings.address_guard
         )
         worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        ctx.update(
+        deps = WorkerDeps(
             settings=settings,
             store=store,
+            pool=ctx["redis"],
             client=client,
             attempter=Attempter(store, client, settings),
             limits=SubscriptionLimits(settings.max_concurrency_per_subscription),
             worker_id=worker_id,
-            heartbeat=asyncio.create_task(_heartbeat(store, worker_id)),
         )
+        deps.heartbeat = asyncio.create_task(_heartbeat(store, worker_id))
+        ctx["deps"] = deps
         if settings.worker_metrics_port:
             prometheus_client.start_http_server(settings.worker_metrics_port, settings.host)
         log.info(
@@ -83,14 +85,16 @@ def build_worker(
         )
 
     async def shutdown(ctx: dict[str, Any]) -> None:
-        if "heartbeat" in ctx:
-            ctx["heartbeat"].cancel()
+        deps: WorkerDeps | None = ctx.get("deps")  # None: start-up failed before it was made
+        if deps is None:
+            log.info("worker.stopped", worker_id=None)
+            return
+        if deps.heartbeat is not None:
+            deps.heartbeat.cancel()
             with contextlib.suppress(Exception):
-                await ctx["store"].forget_worker(ctx["worker_id"])
-        client = ctx.get("client")
-        if client is not None:
-            await client.aclose()
-        log.info("worker.stopped", worker_id=ctx.get("worker_id"))
+                await deps.store.housekeeping.forget_worker(deps.worker_id)
+        await deps.client.aclose()
+        log.info("worker.stopped", worker_id=deps.worker_id)
 
     every = settings.recovery_interval_s
     return Worker(

@@ -18,21 +18,21 @@ import structlog
 
 from relay.delivery.fanout import fan_out, requeue_due
 from relay.domain.clock import now_ms
-from relay.storage.store import RelayStore
+from workers.deps import WorkerDeps
 
 log = structlog.get_logger("relay.recovery")
 
 
 async def recover(ctx: dict[str, Any]) -> dict[str, int]:
-    store: RelayStore = ctx["store"]
-    settings = ctx["attempter"].settings
+    deps = WorkerDeps.of(ctx)
+    store, settings = deps.store, deps.settings
     now = now_ms()
 
     fanned = 0
     cutoff = now - int(settings.fanout_grace_s * 1000)
-    for event_id in await store.unfanned_before(cutoff, settings.recovery_batch):
+    for event_id in await store.events.unfanned_before(cutoff, settings.recovery_batch):
         try:
-            if await fan_out(store, ctx["redis"], event_id) is not None:
+            if await fan_out(store, deps.pool, event_id) is not None:
                 fanned += 1
                 log.warning("recovery.fanned_out", event_id=event_id)
         except Exception:
@@ -40,9 +40,9 @@ async def recover(ctx: dict[str, Any]) -> dict[str, int]:
             log.exception("recovery.fanout_failed", event_id=event_id)
 
     requeued = await requeue_due(
-        store, ctx["redis"], now - int(settings.reconcile_grace_s * 1000), settings.recovery_batch
+        store, deps.pool, now - int(settings.reconcile_grace_s * 1000), settings.recovery_batch
     )
     if requeued:
         log.warning("recovery.requeued", deliveries=requeued)
-    removed = await store.trim_indexes(now)
+    removed = await store.housekeeping.trim_indexes(now)
     return {"fanned_out": fanned, "requeued": requeued, "trimmed": removed}

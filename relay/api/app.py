@@ -10,13 +10,12 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from config.settings import Settings, get_settings
-from relay.api import admin, health, ingest, inspect, problems, replay
+from relay.api import health, ingest, inspect, problems, replay, sources, subscriptions
 from relay.api.services import Services
 from relay.delivery import outbound, queue
 from relay.delivery.attempt import Attempter
-from relay.delivery.ingest import Ingestor
 from relay.observability import logs
-from relay.storage.store import RelayStore
+from relay.storage import Store
 
 log = structlog.get_logger("relay.api")
 
@@ -29,16 +28,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis_url = settings.require_redis_url()
         redis = Redis.from_url(redis_url, decode_responses=False)
         pool = await queue.connect(redis_url, settings.queue_name)
-        store = RelayStore(redis, settings.retention_ms)
+        store = Store(redis, settings.retention_ms)
         client = outbound.make_client(64, settings.best_effort_timeout_s, settings.address_guard)
-        app.state.services = Services(
-            settings=settings,
-            store=store,
-            pool=pool,
-            ingestor=Ingestor(store, settings),
-            attempter=Attempter(store, client, settings),
-        )
-        for source in await store.list_sources():
+        attempter = Attempter(store, client, settings)
+        app.state.services = Services.build(settings, store, pool, attempter)
+        for source in await store.sources.all():
             if source.verification.scheme == "none":
                 log.warning("source.unverified", source=source.name, scheme="none")
         if settings.admin_token is None:
@@ -60,7 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     app.include_router(ingest.router)
-    app.include_router(admin.router)
+    app.include_router(sources.router)
+    app.include_router(subscriptions.router)
     app.include_router(inspect.router)
     app.include_router(replay.router)
     app.include_router(health.router)

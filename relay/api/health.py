@@ -11,7 +11,7 @@ from relay.api.deps import ServicesDep
 from relay.api.problems import Problem, problem_response
 from relay.domain.clock import now_ms
 from relay.observability import metrics
-from relay.storage.keys import HEARTBEAT_STALE_MS
+from relay.storage import HEARTBEAT_STALE_MS
 
 router = APIRouter(tags=["operations"])
 
@@ -25,11 +25,11 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", responses={503: {"description": "Not ready, with the reason."}})
 async def readyz(services: ServicesDep) -> JSONResponse:
     """Ready when Redis answers and a worker's heartbeat was seen in the last 15 s."""
-    store = services.store
+    housekeeping = services.store.housekeeping
     try:
         async with asyncio.timeout(2):
-            await store.redis.ping()
-            workers = await store.live_workers(now_ms(), HEARTBEAT_STALE_MS)
+            await housekeeping.ping()
+            workers = await housekeeping.live_workers(now_ms())
     except (TimeoutError, OSError, ConnectionError) as exc:
         return problem_response(
             Problem(503, f"Redis is not reachable: {exc.__class__.__name__}", title="Not ready")
@@ -47,7 +47,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
 @router.get("/metrics", response_class=Response)
 async def get_metrics(services: ServicesDep) -> Response:
     """Prometheus text exposition; queue depth is read from Redis at scrape time."""
-    for state, count in (await services.store.queue_depth(now_ms())).items():
+    for state, count in (await services.store.housekeeping.queue_depth(now_ms())).items():
         metrics.QUEUE_DEPTH.labels(state).set(count)
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)

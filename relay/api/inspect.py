@@ -10,8 +10,9 @@ from fastapi import APIRouter, Query, Response
 from relay.api.deps import AdminDep, ServicesDep
 from relay.api.listing import Listing, Moment, collect, to_ms
 from relay.api.problems import Problem, problem_docs
+from relay.delivery.replay import DeadLetters as DeadLetterQuery
 from relay.domain.models import Delivery, DeliveryDetail, DeliveryStatus, Event, EventDetail
-from relay.storage.keys import Keys
+from relay.storage import Page, TimeRange
 
 router = APIRouter(
     prefix="/api",
@@ -48,10 +49,10 @@ async def list_events(
     with_status: set[str] = set()
 
     async def load(ids: Sequence[str]) -> list[Event]:
-        events = await store.get_events(ids)
+        events = await store.events.get_many(ids)
         if status is not None:
-            delivery_ids = [d for e in events for d in await store.event_delivery_ids(e.id)]
-            deliveries = await store.get_deliveries(delivery_ids)
+            delivery_ids = [d for e in events for d in await store.events.delivery_ids(e.id)]
+            deliveries = await store.deliveries.get_many(delivery_ids)
             with_status.update(d.event_id for d in deliveries if d.status is status)
         return events
 
@@ -60,10 +61,11 @@ async def list_events(
             status is None or event.id in with_status
         )
 
+    async def fetch(window: TimeRange, count: int) -> Page:
+        return await store.events.page(window, count, source=source)
+
     return await collect(
-        store,
-        Keys.source_events(source) if source else Keys.events,
-        "evt",
+        fetch,
         load=load,
         key=lambda e: e.id,
         keep=keep,
@@ -78,10 +80,10 @@ async def list_events(
 async def get_event(event_id: str, services: ServicesDep) -> EventDetail:
     """An event's metadata and its deliveries (the raw body is at ``/body``)."""
     store = services.store
-    event = await store.get_event(event_id)
+    event = await store.events.get(event_id)
     if event is None:
         raise Problem(404, f"no event {event_id!r}")
-    deliveries = await store.get_deliveries(await store.event_delivery_ids(event_id))
+    deliveries = await store.deliveries.get_many(await store.events.delivery_ids(event_id))
     return EventDetail(**event.model_dump(), deliveries=deliveries)
 
 
@@ -91,7 +93,7 @@ async def get_event(event_id: str, services: ServicesDep) -> EventDetail:
     responses={200: {"description": "The raw body, byte for byte, with its content-type."}},
 )
 async def get_event_body(event_id: str, services: ServicesDep) -> Response:
-    found = await services.store.get_event_body(event_id)
+    found = await services.store.events.body(event_id)
     if found is None:
         raise Problem(404, f"no event {event_id!r}")
     body, content_type = found
@@ -109,15 +111,15 @@ async def list_deliveries(
     limit: Limit = 50,
 ) -> Listing[Delivery]:
     """Deliveries, newest first."""
-    if status is DeliveryStatus.DEAD:
-        index = Keys.dead_letters(subscription_id)
-    else:
-        index = Keys.sub_deliveries(subscription_id) if subscription_id else Keys.deliveries
+    deliveries = services.store.deliveries
+
+    async def fetch(window: TimeRange, count: int) -> Page:
+        dead = status is DeliveryStatus.DEAD
+        return await deliveries.page(window, count, subscription_id=subscription_id, dead=dead)
+
     return await collect(
-        services.store,
-        index,
-        "dlv",
-        load=services.store.get_deliveries,
+        fetch,
+        load=deliveries.get_many,
         key=lambda d: d.id,
         keep=None if status is None else (lambda d: d.status is status),
         since=since,
@@ -131,11 +133,11 @@ async def list_deliveries(
 async def get_delivery(delivery_id: str, services: ServicesDep) -> DeliveryDetail:
     """A delivery's status and every attempt made so far."""
     store = services.store
-    delivery = await store.get_delivery(delivery_id)
+    delivery = await store.deliveries.get(delivery_id)
     if delivery is None:
         raise Problem(404, f"no delivery {delivery_id!r}")
     return DeliveryDetail(
-        **delivery.model_dump(), attempt_log=await store.get_attempts(delivery_id)
+        **delivery.model_dump(), attempt_log=await store.deliveries.attempts(delivery_id)
     )
 
 
@@ -152,6 +154,7 @@ async def list_dead_letters(
     listing = await list_deliveries(
         services, subscription_id, DeliveryStatus.DEAD, since, until, cursor, limit
     )
-    index = Keys.dead_letters(subscription_id)
-    total = await services.store.count(index, "dlv", to_ms(since), to_ms(until))
+    total = await services.replays.count_dead(
+        DeadLetterQuery(subscription_id, since_ms=to_ms(since), until_ms=to_ms(until))
+    )
     return DeadLetters(data=listing.data, next_cursor=listing.next_cursor, total=total)

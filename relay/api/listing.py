@@ -8,7 +8,7 @@ from typing import Annotated, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from relay.storage.store import RelayStore
+from relay.storage import Page, TimeRange
 
 T = TypeVar("T")
 
@@ -39,9 +39,7 @@ def to_ms(value: datetime | None) -> int | None:
 
 
 async def collect(
-    store: RelayStore,
-    index: str,
-    prefix: str,
+    fetch: Callable[[TimeRange, int], Awaitable[Page]],
     *,
     load: Callable[[Sequence[str]], Awaitable[list[T]]],
     key: Callable[[T], str],
@@ -51,12 +49,12 @@ async def collect(
     cursor: str | None,
     limit: int,
 ) -> Listing[T]:
-    """Newest first: up to ``limit`` items that pass ``keep``, and where to continue."""
+    """Newest first: up to ``limit`` items that pass ``keep``, and where to continue.
+
+    ``fetch`` reads one page of ids from a store's index; ``load`` turns ids into items."""
     found: list[T] = []
     for _ in range(MAX_PAGES):
-        page = await store.page(
-            index, prefix, since_ms=to_ms(since), until_ms=to_ms(until), cursor=cursor, count=limit
-        )
+        page = await fetch(TimeRange(to_ms(since), to_ms(until), cursor), limit)
         for item in await load(page.ids):
             if keep is None or keep(item):
                 found.append(item)

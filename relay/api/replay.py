@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
-import structlog
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -12,13 +13,10 @@ from pydantic import BaseModel, Field
 from relay.api.deps import AdminDep, ServicesDep
 from relay.api.listing import Moment, to_ms
 from relay.api.problems import Problem, problem_docs
-from relay.api.services import Services
-from relay.delivery import queue
-from relay.delivery.fanout import UnknownSubscription, replay
-from relay.domain.clock import now_ms
-from relay.domain.models import Delivery, DeliveryStatus
-from relay.storage.keys import Keys
-from relay.storage.store import NotFannedOut, Reopened
+from relay.delivery.fanout import UnknownSubscription
+from relay.delivery.replay import DeadLetters, InFlight, UnknownDelivery
+from relay.domain.models import Delivery
+from relay.storage import NotFannedOut
 
 router = APIRouter(
     prefix="/api",
@@ -26,7 +24,6 @@ router = APIRouter(
     tags=["replay"],
     responses=problem_docs(401, 404, 409, 422, 503),
 )
-log = structlog.get_logger("relay.replay")
 
 
 class ReplayRequest(BaseModel):
@@ -62,41 +59,32 @@ class DeadLettersPurged(BaseModel):
     purged: int
 
 
-async def _reopen_and_queue(services: Services, delivery: Delivery, *, only_dead: bool) -> bool:
-    """A fresh retry window and a manual attempt now; False if it was not dead (bulk)."""
-    reopened = await services.store.reopen(
-        delivery.id, delivery.subscription_id, now_ms(), only_dead=only_dead
-    )
-    if reopened is Reopened.IN_FLIGHT:
-        raise Problem(409, f"delivery {delivery.id!r} has an attempt in flight; try again shortly")
-    if isinstance(reopened, Reopened):
-        return False
-    attempts, generation = reopened
-    await queue.enqueue_delivery(
-        services.pool, delivery.id, attempts + 1, generation=generation, trigger="manual"
-    )
-    log.info(
-        "delivery.retry_requested",
-        delivery_id=delivery.id,
-        event_id=delivery.event_id,
-        subscription_id=delivery.subscription_id,
-        attempt=attempts + 1,
-    )
-    return True
+def _dead_letters(flt: DeadLetterFilter) -> DeadLetters:
+    return DeadLetters(
+        subscription_id=flt.subscription_id, since_ms=to_ms(flt.since),
+        until_ms=to_ms(flt.until), limit=flt.limit, after=flt.after,
+    )  # fmt: skip
+
+
+@contextmanager
+def _in_flight_is_conflict() -> Iterator[None]:
+    try:
+        yield
+    except InFlight as exc:
+        raise Problem(
+            409, f"delivery {exc.args[0]!r} has an attempt in flight; try again shortly"
+        ) from None
 
 
 @router.post("/deliveries/{delivery_id}/retry", status_code=202)
 async def retry_delivery(delivery_id: str, services: ServicesDep) -> Delivery:
     """A manual attempt now, whatever the status (dead included). Attempt numbers keep
     counting; if it fails, the retry schedule starts afresh from this attempt."""
-    delivery = await services.store.get_delivery(delivery_id)
-    if delivery is None:
-        raise Problem(404, f"no delivery {delivery_id!r}")
-    if not await _reopen_and_queue(services, delivery, only_dead=False):
-        raise Problem(404, f"no delivery {delivery_id!r}")
-    reopened = await services.store.get_delivery(delivery_id)
-    assert reopened is not None
-    return reopened
+    try:
+        with _in_flight_is_conflict():
+            return await services.replays.retry(delivery_id)
+    except UnknownDelivery:
+        raise Problem(404, f"no delivery {delivery_id!r}") from None
 
 
 @router.post("/events/{event_id}/replay", status_code=202)
@@ -105,8 +93,8 @@ async def replay_event(
 ) -> Replayed:
     """Deliver a stored event again, as new deliveries with the same ``webhook-id``."""
     try:
-        made = await replay(
-            services.store, services.pool, event_id, request.subscription_ids if request else None
+        made = await services.replays.replay_event(
+            event_id, request.subscription_ids if request else None
         )
     except UnknownSubscription:
         raise Problem(404, "one of subscription_ids does not exist") from None
@@ -114,19 +102,7 @@ async def replay_event(
         raise Problem(409, "the event is not fanned out yet; try again in a moment") from None
     if made is None:
         raise Problem(404, f"no event {event_id!r}")
-    deliveries = await services.store.get_deliveries([d.id for d in made])
-    return Replayed(event_id=event_id, deliveries=deliveries)
-
-
-async def _dead(services: Services, flt: DeadLetterFilter) -> list[Delivery]:
-    """Dead deliveries matching the filter, oldest first, ``limit`` at most."""
-    store = services.store
-    index = Keys.dead_letters(flt.subscription_id)
-    page = await store.page(
-        index, "dlv", since_ms=to_ms(flt.since), until_ms=to_ms(flt.until), count=flt.limit,
-        cursor=flt.after, oldest_first=True,
-    )  # fmt: skip
-    return [d for d in await store.get_deliveries(page.ids) if d.status is DeliveryStatus.DEAD]
+    return Replayed(event_id=event_id, deliveries=made)
 
 
 @router.post("/dead-letters/replay")
@@ -138,16 +114,10 @@ async def replay_dead_letters(
     Safe to repeat: a delivery leaves the dead-letter index in the same step that re-queues
     it, so a second call finds only what died since.
     """
-    flt = flt or DeadLetterFilter()
-    requeued = 0
-    dead = await _dead(services, flt)
-    for delivery in dead:
-        requeued += await _reopen_and_queue(services, delivery, only_dead=True)
-    index = Keys.dead_letters(flt.subscription_id)
-    remaining = await services.store.count(index, "dlv", to_ms(flt.since), to_ms(flt.until))
-    log.info("dead_letters.replayed", requeued=requeued, remaining=remaining,
-             subscription_id=flt.subscription_id)  # fmt: skip
-    last = dead[-1].id if dead else None
+    with _in_flight_is_conflict():
+        requeued, remaining, last = await services.replays.replay_dead(
+            _dead_letters(flt or DeadLetterFilter())
+        )
     return DeadLettersReplayed(requeued=requeued, remaining=remaining, last=last)
 
 
@@ -160,8 +130,5 @@ async def purge_dead_letters(
 ) -> JSONResponse:
     """Remove dead deliveries from the dead-letter index (their records expire as usual)."""
     flt = DeadLetterFilter(subscription_id=subscription_id, since=since, until=until, limit=10_000)
-    purged = 0
-    while batch := await _dead(services, flt):
-        purged += await services.store.forget_dead(batch)
-    log.info("dead_letters.purged", purged=purged, subscription_id=subscription_id)
+    purged = await services.replays.purge_dead(_dead_letters(flt))
     return JSONResponse(DeadLettersPurged(purged=purged).model_dump())

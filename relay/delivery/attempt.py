@@ -6,7 +6,6 @@ Both the ARQ delivery job and the API's best-effort fan-out make attempts throug
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -15,6 +14,7 @@ from structlog.contextvars import bound_contextvars
 
 from config.settings import Settings
 from relay.delivery import outbound
+from relay.domain import failing
 from relay.domain.clock import now_ms
 from relay.domain.models import (
     TEST_SOURCE,
@@ -24,11 +24,12 @@ from relay.domain.models import (
     Subscription,
     Trigger,
 )
-from relay.domain.outcome import AttemptResult, Verdict, classify
+from relay.domain.outcome import AttemptResult
 from relay.domain.retry_policy import RetryPolicy, merged
 from relay.domain.signing import signed_headers
+from relay.domain.transitions import after_attempt
 from relay.observability import metrics
-from relay.storage.store import DeliveryContext, RelayStore
+from relay.storage import AlreadyRecorded, DeliveryContext, Store
 
 log = structlog.get_logger("relay.delivery")
 
@@ -36,16 +37,6 @@ _VISIBLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 
 # A claim outlives the HTTP deadline by this much, so a slow but live attempt keeps it.
 LEASE_MARGIN_S = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """What became of one attempt; ``retry_in`` is set when another attempt is due."""
-
-    attempt: int
-    status: DeliveryStatus | None  # None: nothing was attempted (done, taken or out of date)
-    retry_in: float | None = None
-    generation: int = 0  # of the job that should make the next attempt
 
 
 class Policies:
@@ -103,7 +94,7 @@ def delivery_headers(ctx: DeliveryContext, attempt: int, now_ms: int) -> dict[st
 
 
 class Attempter:
-    def __init__(self, store: RelayStore, client: httpx.AsyncClient, settings: Settings) -> None:
+    def __init__(self, store: Store, client: httpx.AsyncClient, settings: Settings) -> None:
         self.store = store
         self.client = client
         self.settings = settings
@@ -125,12 +116,13 @@ class Attempter:
         subscription_id: str | None = None,
         *,
         ignore_pause: bool = False,
-    ) -> Step:
-        """Make attempt number ``attempt`` of a delivery and record it."""
+    ) -> Attempt | None:
+        """Make attempt number ``attempt`` of a delivery and record it; None when nothing
+        was attempted (the delivery is done, taken, out of date or parked)."""
         if subscription_id is None:
-            owner = await self.store.delivery_owner(delivery_id)
+            owner = await self.store.deliveries.owner(delivery_id)
             if owner is None:
-                return Step(attempt, None)
+                return None
             subscription_id = owner[0]
         # Every line logged while this attempt runs names the delivery it concerns.
         with bound_contextvars(delivery_id=delivery_id, subscription_id=subscription_id):
@@ -143,21 +135,21 @@ class Attempter:
         attempt: int,
         trigger: Trigger,
         ignore_pause: bool,
-    ) -> Step:
+    ) -> Attempt | None:
         started_ms = now_ms()
         lease_until = started_ms + int((self.settings.delivery_timeout_s + LEASE_MARGIN_S) * 1000)
-        claim = await self.store.claim(
+        claim = await self.store.deliveries.claim(
             delivery_id, subscription_id, attempt, started_ms, lease_until,
             ignore_pause=ignore_pause,
         )  # fmt: skip
         if claim != "ok":
             event = "delivery.parked" if claim == "paused" else "delivery.skipped"
             log.info(event, attempt=attempt, claim=claim)
-            return Step(attempt, None)
-        ctx = await self.store.load_context(delivery_id)
+            return None
+        ctx = await self.store.deliveries.context(delivery_id)
         if ctx is None:
             log.error("delivery.orphaned", attempt=attempt)
-            return Step(attempt, None)
+            return None
         with bound_contextvars(event_id=ctx.event.id):
             try:
                 return await self._call(ctx, attempt, trigger, started_ms)
@@ -174,7 +166,7 @@ class Attempter:
 
     async def _call(
         self, ctx: DeliveryContext, attempt: int, trigger: Trigger, started_ms: int
-    ) -> Step:
+    ) -> Attempt | None:
         sub = ctx.subscription
         if sub is None or not sub.enabled:
             error = "SubscriptionDeleted" if sub is None else "SubscriptionDisabled"
@@ -199,25 +191,25 @@ class Attempter:
         started_ms: int,
         result: AttemptResult,
         give_up: bool = False,
-    ) -> Step:
+    ) -> Attempt | None:
         finished_ms = now_ms()
-        verdict = classify(result)
         sub = ctx.subscription
-        retry_in: float | None = None
-        if verdict.verdict is Verdict.SUCCESS:
-            status = DeliveryStatus.SUCCEEDED
-        elif verdict.verdict is Verdict.RETRY and not give_up and sub is not None:
+        policy = (
+            None if give_up or sub is None else self.policies.for_delivery(ctx.delivery.mode, sub)
+        )
+
+        def next_delay() -> float | None:
+            assert policy is not None
             # The policy counts from the first attempt, or from the last manual replay.
             window = ctx.window
-            retry_in = self.policies.for_delivery(ctx.delivery.mode, sub).next_delay(
+            return policy.next_delay(
                 attempt - window.base_attempts,
                 (finished_ms - (window.started_at or started_ms)) / 1000,
                 result.retry_after_s,
             )
-            status = DeliveryStatus.DEAD if retry_in is None else DeliveryStatus.FAILED
-        else:
-            status = DeliveryStatus.DEAD
 
+        moved = after_attempt(result, None if policy is None else next_delay)
+        retry_in = moved.retry_in
         next_at = None if retry_in is None else finished_ms + int(retry_in * 1000)
         record = Attempt(
             number=attempt,
@@ -228,30 +220,37 @@ class Attempter:
             error=result.error,
             error_message=result.error_message,
             response_excerpt=result.response_excerpt,
-            outcome=status,
+            outcome=moved.status,
             next_attempt_at=next_at,
         )
-        gone = "410 Gone from the receiver" if verdict.disable_subscription else None
-        # Only requests that reached the subscriber count towards disabling it for failing.
-        counts = result.reached and not give_up and ctx.event.source != TEST_SOURCE
-        recorded = await self.store.record_attempt(
-            delivery=ctx.delivery, attempt=record, due_ms=next_at, now_ms=finished_ms,
-            disable_reason=gone,
-            # A failed subscription test is an answer, not a dead letter to replay later.
-            dead_letter=ctx.event.source != TEST_SOURCE,
-            disable_after_failing_ms=int(self.settings.disable_after_failing_s * 1000)
-            if counts else 0,
-        )  # fmt: skip
-        if recorded is None:
+        own_test = ctx.event.source == TEST_SOURCE
+        limit_ms = int(self.settings.disable_after_failing_s * 1000)
+        clock = failing.judge(
+            succeeded=moved.status is DeliveryStatus.SUCCEEDED,
+            # Only requests that reached the subscriber count towards disabling it.
+            counts=result.reached and not give_up and not own_test,
+            clock_ms=ctx.failing_since,
+            now_ms=finished_ms,
+            limit_ms=limit_ms,
+        )
+        try:
+            disabled = await self.store.deliveries.record(
+                ctx, record, now_ms=finished_ms,
+                disable_reason="410 Gone from the receiver" if moved.disable_subscription else None,
+                # A failed subscription test is an answer, not a dead letter to replay later.
+                dead_letter=not own_test,
+                failing=clock, failing_limit_ms=limit_ms,
+                failing_reason=failing.describe(limit_ms),
+            )  # fmt: skip
+        except AlreadyRecorded:
             log.warning("delivery.record_conflict", attempt=attempt)
-            return Step(attempt, None)
-        disable = recorded.disabled
-        self._log(ctx, record, result, retry_in, disable)
+            return None
+        self._log(ctx, record, result, retry_in, disabled)
         metrics.observe_attempt(
             record.outcome, result.status_code, result.duration_ms, ctx.event.received_at,
-            finished_ms, disabled=disable is not None,
+            finished_ms, disabled=disabled is not None,
         )  # fmt: skip
-        return Step(attempt, status, retry_in, ctx.window.generation)
+        return record
 
     def _log(
         self,

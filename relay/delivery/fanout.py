@@ -21,7 +21,7 @@ from relay.domain.clock import now_ms
 from relay.domain.ids import new_id
 from relay.domain.matching import wants
 from relay.domain.models import DeliveryMode
-from relay.storage.store import Due, NewDelivery, RelayStore
+from relay.storage import Due, NewDelivery, Store
 
 log = structlog.get_logger("relay.dispatch")
 
@@ -42,7 +42,7 @@ class Planned:
 
 
 async def plan_and_commit(
-    store: RelayStore,
+    store: Store,
     event: str | EventRef,
     *,
     best_effort_inline: bool,
@@ -55,12 +55,12 @@ async def plan_and_commit(
     attempt's lease so reconciliation only touches them if this process dies first.
     """
     if isinstance(event, str):
-        stored = await store.get_event(event)
+        stored = await store.events.get(event)
         if stored is None:
             return None
         event = EventRef(stored.id, stored.source, stored.event_type)
     event_id = event.id
-    subscriptions = await store.subscriptions_for_source(event.source)
+    subscriptions = await store.subscriptions.for_source(event.source)
     now = now_ms()
     inline_due = now + int(best_effort_lease_s * 1000)
     deliveries = [
@@ -75,7 +75,7 @@ async def plan_and_commit(
         for sub in subscriptions
         if wants(sub, event.source, event.event_type)
     ]
-    if not await store.add_deliveries(event_id, now, deliveries, fan_out=True):
+    if not await store.deliveries.add(event_id, now, deliveries, fan_out=True):
         return None
     log.info(
         "fanout.completed",
@@ -88,7 +88,7 @@ async def plan_and_commit(
 
 
 async def fan_out(
-    store: RelayStore, pool: ArqRedis, event: str | EventRef, attempter: Attempter | None = None
+    store: Store, pool: ArqRedis, event: str | EventRef, attempter: Attempter | None = None
 ) -> Planned | None:
     """Fan out one event: queue its reliable deliveries, try best-effort ones once here.
 
@@ -120,21 +120,23 @@ async def start(
 
 
 async def replay(
-    store: RelayStore, pool: ArqRedis, event_id: str, subscription_ids: Sequence[str] | None
+    store: Store, pool: ArqRedis, event_id: str, subscription_ids: Sequence[str] | None
 ) -> list[NewDelivery] | None:
     """New reliable deliveries of a stored event: to the subscriptions named, or to every
     current subscription that matches it. None when the event no longer exists."""
-    event = await store.get_event(event_id)
+    event = await store.events.get(event_id)
     if event is None:
         return None
     if subscription_ids is None:
         subs = [
             s
-            for s in await store.subscriptions_for_source(event.source)
+            for s in await store.subscriptions.for_source(event.source)
             if wants(s, event.source, event.event_type)
         ]
     else:
-        found = [await store.get_subscription(sub_id) for sub_id in dict.fromkeys(subscription_ids)]
+        found = [
+            await store.subscriptions.get(sub_id) for sub_id in dict.fromkeys(subscription_ids)
+        ]
         subs = [s for s in found if s is not None]
         if len(subs) != len(found):
             raise UnknownSubscription
@@ -145,7 +147,7 @@ async def replay(
         )
         for s in subs
     ]
-    if not await store.add_deliveries(event_id, now, deliveries, fan_out=False):
+    if not await store.deliveries.add(event_id, now, deliveries, fan_out=False):
         return None
     await start(pool, deliveries)
     log.info("event.replayed", event_id=event_id, deliveries=len(deliveries))
@@ -153,12 +155,12 @@ async def replay(
 
 
 class UnknownSubscription(LookupError):
-    pass
+    """No subscription has this id."""
 
 
-async def requeue_due(store: RelayStore, pool: ArqRedis, cutoff_ms: int, limit: int) -> int:
+async def requeue_due(store: Store, pool: ArqRedis, cutoff_ms: int, limit: int) -> int:
     """Queue the next attempt of every delivery due by ``cutoff_ms``, oldest first."""
-    return await requeue(pool, await store.due_before(cutoff_ms, limit))
+    return await requeue(pool, await store.deliveries.due_before(cutoff_ms, limit))
 
 
 async def requeue(pool: ArqRedis, dues: Sequence[Due]) -> int:

@@ -15,7 +15,7 @@ from relay.domain.clock import now_ms
 from relay.domain.ids import new_id
 from relay.domain.models import Source
 from relay.domain.verification import Verified, verify
-from relay.storage.store import IngestResult, RelayStore
+from relay.storage import IngestResult, NewEvent, Store
 
 
 class UnknownSource(LookupError):
@@ -37,7 +37,7 @@ class Stored:
 
 
 class Ingestor:
-    def __init__(self, store: RelayStore, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
         self._sources: dict[str, tuple[Source, str]] = {}
@@ -45,7 +45,7 @@ class Ingestor:
     async def source(self, name: str, *, fresh: bool = False) -> tuple[Source, str]:
         cached = None if fresh else self._sources.get(name)
         if cached is None:
-            cached = await self.store.get_source(name)
+            cached = await self.store.sources.get(name)
             if cached is None:
                 self._sources.pop(name, None)
                 raise UnknownSource(name)
@@ -66,8 +66,8 @@ class Ingestor:
                 return Challenge(verified.challenge)
             event_type, idem = self._identify(source, headers, verified)
             received = now_ms()
-            result = await self.store.ingest(
-                event_id=new_id("evt", received),
+            event = NewEvent(
+                id=new_id("evt", received),
                 source=name,
                 source_rev=rev,
                 received_ms=received,
@@ -76,8 +76,8 @@ class Ingestor:
                 headers={h: headers[h] for h in self.settings.stored_headers if h in headers},
                 body=body,
                 idempotency_key=idem,
-                idempotency_ttl_s=self.settings.idempotency_ttl_s,
             )
+            result = await self.store.events.ingest(event, self.settings.idempotency_ttl_s)
             if result.status != "stale":
                 return Stored(result, name, event_type)
             # The source changed since we cached it: verify again against what Redis holds.

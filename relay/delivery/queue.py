@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
+from relay.domain.models import Trigger
+
 DELIVER_JOB = "deliver"
 
 
@@ -49,7 +51,7 @@ async def enqueue_delivery(
     defer_s: float | None = None,
     *,
     generation: int = 0,
-    trigger: str = "scheduled",
+    trigger: Trigger = Trigger.SCHEDULED,
 ) -> bool:
     """Queue attempt ``attempt`` of a delivery; False when that job already exists.
 
@@ -60,7 +62,8 @@ async def enqueue_delivery(
         DELIVER_JOB,
         delivery_id,
         attempt,
-        trigger,
+        trigger.value,
+        generation,
         _job_id=job_id(delivery_id, attempt, generation),
         _defer_by=defer_s if defer_s else None,
     )

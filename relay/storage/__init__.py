@@ -1,1 +1,38 @@
-"""Redis persistence: every key, hash field and Lua script, one module per aggregate."""
+"""Redis persistence: every key, hash field and Lua script, one module per aggregate.
+
+The public surface is :class:`Store` and the value types its aggregates take and return;
+keys (:mod:`.keys`) and scripts (:mod:`.scripts`) are internals of this package.
+"""
+
+from relay.storage.codec import Page, TimeRange
+from relay.storage.deliveries import (
+    AlreadyRecorded,
+    ClaimStatus,
+    DeliveryContext,
+    Due,
+    NewDelivery,
+    NotFannedOut,
+    Reopened,
+    RetryWindow,
+)
+from relay.storage.events import IngestResult, NewEvent
+from relay.storage.housekeeping import HEARTBEAT_S, HEARTBEAT_STALE_MS
+from relay.storage.store import Store
+
+__all__ = [
+    "HEARTBEAT_S",
+    "HEARTBEAT_STALE_MS",
+    "AlreadyRecorded",
+    "ClaimStatus",
+    "DeliveryContext",
+    "Due",
+    "IngestResult",
+    "NewDelivery",
+    "NewEvent",
+    "NotFannedOut",
+    "Page",
+    "Reopened",
+    "RetryWindow",
+    "Store",
+    "TimeRange",
+]

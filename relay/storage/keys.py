@@ -1,21 +1,15 @@
-"""Every Redis key and Lua script the relay uses lives here (``RelayStore`` runs them).
+"""Every Redis key the relay uses, and who writes each hash field.
 
-Each state change that matters is one atomic step (a Lua script or a MULTI transaction),
-so a process that dies between two lines of Python leaves Redis in a state that the
-recovery cron knows how to finish:
-
-- ingest: idempotency check, event record and the "not fanned out yet" index, together.
-- add deliveries: the deliveries, the due index and (at fan-out) leaving the unfanned
-  index, together; a second fan-out of the same event finds it gone and does nothing.
-- claim / record: a delivery moves pending -> delivering -> succeeded, failed (with its
-  next due time) or dead, with its attempt appended in the same step.
-- reopen / pause: manual retries, dead-letter replays, pause and resume.
+Nothing outside :mod:`relay.storage` spells a key; routes and use cases ask the aggregate
+stores (``store.deliveries.list_dead(...)``) instead.
 
 Key layout (prefix ``relay:``)::
 
-    source:{name}         hash  config (JSON), rev
+    source:{name}         hash  the source (fields below)
     sources               set   source names
-    sub:{id}              hash  config (JSON), enabled, disabled_reason, paused
+    sub:{id}              hash  the subscription (fields below)
+    sub:{id}:failing      str   ms of the first failure in an unbroken run of failures;
+                                expires after RELAY_DISABLE_AFTER_FAILING_S without one [TTL]
     subs                  set   subscription ids
     subs:src:{source}     set   subscription ids listening to a source ("*": every source)
     evt:{id}              str   event metadata (JSON; never changes)                  [TTL]
@@ -25,7 +19,7 @@ Key layout (prefix ``relay:``)::
     events:src:{source}   zset  event ids of one source (lexical)
     events:unfanned       zset  events accepted but not yet fanned out, by receipt ms
     idem:{source}:{key}   str   the first event id for an idempotency key             [TTL]
-    dlv:{id}              hash  delivery state                                        [TTL]
+    dlv:{id}              hash  delivery state (fields below)                         [TTL]
     dlv:{id}:att          list  attempt records (JSON)                                [TTL]
     dlv:all               zset  every delivery id (lexical)
     dlv:sub:{id}          zset  delivery ids of one subscription (lexical)
@@ -38,15 +32,65 @@ Key layout (prefix ``relay:``)::
 
 Records expire on their own (``RELAY_RETENTION_DAYS``, set when they are written); the
 indexes hold only ids, sorted by time, and are trimmed by range, never by scanning keys.
+
+Hash fields and their writers. Scripts live in ``lua/``; ``lib/`` holds Lua shared by
+several scripts, so a field written from two scripts still has one piece of code writing it.
+
+========================  ======================================  ==========================
+``source:{name}``         meaning                                 written by
+========================  ======================================  ==========================
+config                    the source as JSON (secrets included)   sources.put (MULTI)
+rev                       bumped on every change; ingest refuses  sources.put (MULTI)
+                          a stale cached revision
+========================  ======================================  ==========================
+
+========================  ======================================  ==========================
+``sub:{id}``              meaning                                 written by
+========================  ======================================  ==========================
+config                    the subscription as JSON, without the   save_subscription.lua
+                          state fields below
+enabled, disabled_reason  "1"/"0" and why it was disabled ("")    lib/subscription_state.lua
+                                                                  (from save_subscription
+                                                                  and record_attempt)
+paused                    "1"/"0"                                 pause.lua
+========================  ======================================  ==========================
+
+``dlv:{id}`` is a state machine (``relay.domain.models.DeliveryStatus``); each transition
+is one script, and each script writes only the fields of its own transition:
+
+========================  ======================================  ==========================
+``dlv:{id}``              meaning                                 written by
+========================  ======================================  ==========================
+event_id, subscription_id what it delivers, to whom;              add_deliveries.lua (once)
+mode, created_at,         reliable or best_effort; when made;
+expires_at                when its records expire
+status                    pending, delivering, succeeded, failed  add_deliveries (pending),
+                          (will retry) or dead                    claim (delivering),
+                                                                  record_attempt (outcome),
+                                                                  reopen (pending)
+attempts                  attempts recorded so far                record_attempt.lua
+next_attempt_at           ms the next attempt is due ("": none)   add_deliveries,
+                                                                  record_attempt, reopen
+updated_at                ms of the last transition               every transition
+lease_until               ms a claim expires (0: not claimed)     claim sets; record_attempt
+                                                                  and reopen clear
+last_status_code,         what the last attempt got               record_attempt.lua
+last_error
+first_attempt_at          ms the first attempt was recorded       record_attempt.lua
+retry_base,               where the retry policy starts counting  add_deliveries (0), reopen
+retry_started_at          (attempts, ms): the first attempt or
+                          the last manual retry/replay
+gen                       bumped by every reopen; part of the     reopen.lua
+                          job id so a replay's job is new
+========================  ======================================  ==========================
 """
 
 from __future__ import annotations
 
 PREFIX = "relay:"
 
-# A worker beats every HEARTBEAT_S; after three missed beats it no longer counts as alive.
-HEARTBEAT_S = 5.0
-HEARTBEAT_STALE_MS = int(3 * HEARTBEAT_S * 1000)
+# ARQ's queue (a sorted set of job ids); its job records use ARQ's own ``arq:job:`` keys.
+DEFAULT_QUEUE = PREFIX + "queue"
 
 
 class Keys:
@@ -94,6 +138,10 @@ class Keys:
         return f"{PREFIX}sub:{sub_id}"
 
     @staticmethod
+    def sub_failing(sub_id: str) -> str:
+        return f"{PREFIX}sub:{sub_id}:failing"
+
+    @staticmethod
     def subs_for(source: str) -> str:
         return f"{PREFIX}subs:src:{source}"
 
@@ -120,202 +168,3 @@ class Keys:
     @staticmethod
     def attempts(delivery_id: str) -> str:
         return f"{PREFIX}dlv:{delivery_id}:att"
-
-
-# Metadata and body are two plain strings: a hash holding a body of more than 64 bytes
-# leaves Redis's compact encoding and costs about 2 KB more per event.
-# KEYS: source, idempotency, event, event body, events, events of source, unfanned, indexes
-# ARGV: source rev, use idempotency ("1"/"0"), idempotency ttl, event id, received ms,
-#       expire at ms, metadata JSON, body
-INGEST_SCRIPT = """
-local rev = redis.call('HGET', KEYS[1], 'rev')
-if rev ~= ARGV[1] then return {'stale', rev or ''} end
-if ARGV[2] == '1' then
-  local first = redis.call('GET', KEYS[2])
-  if first then return {'duplicate', first} end
-  redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[3])
-end
-redis.call('SET', KEYS[3], ARGV[7], 'PXAT', ARGV[6])
-redis.call('SET', KEYS[4], ARGV[8], 'PXAT', ARGV[6])
-redis.call('ZADD', KEYS[5], 0, ARGV[4])
-redis.call('ZADD', KEYS[6], 0, ARGV[4])
-redis.call('SADD', KEYS[8], KEYS[6])
-redis.call('ZADD', KEYS[7], ARGV[5], ARGV[4])
-return {'accepted', ARGV[4]}
-"""
-
-# Records new deliveries of an event: at fan-out (only once: the event must still be in the
-# unfanned index) and at replay (any time).
-# KEYS: unfanned, event, event deliveries, due, all deliveries, event body, indexes, then
-#       per delivery: its hash and its subscription's delivery index
-# Returns 1, or 0 (fan-out done already / event gone), or -1 (a replay before fan-out).
-# ARGV: event id, now ms, fan-out ("1"/"0"), expire at ms, then per delivery: id, due ms,
-#       fields (JSON object of strings)
-ADD_DELIVERIES_SCRIPT = """
-local unfanned = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if ARGV[3] == '1' then
-  if not unfanned then return 0 end
-elseif redis.call('EXISTS', KEYS[2]) == 0 then
-  return 0
-elseif unfanned then
-  return -1
-end
-local n = 0
-for i = 5, #ARGV, 3 do
-  local dkey = KEYS[8 + 2 * n]
-  local fields = cjson.decode(ARGV[i + 2])
-  for k, v in pairs(fields) do redis.call('HSET', dkey, k, v) end
-  redis.call('PEXPIREAT', dkey, ARGV[4])
-  redis.call('RPUSH', KEYS[3], ARGV[i])
-  redis.call('ZADD', KEYS[4], ARGV[i + 1], ARGV[i])
-  redis.call('ZADD', KEYS[5], 0, ARGV[i])
-  redis.call('ZADD', KEYS[9 + 2 * n], 0, ARGV[i])
-  redis.call('SADD', KEYS[7], KEYS[9 + 2 * n])
-  n = n + 1
-end
--- The event lives as long as its newest delivery.
-for _, key in ipairs({KEYS[2], KEYS[3], KEYS[6]}) do
-  local ttl = redis.call('PTTL', key)
-  if ttl == -1 or (ttl >= 0 and ttl < tonumber(ARGV[4]) - tonumber(ARGV[2])) then
-    redis.call('PEXPIREAT', key, ARGV[4])
-  end
-end
-if ARGV[3] == '1' then redis.call('ZREM', KEYS[1], ARGV[1]) end
-return 1
-"""
-
-# KEYS: delivery, due, subscription, paused deliveries of the subscription
-# ARGV: delivery id, attempt number, now ms, lease until ms, ignore pause ("1"/"0")
-CLAIM_SCRIPT = """
-local d = redis.call('HMGET', KEYS[1], 'status', 'attempts', 'lease_until', 'next_attempt_at')
-if not d[1] then return 'missing' end
-if d[1] == 'succeeded' or d[1] == 'dead' then return 'terminal' end
-if tonumber(d[2]) ~= tonumber(ARGV[2]) - 1 then return 'stale' end
-if d[1] == 'delivering' and tonumber(d[3] or '0') > tonumber(ARGV[3]) then return 'busy' end
-if ARGV[5] ~= '1' and redis.call('HGET', KEYS[3], 'paused') == '1' then
-  -- Parked, not dropped: resume puts it back in order of when it was due.
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('ZADD', KEYS[4], tonumber(d[4]) or tonumber(ARGV[3]), ARGV[1])
-  return 'paused'
-end
-redis.call('HSET', KEYS[1], 'status', 'delivering', 'lease_until', ARGV[4], 'updated_at', ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-return 'ok'
-"""
-
-# KEYS: delivery, attempts, due, dead, subscription, dead of subscription, indexes
-# ARGV: delivery id, attempt number, attempt JSON, status, due score ('' = none), now ms,
-#       next attempt ms ('' = none), last status code, last error, disable reason ('' = keep),
-#       dead letter ("1"; "0" for the relay's own test events, which are never replayed),
-#       disable after failing ms ("0": this attempt does not count), its disable reason
-# Returns {0} when another run recorded this attempt first, else {1, reason the
-# subscription was disabled for by this attempt, or ''}.
-RECORD_SCRIPT = """
-local cur = redis.call('HMGET', KEYS[1], 'attempts', 'expires_at')
-if not cur[1] or tonumber(cur[1]) ~= tonumber(ARGV[2]) - 1 then return {0} end
-redis.call('RPUSH', KEYS[2], ARGV[3])
-if cur[2] then redis.call('PEXPIREAT', KEYS[2], cur[2]) end
-redis.call('HSET', KEYS[1], 'attempts', ARGV[2], 'status', ARGV[4], 'updated_at', ARGV[6],
-  'next_attempt_at', ARGV[7], 'last_status_code', ARGV[8], 'last_error', ARGV[9],
-  'lease_until', '0')
-if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'first_attempt_at', ARGV[6]) end
-if ARGV[4] == 'succeeded' then
-  redis.call('ZREM', KEYS[3], ARGV[1])
-elseif ARGV[4] == 'dead' then
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  if ARGV[11] == '1' then
-    redis.call('ZADD', KEYS[4], 0, ARGV[1])
-    redis.call('ZADD', KEYS[6], 0, ARGV[1])
-    redis.call('SADD', KEYS[7], KEYS[6])
-  end
-else
-  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
-end
-local disabled = ''
-if redis.call('EXISTS', KEYS[5]) == 1 then
-  local enabled = redis.call('HGET', KEYS[5], 'enabled') == '1'
-  if ARGV[4] == 'succeeded' then
-    redis.call('HDEL', KEYS[5], 'failing_since', 'last_failure_at')
-  elseif ARGV[12] ~= '0' then
-    -- Every attempt since the first failure failed: disable a subscription that has been
-    -- failing for too long, as Svix does. A quiet gap as long as the limit starts the
-    -- clock again: one failure now says nothing about one six days ago.
-    local now, limit = tonumber(ARGV[6]), tonumber(ARGV[12])
-    local f = redis.call('HMGET', KEYS[5], 'failing_since', 'last_failure_at')
-    local since = tonumber(f[1])
-    if not since or now - (tonumber(f[2]) or since) >= limit then since = now end
-    redis.call('HSET', KEYS[5], 'failing_since', since, 'last_failure_at', now)
-    if now - since >= limit and enabled then disabled = ARGV[13] end
-  end
-  if ARGV[10] ~= '' and enabled then disabled = ARGV[10] end
-  if disabled ~= '' then
-    redis.call('HSET', KEYS[5], 'enabled', '0', 'disabled_reason', disabled)
-  end
-end
-return {1, disabled}
-"""
-
-# Puts a delivery back on the road (manual retry, dead-letter replay) with a fresh retry
-# window: the policy counts attempts and age from now, while attempt numbers keep counting.
-# Each reopen is a new generation, part of the job id, so its job is never mistaken for one
-# queued before it.
-# KEYS: delivery, due, dead, dead of its subscription
-# ARGV: delivery id, now ms, only if dead ("1"/"0")
-# Returns {attempts so far, generation}, or {-1} missing, {-2} not dead, {-3} in flight.
-REOPEN_SCRIPT = """
-local d = redis.call('HMGET', KEYS[1], 'status', 'attempts', 'lease_until')
-if not d[1] then return {-1} end
-if ARGV[3] == '1' and d[1] ~= 'dead' then return {-2} end
-if d[1] == 'delivering' and tonumber(d[3] or '0') > tonumber(ARGV[2]) then return {-3} end
-redis.call('HSET', KEYS[1], 'status', 'pending', 'next_attempt_at', ARGV[2],
-  'updated_at', ARGV[2], 'retry_base', d[2], 'retry_started_at', ARGV[2], 'lease_until', '0')
-local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-return {tonumber(d[2]), gen}
-"""
-
-# KEYS: subscription, its paused deliveries, due
-# ARGV: "1" to pause, "0" to resume
-# Returns -1 for no such subscription, else the ids made due again, in due order.
-PAUSE_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-redis.call('HSET', KEYS[1], 'paused', ARGV[1])
-if ARGV[1] == '1' then return {} end
-local parked = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
-local ids = {}
-for i = 1, #parked, 2 do
-  redis.call('ZADD', KEYS[3], parked[i + 1], parked[i])
-  ids[#ids + 1] = parked[i]
-end
-redis.call('DEL', KEYS[2])
-return ids
-"""
-
-# Deletes a subscription. Deliveries parked by a pause become due again (they then die as
-# SubscriptionDeleted, visible in the dead letters); only those are touched.
-# KEYS: subscription, its paused deliveries, due, every subscription, then the source
-#       indexes it is listed in
-# ARGV: subscription id
-DELETE_SUBSCRIPTION_SCRIPT = """
-local parked = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
-for i = 1, #parked, 2 do redis.call('ZADD', KEYS[3], parked[i + 1], parked[i]) end
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('SREM', KEYS[4], ARGV[1])
-for i = 5, #KEYS do redis.call('SREM', KEYS[i], ARGV[1]) end
-return #parked / 2
-"""
-
-# Forgets per-source and per-subscription indexes that trimming emptied, unless a write
-# filled them again in the meantime.
-# KEYS: the index registry, then the candidate indexes
-FORGET_EMPTY_INDEXES_SCRIPT = """
-local forgotten = 0
-for i = 2, #KEYS do
-  if redis.call('ZCARD', KEYS[i]) == 0 then
-    forgotten = forgotten + redis.call('SREM', KEYS[1], KEYS[i])
-  end
-end
-return forgotten
-"""

@@ -9,37 +9,21 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
-from config.settings import RetrySettings
 from relay.api.app import create_app
 from relay.devtools.embedded_redis import EmbeddedRedis, free_port
 from relay.devtools.receiver import Receiver, Reply
 from relay.domain.clock import now_ms
-from relay.storage.keys import HEARTBEAT_STALE_MS, Keys
-from relay.storage.store import RelayStore
-from tests.conftest import AUTH, WorkerRun, create_source, create_subscription, running_app
-
-# Retention must outlast the retry schedule; these tests keep both to about a second.
-SHORT_LIVED = RetrySettings(max_attempts=4, initial_s=0.05, exp_base=2, max_wait_s=0.2,
-                            jitter_s=0, max_age_s=0.5)  # fmt: skip
-
-
-async def ingest(api: httpx.AsyncClient, event_type: str = "push", body: bytes = b"{}") -> str:
-    r = await api.post(
-        "/ingest/github",
-        content=body,
-        headers={"X-GitHub-Event": event_type, "content-type": "application/json"},
-    )
-    assert r.status_code == 202, r.text
-    event_id: str = r.json()["event_id"]
-    return event_id
-
-
-async def get(api: httpx.AsyncClient, path: str, **params: Any) -> Any:
-    r = await api.get(path, params=params, headers=AUTH)
-    assert r.status_code == 200, r.text
-    return r.json()
+from relay.storage import HEARTBEAT_STALE_MS, Store
+from tests.conftest import (
+    AUTH,
+    WorkerRun,
+    create_source,
+    create_subscription,
+    get,
+    ingest,
+    running_app,
+)
 
 
 async def test_events_listing_filters_and_pages(api: httpx.AsyncClient) -> None:
@@ -191,7 +175,7 @@ async def test_event_replay_makes_new_deliveries_with_the_same_webhook_id(
 
 
 async def test_dead_letters_bulk_replay_is_safe_to_repeat_and_purge(
-    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver, redis: aioredis.Redis
+    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
 ) -> None:
     sub = await make_dead(api, run_worker, receiver, 3)
     listed = await get(api, "/api/dead-letters", subscription_id=sub["id"])
@@ -217,7 +201,6 @@ async def test_dead_letters_bulk_replay_is_safe_to_repeat_and_purge(
     r = await api.delete("/api/dead-letters", params={"subscription_id": sub["id"]}, headers=AUTH)
     assert r.json() == {"purged": 1}
     assert (await get(api, "/api/dead-letters"))["total"] == 0
-    assert await redis.zcard(Keys.dead) == 0
 
 
 async def test_paused_subscription_waits_and_resumes_in_order(
@@ -225,7 +208,6 @@ async def test_paused_subscription_waits_and_resumes_in_order(
     api: httpx.AsyncClient,
     run_worker: WorkerRun,
     receiver: Receiver,
-    redis: aioredis.Redis,
 ) -> None:
     await create_source(api)
     sub = await create_subscription(api, receiver.url)
@@ -234,7 +216,6 @@ async def test_paused_subscription_waits_and_resumes_in_order(
     ids = [await ingest(api, body=f'{{"n":{i}}}'.encode()) for i in range(3)]
     await run_worker()
     assert receiver.requests == []
-    assert await redis.zcard(Keys.paused(sub["id"])) == 3
     statuses = {
         d["status"] for e in ids for d in (await get(api, f"/api/events/{e}"))["deliveries"]
     }
@@ -268,41 +249,17 @@ async def test_subscription_test_sends_a_signed_synthetic_event(
     assert r.json()["status_code"] == 503
 
 
-async def test_retention_expires_records_and_trims_indexes(
-    make_settings, redis: aioredis.Redis, run_worker: WorkerRun, receiver: Receiver
-) -> None:
-    settings = make_settings(retention_days=1.5 / 86400, retry=SHORT_LIVED)  # 1.5 s
-    async with running_app(create_app(settings)) as api:
-        await create_source(api)
-        await create_subscription(api, receiver.url)
-        event_id = await ingest(api)
-        await run_worker(settings)
-        [delivery_id] = await RelayStore(redis).event_delivery_ids(event_id)
-        keys = [Keys.event(event_id), Keys.event_body(event_id), Keys.event_deliveries(event_id)]
-        keys += [Keys.delivery(delivery_id), Keys.attempts(delivery_id)]
-        for key in keys:
-            assert 0 < await redis.pttl(key) <= 1500
-        await asyncio.sleep(1.6)
-        assert await redis.exists(*keys) == 0
-        assert (await api.get(f"/api/events/{event_id}", headers=AUTH)).status_code == 404
-        store = RelayStore(redis, settings.retention_ms)
-        assert await store.trim_indexes(now_ms()) >= 3
-        for index in (Keys.events, Keys.source_events("github"), Keys.deliveries):
-            assert await redis.zcard(index) == 0
-        assert (await get(api, "/api/events"))["data"] == []
-
-
-async def test_health_and_readiness(make_settings, store: RelayStore) -> None:
+async def test_health_and_readiness(make_settings, store: Store) -> None:
     async with running_app(create_app(make_settings())) as api:
         assert (await api.get("/healthz")).json() == {"status": "ok"}
         r = await api.get("/readyz")
         assert r.status_code == 503
         assert "no worker heartbeat" in r.json()["detail"]
-        await store.heartbeat("w1", now_ms(), HEARTBEAT_STALE_MS)
+        await store.housekeeping.heartbeat("w1", now_ms())
         r = await api.get("/readyz")
         assert r.status_code == 200
         assert r.json() == {"status": "ready", "redis": "ok", "workers": 1}
-        await store.heartbeat("w1", now_ms() - HEARTBEAT_STALE_MS - 1, HEARTBEAT_STALE_MS)
+        await store.housekeeping.heartbeat("w1", now_ms() - HEARTBEAT_STALE_MS - 1)
         assert (await api.get("/readyz")).status_code == 503
 
 
@@ -379,7 +336,7 @@ async def test_listings_need_the_token(api: httpx.AsyncClient, path: str) -> Non
 
 
 async def test_deleting_a_paused_subscription_turns_its_waiting_deliveries_into_dead_letters(
-    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver, redis: aioredis.Redis
+    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
 ) -> None:
     await create_source(api)
     sub = await create_subscription(api, receiver.url)
@@ -387,7 +344,6 @@ async def test_deleting_a_paused_subscription_turns_its_waiting_deliveries_into_
     event_id = await ingest(api)
     await run_worker()
     assert (await api.delete(f"/api/subscriptions/{sub['id']}", headers=AUTH)).status_code == 204
-    assert await redis.exists(Keys.paused(sub["id"])) == 0
     await run_worker()
     [delivery] = (await get(api, f"/api/events/{event_id}"))["deliveries"]
     assert delivery["status"] == "dead"
@@ -407,7 +363,7 @@ async def test_a_test_event_goes_out_while_paused(
 
 
 async def test_replay_before_fan_out_is_refused(
-    api: httpx.AsyncClient, store: RelayStore, settings
+    api: httpx.AsyncClient, store: Store, settings
 ) -> None:
     from relay.delivery.ingest import Ingestor
 
@@ -435,35 +391,6 @@ async def test_concurrent_edits_and_rotations_lose_nothing(api: httpx.AsyncClien
     got = (await api.get(path, headers=AUTH)).json()
     assert got["description"] in {f"d{i}" for i in range(5)}
     assert got["timeout_s"] == int(got["description"][1:]) + 1  # from the same edit
-
-
-async def test_retention_trims_indexes_of_deleted_sources_and_subscriptions(
-    make_settings, redis: aioredis.Redis, run_worker: WorkerRun, receiver: Receiver
-) -> None:
-    settings = make_settings(retention_days=1 / 86400, retry=SHORT_LIVED)
-    async with running_app(create_app(settings)) as api:
-        await create_source(api, "gone")
-        sub = await create_subscription(api, receiver.url, sources=["gone"])
-        receiver.default = Reply(status=400)
-        await api.post("/ingest/gone", content=b"{}")
-        await run_worker(settings)
-        await api.delete("/api/sources/gone", headers=AUTH)
-        await api.delete(f"/api/subscriptions/{sub['id']}", headers=AUTH)
-    for key in (
-        Keys.source_events("gone"),
-        Keys.sub_deliveries(sub["id"]),
-        Keys.sub_dead(sub["id"]),
-    ):
-        assert await redis.zcard(key) == 1
-    await asyncio.sleep(1.1)
-    await RelayStore(redis, settings.retention_ms).trim_indexes(now_ms())
-    for key in (
-        Keys.source_events("gone"),
-        Keys.sub_deliveries(sub["id"]),
-        Keys.sub_dead(sub["id"]),
-    ):
-        assert await redis.exists(key) == 0
-    assert await redis.smembers(Keys.indexes) == set()
 
 
 @pytest.mark.parametrize(

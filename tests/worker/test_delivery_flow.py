@@ -10,10 +10,17 @@ import redis.asyncio as aioredis
 
 from config.settings import RetrySettings
 from relay.devtools.receiver import Receiver, Reply
+from relay.domain.clock import now_ms
+from relay.storage import Store
 from relay.storage.keys import Keys
 from tests.conftest import AUTH, WorkerRun, create_source, create_subscription
 
 PUSH = {"X-GitHub-Event": "push", "content-type": "application/json"}
+
+
+async def dead_letter_ids(api: httpx.AsyncClient) -> set[str]:
+    r = await api.get("/api/dead-letters", params={"limit": 500}, headers=AUTH)
+    return {d["id"] for d in r.json()["data"]}
 
 
 async def post_event(
@@ -111,7 +118,7 @@ async def test_long_wait_becomes_a_deferred_job(
 
 
 async def test_permanent_client_error_gives_up_at_once(
-    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver, redis: aioredis.Redis
+    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver, store: Store
 ) -> None:
     await create_source(api)
     await create_subscription(api, receiver.url)
@@ -124,8 +131,9 @@ async def test_permanent_client_error_gives_up_at_once(
     [delivery] = await deliveries_of(api, event_id)
     assert delivery["status"] == "dead"
     assert delivery["last_status_code"] == 422
-    assert await redis.zscore(Keys.dead, str(delivery["id"])) is not None
-    assert await redis.zscore(Keys.due, str(delivery["id"])) is None
+    assert delivery["id"] in await dead_letter_ids(api)
+    due = await store.deliveries.due_before(now_ms() + 86_400_000, 1000)
+    assert delivery["id"] not in {d.delivery_id for d in due}
 
 
 async def test_gone_disables_the_subscription(
@@ -155,7 +163,7 @@ async def test_gone_disables_the_subscription(
 
 
 async def test_exhausted_retries_go_dead(
-    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver, redis: aioredis.Redis
+    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
 ) -> None:
     receiver.default = Reply(status=500)
     await create_source(api)
@@ -170,7 +178,7 @@ async def test_exhausted_retries_go_dead(
     assert delivery["attempts"] == 4
     attempts = await attempts_of(api, delivery["id"])
     assert [a["outcome"] for a in attempts] == ["failed", "failed", "failed", "dead"]
-    assert await redis.zscore(Keys.dead, str(delivery["id"])) is not None
+    assert delivery["id"] in await dead_letter_ids(api)
     await asyncio.sleep(0.3)
     assert len(receiver.requests) == 4
 
@@ -336,7 +344,6 @@ async def test_a_subscription_failing_for_too_long_is_disabled(
 async def test_a_quiet_gap_restarts_the_failing_clock(
     make_settings, api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver, redis
 ) -> None:
-    from relay.storage.keys import Keys
 
     settings = make_settings(disable_after_failing_s=0.3)
     receiver.default = Reply(status=400)  # each event fails once and is dead
@@ -349,11 +356,11 @@ async def test_a_quiet_gap_restarts_the_failing_clock(
     await run_worker(settings)
     assert (await api.get(f"/api/subscriptions/{sub['id']}", headers=AUTH)).json()["enabled"]
     # A new URL is a new subscriber: its record starts clean.
-    assert await redis.hget(Keys.sub(sub["id"]), "failing_since") is not None
+    assert await redis.get(Keys.sub_failing(sub["id"])) is not None
     await api.patch(
         f"/api/subscriptions/{sub['id']}", json={"url": receiver.url + "2"}, headers=AUTH
     )
-    assert await redis.hget(Keys.sub(sub["id"]), "failing_since") is None
+    assert await redis.get(Keys.sub_failing(sub["id"])) is None
 
 
 async def test_the_relays_own_refusals_do_not_count_as_the_subscriber_failing(

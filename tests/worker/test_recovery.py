@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import httpx
-import redis.asyncio as aioredis
 
 from config.settings import Settings
 from relay.delivery.fanout import plan_and_commit
 from relay.delivery.ingest import Ingestor
 from relay.devtools.receiver import Receiver
 from relay.domain.clock import now_ms
-from relay.storage.keys import Keys
-from relay.storage.store import RelayStore
+from relay.storage import Store
 from tests.conftest import AUTH, WorkerRun, create_source, create_subscription
+from workers.deps import WorkerDeps
 from workers.recovery import recover
 
 
-async def accept_without_fanout(store: RelayStore, settings: Settings) -> str:
+async def accept_without_fanout(store: Store, settings: Settings) -> str:
     """What the API has done when it dies right after its 202: the event is stored, nothing else."""
     outcome = await Ingestor(store, settings).ingest(
         "github", {"x-github-event": "push"}, b'{"n":1}', "application/json"
@@ -26,7 +25,7 @@ async def accept_without_fanout(store: RelayStore, settings: Settings) -> str:
 
 
 async def fanned_out_but_not_queued(
-    api: httpx.AsyncClient, store: RelayStore, settings: Settings, receiver: Receiver
+    api: httpx.AsyncClient, store: Store, settings: Settings, receiver: Receiver
 ) -> tuple[str, str, str]:
     """A process that died after committing the fan-out, before queueing any job.
 
@@ -36,47 +35,47 @@ async def fanned_out_but_not_queued(
     sub = await create_subscription(api, receiver.url)
     event_id = await accept_without_fanout(store, settings)
     await plan_and_commit(store, event_id, best_effort_inline=False, best_effort_lease_s=0)
-    [delivery_id] = await store.event_delivery_ids(event_id)
+    [delivery_id] = await store.events.delivery_ids(event_id)
     return event_id, delivery_id, sub["id"]
 
 
 async def test_unfanned_event_is_fanned_out_by_the_worker(
     api: httpx.AsyncClient,
-    store: RelayStore,
+    store: Store,
     settings: Settings,
     run_worker: WorkerRun,
     receiver: Receiver,
-    redis: aioredis.Redis,
 ) -> None:
     await create_source(api)
     await create_subscription(api, receiver.url)
     event_id = await accept_without_fanout(store, settings)
-    assert await redis.zscore(Keys.unfanned, event_id) is not None
+    assert (await store.events.get(event_id)).fanned_out is False  # type: ignore[union-attr]
 
     await run_worker()  # the recovery cron runs at worker start-up
 
     [got] = receiver.wait_for(1)
     assert got.headers["webhook-id"] == event_id
-    assert await redis.zscore(Keys.unfanned, event_id) is None
+    assert (await store.events.get(event_id)).fanned_out is True  # type: ignore[union-attr]
     event = (await api.get(f"/api/events/{event_id}", headers=AUTH)).json()
     assert event["fanned_out"] is True
     assert [d["status"] for d in event["deliveries"]] == ["succeeded"]
 
 
 async def test_recovery_waits_for_the_grace_period(
-    api: httpx.AsyncClient, make_settings, store: RelayStore, receiver: Receiver
+    api: httpx.AsyncClient, make_settings, store: Store, receiver: Receiver
 ) -> None:
     settings = make_settings(fanout_grace_s=30)
     await create_source(api)
     await create_subscription(api, receiver.url)
     event_id = await accept_without_fanout(store, settings)
-    ctx = {"store": store, "redis": None, "attempter": type("A", (), {"settings": settings})()}
-    assert await recover(ctx) == {"fanned_out": 0, "requeued": 0, "trimmed": 0}
-    assert (await store.get_event(event_id)).fanned_out is False  # type: ignore[union-attr]
+    # Only what recovery reads: the store and the settings (nothing is due to be queued).
+    deps = WorkerDeps(settings, store, None, None, None, None, "test")  # type: ignore[arg-type]
+    assert await recover({"deps": deps}) == {"fanned_out": 0, "requeued": 0, "trimmed": 0}
+    assert (await store.events.get(event_id)).fanned_out is False  # type: ignore[union-attr]
 
 
 async def test_fanout_twice_creates_deliveries_once(
-    api: httpx.AsyncClient, store: RelayStore, settings: Settings, receiver: Receiver
+    api: httpx.AsyncClient, store: Store, settings: Settings, receiver: Receiver
 ) -> None:
     await create_source(api)
     await create_subscription(api, receiver.url)
@@ -86,12 +85,12 @@ async def test_fanout_twice_creates_deliveries_once(
     assert first is not None
     assert len(first.deliveries) == 1
     assert second is None
-    assert len(await store.event_delivery_ids(event_id)) == 1
+    assert len(await store.events.delivery_ids(event_id)) == 1
 
 
 async def test_delivery_whose_job_was_lost_is_requeued(
     api: httpx.AsyncClient,
-    store: RelayStore,
+    store: Store,
     settings: Settings,
     run_worker: WorkerRun,
     receiver: Receiver,
@@ -102,12 +101,12 @@ async def test_delivery_whose_job_was_lost_is_requeued(
 
     [got] = receiver.wait_for(1)
     assert got.headers["x-relay-attempt"] == "1"
-    assert (await store.get_delivery(delivery_id)).status == "succeeded"  # type: ignore[union-attr]
+    assert (await store.deliveries.get(delivery_id)).status == "succeeded"  # type: ignore[union-attr]
 
 
 async def test_attempt_interrupted_by_a_crash_runs_again_once_its_lease_expires(
     api: httpx.AsyncClient,
-    store: RelayStore,
+    store: Store,
     settings: Settings,
     run_worker: WorkerRun,
     receiver: Receiver,
@@ -115,24 +114,24 @@ async def test_attempt_interrupted_by_a_crash_runs_again_once_its_lease_expires(
     _, delivery_id, sub_id = await fanned_out_but_not_queued(api, store, settings, receiver)
     # A worker claimed attempt 1 and died mid-request; its lease ran out a moment ago.
     now = now_ms()
-    assert await store.claim(delivery_id, sub_id, 1, now - 60_000, now - 1) == "ok"
+    assert await store.deliveries.claim(delivery_id, sub_id, 1, now - 60_000, now - 1) == "ok"
 
     await run_worker()
 
     [got] = receiver.wait_for(1)
     assert got.headers["x-relay-attempt"] == "1"
-    delivery = await store.get_delivery(delivery_id)
+    delivery = await store.deliveries.get(delivery_id)
     assert delivery is not None
     assert delivery.status == "succeeded"
     assert delivery.attempts == 1
 
 
 async def test_live_claim_is_not_taken_twice(
-    api: httpx.AsyncClient, store: RelayStore, settings: Settings, receiver: Receiver
+    api: httpx.AsyncClient, store: Store, settings: Settings, receiver: Receiver
 ) -> None:
     _, delivery_id, sub_id = await fanned_out_but_not_queued(api, store, settings, receiver)
     now = now_ms()
-    assert await store.claim(delivery_id, sub_id, 1, now, now + 60_000) == "ok"
-    assert await store.claim(delivery_id, sub_id, 1, now, now + 60_000) == "busy"
-    assert await store.claim(delivery_id, sub_id, 2, now, now + 60_000) == "stale"
-    assert await store.claim("dlv_missing", sub_id, 1, now, now + 60_000) == "missing"
+    assert await store.deliveries.claim(delivery_id, sub_id, 1, now, now + 60_000) == "ok"
+    assert await store.deliveries.claim(delivery_id, sub_id, 1, now, now + 60_000) == "busy"
+    assert await store.deliveries.claim(delivery_id, sub_id, 2, now, now + 60_000) == "stale"
+    assert await store.deliveries.claim("dlv_missing", sub_id, 1, now, now + 60_000) == "missing"

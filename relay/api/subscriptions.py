@@ -1,0 +1,123 @@
+"""Admin API: subscriptions. The rules live in :mod:`relay.delivery.subscriptions`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ValidationError
+
+from relay.api.deps import AdminDep, ServicesDep
+from relay.api.problems import Problem, invalid, problem_docs
+from relay.delivery.fanout import UnknownSubscription
+from relay.delivery.subscriptions import BlockedSubscriber
+from relay.domain.models import (
+    DeliveryStatus,
+    SecretRotated,
+    SubscriptionCreated,
+    SubscriptionIn,
+    SubscriptionOut,
+    SubscriptionPatch,
+)
+
+router = APIRouter(
+    prefix="/api",
+    dependencies=[AdminDep],
+    tags=["admin"],
+    responses=problem_docs(401, 404, 422, 503),
+)
+
+
+@asynccontextmanager
+async def _answers() -> AsyncIterator[None]:
+    """The lifecycle's refusals as problem answers."""
+    try:
+        yield
+    except UnknownSubscription as exc:
+        raise Problem(404, f"no subscription {exc.args[0]!r}") from None
+    except BlockedSubscriber as exc:
+        raise Problem(422, str(exc)) from None
+    except ValidationError as exc:  # e.g. {"url": null}: valid JSON, not a valid subscription
+        raise invalid(exc) from None
+
+
+@router.post("/subscriptions", status_code=201, response_model=SubscriptionCreated)
+async def create_subscription(spec: SubscriptionIn, services: ServicesDep) -> SubscriptionCreated:
+    """Create a subscription. Its signing secret is in this response and never again."""
+    async with _answers():
+        sub = await services.subscriptions.create(spec)
+    return SubscriptionCreated(**sub.public().model_dump(), secret=sub.secret)
+
+
+@router.get("/subscriptions")
+async def list_subscriptions(services: ServicesDep) -> dict[str, list[SubscriptionOut]]:
+    return {"data": [s.public() for s in await services.store.subscriptions.all()]}
+
+
+@router.get("/subscriptions/{sub_id}")
+async def get_subscription(sub_id: str, services: ServicesDep) -> SubscriptionOut:
+    async with _answers():
+        return (await services.subscriptions.get(sub_id)).public()
+
+
+@router.patch("/subscriptions/{sub_id}")
+async def patch_subscription(
+    sub_id: str, patch: SubscriptionPatch, services: ServicesDep
+) -> SubscriptionOut:
+    """Change some fields. Re-enabling clears the reason it was disabled."""
+    async with _answers():
+        return (await services.subscriptions.update(sub_id, patch)).public()
+
+
+@router.post("/subscriptions/{sub_id}/rotate-secret")
+async def rotate_secret(sub_id: str, services: ServicesDep) -> SecretRotated:
+    """Issue a new signing secret (shown only here). For ``RELAY_SECRET_ROTATION_OVERLAP_S``
+    deliveries are signed with both the new and the previous secret."""
+    async with _answers():
+        return await services.subscriptions.rotate_secret(sub_id)
+
+
+@router.post("/subscriptions/{sub_id}/pause")
+async def pause_subscription(sub_id: str, services: ServicesDep) -> SubscriptionOut:
+    """Stop delivering: due deliveries wait (none is dropped within the retention period)
+    until resume."""
+    async with _answers():
+        return (await services.subscriptions.set_paused(sub_id, True)).public()
+
+
+@router.post("/subscriptions/{sub_id}/resume")
+async def resume_subscription(sub_id: str, services: ServicesDep) -> SubscriptionOut:
+    """Deliver again: waiting deliveries go out in the order they fell due."""
+    async with _answers():
+        return (await services.subscriptions.set_paused(sub_id, False)).public()
+
+
+class TestResult(BaseModel):
+    event_id: str
+    delivery_id: str
+    status: DeliveryStatus
+    status_code: int | None
+    error: str | None
+
+
+@router.post("/subscriptions/{sub_id}/test")
+async def test_subscription(sub_id: str, services: ServicesDep) -> TestResult:
+    """Send a synthetic, signed ``relay.test`` event to this subscription now (one attempt)
+    and answer with what the receiver said."""
+    async with _answers():
+        sent = await services.subscriptions.send_test(sub_id)
+    return TestResult(
+        event_id=sent.event_id,
+        delivery_id=sent.delivery.id,
+        status=sent.delivery.status,
+        status_code=sent.delivery.last_status_code,
+        error=sent.delivery.last_error,
+    )
+
+
+@router.delete("/subscriptions/{sub_id}", status_code=204)
+async def delete_subscription(sub_id: str, services: ServicesDep) -> Response:
+    async with _answers():
+        await services.subscriptions.delete(sub_id)
+    return Response(status_code=204)

@@ -1,0 +1,174 @@
+"""Subscription lifecycle: create, change, rotate, pause and resume, test, delete.
+
+The rules live here, not in the routes: re-enabling clears the reason it was disabled,
+rotating keeps the old secret signing for an overlap, resuming re-queues exactly the
+parked deliveries in the order they fell due, and a test is one signed attempt that goes
+out even while the subscription is paused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+from arq.connections import ArqRedis
+
+from config.settings import Settings
+from relay.delivery.attempt import Attempter
+from relay.delivery.fanout import UnknownSubscription, requeue
+from relay.domain.addresses import ip_literal
+from relay.domain.clock import now_ms
+from relay.domain.ids import new_id
+from relay.domain.models import (
+    TEST_EVENT_TYPE,
+    TEST_SOURCE,
+    Delivery,
+    DeliveryMode,
+    SecretRotated,
+    Subscription,
+    SubscriptionIn,
+    SubscriptionPatch,
+    Trigger,
+)
+from relay.domain.signing import generate_secret
+from relay.storage import NewDelivery, Store
+
+log = structlog.get_logger("relay.admin")
+
+
+class BlockedSubscriber(ValueError):
+    """The URL's host is an address the relay may not call."""
+
+
+@dataclass(frozen=True, slots=True)
+class TestSent:
+    event_id: str
+    delivery: Delivery
+
+
+class Subscriptions:
+    def __init__(
+        self, store: Store, pool: ArqRedis, attempter: Attempter, settings: Settings
+    ) -> None:
+        self._store = store
+        self._pool = pool
+        self._attempter = attempter
+        self._settings = settings
+
+    def _check_reachable(self, url: object) -> None:
+        """Refuse, up front, a URL whose host is an address the relay may not call
+        (hostnames are checked on every connection, when they resolve)."""
+        host = getattr(url, "host", None) or ""
+        address = ip_literal(host)
+        if address is not None and not self._settings.address_guard.allows(address):
+            raise BlockedSubscriber(
+                f"{host} is not a public address; allow its network with "
+                "RELAY_ALLOWED_PRIVATE_NETWORKS to deliver there"
+            )
+
+    async def get(self, sub_id: str) -> Subscription:
+        sub = await self._store.subscriptions.get(sub_id)
+        if sub is None:
+            raise UnknownSubscription(sub_id)
+        return sub
+
+    async def create(self, spec: SubscriptionIn) -> Subscription:
+        """A new subscription with a fresh signing secret."""
+        self._check_reachable(spec.url)
+        now = now_ms()
+        sub = Subscription(
+            id=new_id("sub", now), secret=generate_secret(), created_at=now, updated_at=now,
+            **dict(spec),
+        )  # fmt: skip
+        await self._store.subscriptions.create(sub)
+        log.info("subscription.created", subscription_id=sub.id, sources=sub.sources)
+        return sub
+
+    async def _change(
+        self, sub_id: str, change: Callable[[Subscription], dict[str, Any]]
+    ) -> Subscription:
+        """Apply ``change`` (fields to set) as one optimistic transaction; every change
+        moves ``updated_at`` forward, which also tells cached retry policies apart."""
+
+        def apply(current: Subscription) -> Subscription:
+            updated = {**current.model_dump(), **change(current)}
+            updated["updated_at"] = max(now_ms(), current.updated_at + 1)
+            return Subscription.model_validate(updated)
+
+        updated = await self._store.subscriptions.update(sub_id, apply)
+        if updated is None:
+            raise UnknownSubscription(sub_id)
+        return updated
+
+    async def update(self, sub_id: str, patch: SubscriptionPatch) -> Subscription:
+        """Change some fields. Re-enabling clears the reason it was disabled.
+
+        Raises pydantic's ``ValidationError`` for valid JSON that makes no valid
+        subscription (``{"url": null}``)."""
+        if patch.url is not None:
+            self._check_reachable(patch.url)
+        changes = patch.model_dump(exclude_unset=True)
+        if changes.get("enabled") is True:
+            changes["disabled_reason"] = None
+        updated = await self._change(sub_id, lambda _: changes)
+        log.info("subscription.updated", subscription_id=sub_id, fields=sorted(changes))
+        return updated
+
+    async def rotate_secret(self, sub_id: str) -> SecretRotated:
+        """A new signing secret; the previous one keeps signing for the overlap."""
+        secret = generate_secret()
+        expires = now_ms() + self._settings.secret_rotation_overlap_s * 1000
+        await self._change(
+            sub_id,
+            lambda current: {
+                "secret": secret,
+                "previous_secret": current.secret,
+                "previous_secret_expires_at": expires,
+            },
+        )
+        log.info("subscription.secret_rotated", subscription_id=sub_id, overlap_until=expires)
+        return SecretRotated(id=sub_id, secret=secret, previous_secret_expires_at=expires)
+
+    async def set_paused(self, sub_id: str, paused: bool) -> Subscription:
+        """Pause (due deliveries are parked) or resume (parked ones are queued again, in
+        the order they fell due)."""
+        moved = await self._store.subscriptions.set_paused(sub_id, paused)
+        if moved is None:
+            raise UnknownSubscription(sub_id)
+        if moved:
+            rows = await self._store.deliveries.due_rows(moved)
+            await requeue(self._pool, rows)
+            if len(rows) < len(moved):
+                log.warning("subscription.parked_deliveries_expired", subscription_id=sub_id,
+                            expired=len(moved) - len(rows))  # fmt: skip
+        log.info("subscription.paused" if paused else "subscription.resumed",
+                 subscription_id=sub_id, resumed_deliveries=len(moved))  # fmt: skip
+        return await self.get(sub_id)
+
+    async def send_test(self, sub_id: str) -> TestSent:
+        """A synthetic, signed ``relay.test`` event, one attempt now."""
+        sub = await self.get(sub_id)
+        now = now_ms()
+        event_id = new_id("evt", now)
+        body = orjson.dumps(
+            {"type": TEST_EVENT_TYPE, "event_id": event_id, "subscription_id": sub.id,
+             "sent_at": now}
+        )  # fmt: skip
+        await self._store.events.store_own(
+            event_id=event_id, source=TEST_SOURCE, event_type=TEST_EVENT_TYPE, body=body,
+            now_ms=now,
+        )  # fmt: skip
+        delivery = NewDelivery(new_id("dlv", now), sub.id, DeliveryMode.BEST_EFFORT, now)
+        await self._store.deliveries.add(event_id, now, [delivery], fan_out=False)
+        # An operator's explicit test goes out even while the subscription is paused.
+        await self._attempter.run(delivery.id, 1, Trigger.MANUAL, sub.id, ignore_pause=True)
+        result = await self._store.deliveries.get(delivery.id)
+        assert result is not None
+        return TestSent(event_id, result)
+
+    async def delete(self, sub_id: str) -> None:
+        await self._store.subscriptions.delete(await self.get(sub_id))
+        log.info("subscription.deleted", subscription_id=sub_id)

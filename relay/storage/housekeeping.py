@@ -1,0 +1,71 @@
+"""What keeps the store healthy and observable: worker heartbeats, queue depth, retention
+trimming of the indexes, and a ping for readiness."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from relay.domain.ids import id_bound
+from relay.storage.codec import r
+from relay.storage.keys import Keys
+from relay.storage.scripts import ForgetEmptyIndexes, Scripts
+
+# A worker beats every HEARTBEAT_S; after three missed beats it no longer counts as alive.
+HEARTBEAT_S = 5.0
+HEARTBEAT_STALE_MS = int(3 * HEARTBEAT_S * 1000)
+
+
+class Housekeeping:
+    def __init__(self, redis: Redis, scripts: Scripts, retention_ms: int) -> None:
+        self._redis = redis
+        self._scripts = scripts
+        self._retention_ms = retention_ms
+
+    async def ping(self) -> None:
+        """Raises unless Redis answers."""
+        await self._redis.ping()
+
+    async def heartbeat(
+        self, worker_id: str, now_ms: int, stale_after_ms: int = HEARTBEAT_STALE_MS
+    ) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(Keys.workers, {worker_id: now_ms})
+            pipe.zremrangebyscore(Keys.workers, "-inf", now_ms - 10 * stale_after_ms)
+            await pipe.execute()
+
+    async def forget_worker(self, worker_id: str) -> None:
+        await r(self._redis.zrem(Keys.workers, worker_id))
+
+    async def live_workers(self, now_ms: int, stale_after_ms: int = HEARTBEAT_STALE_MS) -> int:
+        live: int = await r(self._redis.zcount(Keys.workers, now_ms - stale_after_ms, "+inf"))
+        return live
+
+    async def queue_depth(self, now_ms: int) -> dict[str, int]:
+        """Deliveries due now, scheduled for later, and dead."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcount(Keys.due, "-inf", now_ms)
+            pipe.zcount(Keys.due, f"({now_ms}", "+inf")
+            pipe.zcard(Keys.dead)
+            due, later, dead = await pipe.execute()
+        return {"due": int(due), "scheduled": int(later), "dead": int(dead)}
+
+    async def trim_indexes(self, now_ms: int) -> int:
+        """Drop index entries older than the retention period; their records expired."""
+        cutoff_events = "(" + id_bound("evt", now_ms - self._retention_ms, upper=False)
+        cutoff_deliveries = "(" + id_bound("dlv", now_ms - self._retention_ms, upper=False)
+        registered = sorted(k.decode() for k in await r(self._redis.smembers(Keys.indexes)))
+        indexes = [Keys.events, Keys.deliveries, Keys.dead, *registered]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in indexes:
+                cutoff = cutoff_events if ":events" in key else cutoff_deliveries
+                pipe.zremrangebylex(key, "-", cutoff)
+                pipe.zcard(key)
+            pipe.zremrangebyscore(Keys.unfanned, "-inf", now_ms - self._retention_ms)
+            results = await pipe.execute()
+        empty = [k for k, n in zip(indexes, results[1:-1:2], strict=True) if n == 0]
+        forget = [k for k in empty if k in registered]
+        if forget:
+            await self._scripts.run(
+                ForgetEmptyIndexes(registry_key=Keys.indexes, candidates=forget)
+            )
+        return sum(int(n) for n in results[0:-1:2]) + int(results[-1])

@@ -1,0 +1,45 @@
+-- Appends an attempt and moves the delivery to its outcome (succeeded, failed with its next
+-- due time, or dead), in one step with the subscription's failing clock and, when the
+-- relay's rules say so (relay.domain.failing), disabling the subscription.
+-- Returns {0} when another run recorded this attempt first, else {1, the reason this attempt
+-- disabled the subscription for, or ''}.
+-- include: lib/subscription_state.lua
+local delivery_key, attempts_key, due_key, dead_key, sub_key, sub_dead_key, indexes_key, failing_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local delivery_id, number, attempt_json, status, due_ms, now_ms, next_attempt_at, status_code, error, dead_letter, disable_reason, failing, failing_seen, failing_since, failing_ttl_ms, failing_disable = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16]
+
+local cur = redis.call('HMGET', delivery_key, 'attempts', 'expires_at')
+if not cur[1] or tonumber(cur[1]) ~= tonumber(number) - 1 then return {0} end
+redis.call('RPUSH', attempts_key, attempt_json)
+if cur[2] then redis.call('PEXPIREAT', attempts_key, cur[2]) end
+redis.call('HSET', delivery_key, 'attempts', number, 'status', status, 'updated_at', now_ms,
+  'next_attempt_at', next_attempt_at, 'last_status_code', status_code, 'last_error', error,
+  'lease_until', '0')
+if number == '1' then redis.call('HSET', delivery_key, 'first_attempt_at', now_ms) end
+if status == 'succeeded' then
+  redis.call('ZREM', due_key, delivery_id)
+elseif status == 'dead' then
+  redis.call('ZREM', due_key, delivery_id)
+  if dead_letter == '1' then
+    redis.call('ZADD', dead_key, 0, delivery_id)
+    redis.call('ZADD', sub_dead_key, 0, delivery_id)
+    redis.call('SADD', indexes_key, sub_dead_key)
+  end
+else
+  redis.call('ZADD', due_key, due_ms, delivery_id)
+end
+if redis.call('EXISTS', sub_key) == 0 then return {1, ''} end
+-- failing: 'reset' (a success), 'count' (a failure that reached the subscriber) or ''.
+-- disable_reason (a 410) disables at once; failing_disable is the failing-too-long rule's
+-- reason, taken on the clock as it was read before the attempt: if a success moved the
+-- clock since, this failure only starts it again.
+local reason = disable_reason
+if failing == 'reset' then
+  redis.call('DEL', failing_key)
+elseif failing == 'count' then
+  local clock = redis.call('GET', failing_key) or ''
+  if reason == '' and clock == failing_seen then reason = failing_disable end
+  if clock == '' then clock = failing_since end
+  redis.call('SET', failing_key, clock, 'PX', failing_ttl_ms)
+end
+if reason ~= '' and disable_subscription(sub_key, reason) then return {1, reason} end
+return {1, ''}

@@ -1,0 +1,51 @@
+"""Each Lua script and its call class name the same KEYS and ARGV, in the same order."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from relay.storage import scripts
+from relay.storage.scripts import CALLS, LUA_DIR, ScriptCall
+
+_NAMED = re.compile(r"^local ([\w, ]+) = ((?:(?:KEYS|ARGV)\[\d+\](?:, )?)+)$", re.M)
+
+
+def declared(script: str) -> dict[str, list[str]]:
+    """The names a script gives its KEYS and ARGV on its first lines, checked in order."""
+    found: dict[str, list[str]] = {"KEYS": [], "ARGV": []}
+    for names, refs in _NAMED.findall((LUA_DIR / f"{script}.lua").read_text()):
+        for i, (name, ref) in enumerate(
+            zip(names.split(", "), refs.split(", "), strict=True), start=1
+        ):
+            kind, n = ref[:4], int(ref[5:-1])
+            assert n == len(found[kind]) + 1, f"{script}: {name} is {ref}, expected #{i}"
+            found[kind].append(name)
+    return found
+
+
+@pytest.mark.parametrize("call", CALLS, ids=lambda c: c.SCRIPT)
+def test_script_and_call_name_the_same_keys_and_argv(call: type[ScriptCall]) -> None:
+    names = declared(call.SCRIPT)
+    assert names["KEYS"] == list(call.KEYS)
+    assert names["ARGV"] == list(call.ARGV)
+
+
+def test_every_script_has_a_call_class() -> None:
+    files = {p.stem for p in LUA_DIR.glob("*.lua")}
+    assert files == {c.SCRIPT for c in CALLS}
+
+
+def test_includes_put_shared_lua_first() -> None:
+    source = scripts.source("record_attempt")
+    assert source.index("local function set_subscription_state") < source.index(
+        "disable_subscription(sub_key"
+    )
+
+
+def test_a_mismatch_is_caught() -> None:
+    # The check above must be able to fail: a call that swaps two names does not match.
+    names = declared("claim")
+    swapped = ("due_key", "delivery_key", "sub_key", "paused_key")
+    assert names["KEYS"] != list(swapped)
