@@ -9,7 +9,9 @@ Ids sort by creation time as plain strings, which keeps Redis listings and logs 
 from __future__ import annotations
 
 import secrets
-import time
+
+# The module, not the function: a test that patches relay.domain.clock.now_ms moves ids too.
+from relay.domain import clock
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -24,7 +26,7 @@ def _encode(value: int, length: int) -> str:
 
 def new_id(prefix: str, now_ms: int | None = None) -> str:
     """``<prefix>_`` + 26 Crockford base32 characters, time-ordered to the millisecond."""
-    ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    ms = clock.now_ms() if now_ms is None else now_ms
     return f"{prefix}_{_encode(ms, 10)}{_encode(secrets.randbits(80), 16)}"
 
 

@@ -12,11 +12,12 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
 
+from relay.domain.headers import HeaderName
+from relay.domain.redaction import REDACTED, looks_secret
 from relay.domain.verification import NoneScheme, VerificationConfig
 
 SOURCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 SourceName = Annotated[str, StringConstraints(pattern=SOURCE_NAME_PATTERN)]
-HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~\-]{1,128}$")]
 
 # Headers the relay sets on every delivery; a subscription may not override them.
 RESERVED_HEADERS = frozenset(
@@ -56,10 +57,6 @@ class DeliveryStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # will retry
     DEAD = "dead"  # gave up
-
-    @property
-    def terminal(self) -> bool:
-        return self in (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD)
 
 
 class Trigger(StrEnum):
@@ -225,13 +222,11 @@ class SubscriptionOut(SubscriptionFields):
 
 
 SECRET_FIELDS = frozenset({"secret", "previous_secret"})
-MASKED = "[REDACTED]"
-_SENSITIVE_HEADER = re.compile(r"authorization|token|secret|key|password|cookie|signature", re.I)
 
 
 def public_headers(headers: dict[str, str]) -> dict[str, str]:
     """Extra headers as the API shows them: values of credential-like headers are masked."""
-    return {k: MASKED if _SENSITIVE_HEADER.search(k) else v for k, v in headers.items()}
+    return {k: REDACTED if looks_secret(k) else v for k, v in headers.items()}
 
 
 class Subscription(SubscriptionOut):

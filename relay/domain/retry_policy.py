@@ -3,16 +3,24 @@
 The same ``stop`` and ``wait`` strategies drive a tenacity loop and compute when the next
 ARQ job should run, so inline retries and deferred ones follow one schedule:
 
-    >>> policy = RetryPolicy.from_settings(RetrySettings(jitter_s=0))
-    >>> policy.next_delay(attempt_number=1, elapsed_s=0.0)
-    5.0
-    >>> policy.next_delay(attempt_number=10, elapsed_s=0.0) is None
+    >>> schedule = Schedule(
+    ...     max_attempts=3, max_age_s=60, initial_s=5, exp_base=2, max_wait_s=8, jitter_s=0
+    ... )
+    >>> policy = RetryPolicy.from_settings(schedule)
+    >>> policy.next_delay(attempt_number=1, elapsed_s=0.0), policy.next_delay(2, 0.0)
+    (5.0, 8.0)
+    >>> policy.next_delay(attempt_number=3, elapsed_s=0.0) is None
     True
+
+The schedule's values come from configuration (``config.settings.RetrySettings``), which
+this module only knows by shape: the domain does not depend on how settings are read.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Protocol
 
 from tenacity import (
     RetryCallState,
@@ -24,10 +32,37 @@ from tenacity import (
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
-from config.settings import RetrySettings
-
 # RetryCallState wants a retrying object; ours only carries state for the strategies.
 _NO_RETRYING = Retrying()
+
+
+class RetrySchedule(Protocol):
+    """The fields a retry schedule is built from (config's RetrySettings has them)."""
+
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def max_age_s(self) -> float: ...
+    @property
+    def initial_s(self) -> float: ...
+    @property
+    def exp_base(self) -> float: ...
+    @property
+    def max_wait_s(self) -> float: ...
+    @property
+    def jitter_s(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A schedule the domain assembles itself, such as defaults with a subscription's changes."""
+
+    max_attempts: int
+    max_age_s: float
+    initial_s: float
+    exp_base: float
+    max_wait_s: float
+    jitter_s: float
 
 
 class RetryPolicy:
@@ -39,7 +74,7 @@ class RetryPolicy:
         self.max_wait_s = max_wait_s
 
     @classmethod
-    def from_settings(cls, settings: RetrySettings) -> RetryPolicy:
+    def from_settings(cls, settings: RetrySchedule) -> RetryPolicy:
         return cls(
             stop=stop_after_attempt(settings.max_attempts) | stop_before_delay(settings.max_age_s),
             wait=wait_exponential_jitter(
@@ -78,8 +113,10 @@ class RetryPolicy:
         return delay
 
 
-def merged(base: RetrySettings, override: dict[str, Any] | None) -> RetrySettings:
+def merged(base: RetrySchedule, override: Mapping[str, Any] | None) -> RetrySchedule:
     """A subscription's own retry fields on top of the relay's defaults."""
     if not override:
         return base
-    return base.model_copy(update={k: v for k, v in override.items() if v is not None})
+    values = {f.name: getattr(base, f.name) for f in fields(Schedule)}
+    values.update((k, v) for k, v in override.items() if v is not None)
+    return Schedule(**values)

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from relay.domain.headers import HeaderName
 from relay.domain.signing import secret_key, signed_content
 
 # The stable codes a VerificationError carries.
@@ -36,7 +37,6 @@ MALFORMED_BODY = "malformed_body"
 
 DEFAULT_TOLERANCE_S = 300
 
-HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~\-]{1,128}$")]
 Secrets = Annotated[
     list[Annotated[SecretStr, Field(min_length=1)]],
     Field(min_length=1, description="Any of these may match, so a secret can be rotated."),

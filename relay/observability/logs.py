@@ -20,8 +20,10 @@ import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.types import EventDict, Processor, WrappedLogger
 
-REDACTED = "[REDACTED]"
-_SECRET_KEY = re.compile(r"secret|token|password|authorization|signature|api[_-]?key|cookie", re.I)
+# REDACTED is re-exported: callers that check log output know it as logs.REDACTED.
+from relay.domain.redaction import REDACTED as REDACTED
+from relay.domain.redaction import looks_secret
+
 _URL_IN_TEXT = re.compile(r"\b(https?://)([^\s/@]+@)?([^\s?#]+)(\?[^\s#]*)?")
 # The request line in uvicorn's access log: "POST /ingest/x?token=... HTTP/1.1".
 _QUERY_IN_REQUEST_LINE = re.compile(r'("[A-Z]+ [^\s?"]*)\?[^\s"]*')
@@ -44,7 +46,7 @@ def _scrub_text(text: str) -> str:
 
 
 def _redact(key: str, value: Any) -> Any:
-    if _SECRET_KEY.search(key):
+    if looks_secret(key):
         return REDACTED
     if isinstance(value, Mapping):
         return {k: _redact(str(k), v) for k, v in value.items()}

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from relay.domain.ids import id_time_ms, new_id
 
 
@@ -14,3 +16,8 @@ def test_ids_sort_by_time_and_carry_it() -> None:
 
 def test_ids_are_unique_within_a_millisecond() -> None:
     assert len({new_id("dlv", now_ms=5) for _ in range(10_000)}) == 10_000
+
+
+def test_ids_take_their_time_from_the_one_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("relay.domain.clock.now_ms", lambda: 1_700_000_000_000)
+    assert id_time_ms(new_id("evt")) == 1_700_000_000_000
