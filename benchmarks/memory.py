@@ -16,45 +16,46 @@ import redis.asyncio as aioredis
 
 from relay.devtools.embedded_redis import EmbeddedRedis
 from relay.domain.clock import now_ms
+from relay.domain.failing import FailingUpdate
 from relay.domain.ids import new_id
 from relay.domain.models import Attempt, DeliveryMode, DeliveryStatus, SourceIn, Trigger
+from relay.storage import NewDelivery, NewEvent, Store
 from relay.storage.keys import Keys
-from relay.storage.store import NewDelivery, RelayStore
 
 HEADERS = {"user-agent": "GitHub-Hookshot/abc123", "x-github-event": "push"}
 
 
-async def fill(store: RelayStore, events: int, body: bytes, rev: str) -> tuple[str, str]:
+async def fill(store: Store, events: int, body: bytes, rev: str) -> tuple[str, str]:
     event_id = delivery_id = ""
     for i in range(events):
         now = now_ms()
         event_id = new_id("evt", now)
-        await store.ingest(
-            event_id=event_id, source="bench", source_rev=rev, received_ms=now,
-            event_type="push", content_type="application/json", headers=HEADERS, body=body,
-            idempotency_key=f"delivery-{i:08d}-0000-0000-000000000000", idempotency_ttl_s=86400,
+        event = NewEvent(
+            id=event_id, source="bench", source_rev=rev, received_ms=now, event_type="push",
+            content_type="application/json", headers=HEADERS, body=body,
+            idempotency_key=f"delivery-{i:08d}-0000-0000-000000000000",
         )  # fmt: skip
+        await store.events.ingest(event, idempotency_ttl_s=86400)
         delivery = NewDelivery(new_id("dlv", now), "sub_bench", DeliveryMode.RELIABLE, now)
-        await store.add_deliveries(event_id, now, [delivery], fan_out=True)
-        stored = await store.get_delivery(delivery.id)
-        assert stored is not None
-        await store.record_attempt(
-            delivery=stored,
-            attempt=Attempt(
-                number=1,
-                trigger=Trigger.SCHEDULED,
-                started_at=now,
-                duration_ms=12.5,
-                status_code=200,
-                error=None,
-                error_message=None,
-                response_excerpt="ok",
-                outcome=DeliveryStatus.SUCCEEDED,
-                next_attempt_at=None,
-            ),
-            due_ms=None,
-            now_ms=now,
+        await store.deliveries.add(event_id, now, [delivery], fan_out=True)
+        ctx = await store.deliveries.context(delivery.id)
+        assert ctx is not None
+        attempt = Attempt(
+            number=1,
+            trigger=Trigger.SCHEDULED,
+            started_at=now,
+            duration_ms=12.5,
+            status_code=200,
+            error=None,
+            error_message=None,
+            response_excerpt="ok",
+            outcome=DeliveryStatus.SUCCEEDED,
+            next_attempt_at=None,
         )
+        await store.deliveries.record(
+            ctx, attempt, now_ms=now, disable_reason=None, dead_letter=True,
+            failing=FailingUpdate("reset"), failing_limit_ms=0, failing_reason="",
+        )  # fmt: skip
         delivery_id = delivery.id
     return event_id, delivery_id
 
@@ -62,9 +63,9 @@ async def fill(store: RelayStore, events: int, body: bytes, rev: str) -> tuple[s
 async def main(events: int, body_bytes: int) -> None:
     with EmbeddedRedis() as server:
         redis = aioredis.Redis.from_url(server.url)
-        store = RelayStore(redis)
-        await store.put_source("bench", SourceIn(), now_ms())
-        found = await store.get_source("bench")
+        store = Store(redis)
+        await store.sources.put("bench", SourceIn(), now_ms())
+        found = await store.sources.get("bench")
         assert found is not None
         body = (b'{"payload":"' + b"x" * body_bytes)[: body_bytes - 2] + b'"}'
         before = (await redis.info("memory"))["used_memory"]

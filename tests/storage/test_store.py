@@ -41,6 +41,14 @@ async def subscription(store: Store) -> Subscription:
     return sub
 
 
+def failed_attempt(now: int, outcome: DeliveryStatus) -> Attempt:
+    return Attempt(
+        number=1, trigger=Trigger.SCHEDULED, started_at=now, duration_ms=1.0, status_code=500,
+        error=None, error_message=None, response_excerpt="", outcome=outcome,
+        next_attempt_at=None,
+    )  # fmt: skip
+
+
 async def test_idempotency_keys_expire(store: Store, redis: aioredis.Redis) -> None:
     await stored_event(store, key="d-1")
     ttl = await redis.ttl(Keys.idempotency("src", "d-1"))
@@ -80,13 +88,9 @@ async def test_the_failing_clock_lives_under_a_ttl_and_a_success_resets_it(
     ) -> str | None:
         ctx = await store.deliveries.context(delivery_id)
         assert ctx is not None
-        attempt = Attempt(
-            number=1, trigger=Trigger.SCHEDULED, started_at=now, duration_ms=1.0,
-            status_code=500, error=None, error_message=None, response_excerpt="",
-            outcome=status, next_attempt_at=None,
-        )  # fmt: skip
         return await store.deliveries.record(
-            ctx, attempt, now_ms=now, disable_reason=None, dead_letter=True, failing=failing,
+            ctx, failed_attempt(now, status), now_ms=now, disable_reason=None,
+            dead_letter=True, failing=failing,
             failing_limit_ms=60_000, failing_reason="failing too long",
         )  # fmt: skip
 
@@ -111,13 +115,9 @@ async def test_a_disable_decided_on_a_stale_clock_does_not_happen(
     assert ctx.failing_since == now - 100_000
     # A success elsewhere resets the clock between reading it and recording this failure.
     await redis.delete(Keys.sub_failing(sub.id))
-    attempt = Attempt(
-        number=1, trigger=Trigger.SCHEDULED, started_at=now, duration_ms=1.0, status_code=500,
-        error=None, error_message=None, response_excerpt="", outcome=DeliveryStatus.DEAD,
-        next_attempt_at=None,
-    )  # fmt: skip
     disabled = await store.deliveries.record(
-        ctx, attempt, now_ms=now, disable_reason=None, dead_letter=True,
+        ctx, failed_attempt(now, DeliveryStatus.DEAD), now_ms=now, disable_reason=None,
+        dead_letter=True,
         failing=FailingUpdate("count", now - 100_000, True), failing_limit_ms=60_000,
         failing_reason="failing too long",
     )  # fmt: skip
