@@ -1,8 +1,8 @@
 """``relay apply``: make a relay's sources and subscriptions match a declarative file.
 
 Everything here is pure except :func:`load`, which reads the file and the environment; the
-CLI (``relay.admin_cli``) fetches what the relay has, asks :func:`plan` what to change and
-sends those changes through the HTTP API.
+command (``relay.cli.commands.apply``) fetches what the relay has, asks :func:`plan` what to
+change and sends those changes through the HTTP API.
 
 The file is TOML (``.toml``) or YAML (``.yaml``/``.yml``) with two optional tables,
 ``sources`` and ``subscriptions``, each mapping a name to the fields the API takes::

@@ -1,0 +1,1 @@
+"""One module per admin command group; each parses options, calls the relay and renders."""

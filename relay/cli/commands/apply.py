@@ -1,0 +1,110 @@
+"""``relay apply``: make the relay match a file, using the planner in :mod:`relay.cli.apply`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from relay.cli import apply as apply_file
+from relay.cli.client import CliError, Relay, api_path
+from relay.cli.render import console, emit, secret_line
+
+_VERBS: dict[apply_file.Action, str] = {
+    "create": "created",
+    "update": "updated",
+    "delete": "deleted",
+    "unchanged": "unchanged",
+}
+
+
+def _plan(relay: Relay, file: Path, prune: bool, push_secrets: bool) -> list[apply_file.Change]:
+    try:
+        desired = apply_file.load(file)
+        sources = relay.call("GET", "/api/sources")["data"]
+        subscriptions = relay.call("GET", "/api/subscriptions")["data"]
+        return apply_file.plan(
+            desired, sources, subscriptions, prune=prune, push_secrets=push_secrets
+        )
+    except apply_file.ApplyError as exc:
+        # A file that cannot be applied as written is bad input, like a malformed option.
+        raise CliError(str(exc), 2) from None
+
+
+def _execute(relay: Relay, change: apply_file.Change) -> dict[str, Any] | None:
+    """Make one change; returns the created subscription (with its secret) if it was one."""
+    if change.kind == "source":
+        if change.action == "delete":
+            relay.call("DELETE", api_path("sources", change.name))
+        else:
+            relay.call("PUT", api_path("sources", change.name), body=change.body)
+        return None
+    if change.action == "create":
+        created: dict[str, Any] = relay.call("POST", "/api/subscriptions", body=change.body)
+        return created
+    assert change.id is not None
+    method = "DELETE" if change.action == "delete" else "PATCH"
+    relay.call(method, api_path("subscriptions", change.id), body=change.body)
+    return None
+
+
+def _apply_one(relay: Relay, change: apply_file.Change, dry_run: bool) -> dict[str, Any]:
+    """Make one change (unless ``dry_run``); its report entry, with a new secret if any."""
+    act = not dry_run and change.action != "unchanged"
+    created = _execute(relay, change) if act else None
+    entry: dict[str, Any] = {"kind": change.kind, "name": change.name, "action": change.action}
+    entry |= {"id": created["id"] if created else change.id, "fields": list(change.fields)}
+    if created:
+        entry["secret"] = created["secret"]
+    return entry
+
+
+def _entry_lines(entry: Mapping[str, Any], dry_run: bool) -> list[str]:
+    """``subscription billing sub_x: updated (url)`` and, once, a created one's secret."""
+    action = entry["action"]
+    verb = f"would {action}" if dry_run and action != "unchanged" else _VERBS[action]
+    fields = f" ({', '.join(entry['fields'])})" if entry["fields"] else ""
+    ident = f" {entry['id']}" if entry["id"] else ""
+    lines = [f"{entry['kind']} {entry['name'] or '(unnamed)'}{ident}: {verb}{fields}"]
+    if "secret" in entry:
+        lines.append("  " + secret_line(entry["secret"]))
+    return lines
+
+
+def apply(
+    relay: Relay,
+    file: Annotated[Path, typer.Argument(help="A .toml, .yaml or .yml file.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the changes only.")] = False,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Delete sources and subscriptions not in the file.")
+    ] = False,
+    push_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--push-secrets",
+            help="Re-send secrets the relay never shows back (source secrets, credential-like "
+            "subscription headers), so changed values are applied.",
+        ),
+    ] = False,
+) -> None:
+    """Create or update sources and subscriptions to match FILE, idempotently.
+
+    Values like ${ENV:NAME} come from the environment. Subscriptions are matched by their
+    name in the file, kept as their description. See relay/apply.py for the format.
+    """
+    changes = _plan(relay, file, prune, push_secrets)
+    out = console()
+    report = []
+    for change in changes:
+        report.append(_apply_one(relay, change, dry_run))
+        if not relay.as_json:  # as it goes: if a later change fails, these stand
+            for line in _entry_lines(report[-1], dry_run):
+                out.print(Text(line))
+    n = apply_file.counts(changes)
+    totals = {verb: n[action] for action, verb in _VERBS.items()}
+    done = apply_file.summary(changes)
+    people = f"Dry run, nothing changed. Would be: {done}" if dry_run else done
+    emit(relay.as_json, {"dry_run": dry_run, "changes": report, **totals}, Text(people))

@@ -1,0 +1,60 @@
+"""``relay events``: list, show and fetch the raw body of received events."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from relay.cli.client import Relay, api_path, command
+from relay.cli.columns import DELIVERY_COLUMNS, EVENT_COLUMNS, EVENT_DETAILS
+from relay.cli.commands.listing import show_list
+from relay.cli.commands.options import (
+    AllOpt,
+    EventId,
+    LimitOpt,
+    SinceOpt,
+    UntilOpt,
+    status_value,
+    window,
+)
+from relay.cli.render import details, emit, table
+from relay.domain.models import DeliveryStatus
+
+events_app = typer.Typer(help="Inspect received events.", no_args_is_help=True)
+
+
+@command(events_app, "list")
+def events_list(
+    relay: Relay,
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    event_type: Annotated[str | None, typer.Option(help="Only this event type.")] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    status: Annotated[
+        DeliveryStatus | None, typer.Option(help="Only events with a delivery in this state.")
+    ] = None,
+    limit: LimitOpt = 50,
+    everything: AllOpt = False,
+) -> None:
+    """Events, newest first."""
+    params: dict[str, Any] = {"source": source, "event_type": event_type, "limit": limit}
+    params |= {"status": status_value(status)} | window(since, until)
+    show_list(relay, "/api/events", params, everything, EVENT_COLUMNS)
+
+
+@command(events_app, "show")
+def events_show(relay: Relay, event_id: EventId) -> None:
+    """An event's metadata and its deliveries."""
+    event = relay.call("GET", api_path("events", event_id))
+    deliveries = table(event["deliveries"], DELIVERY_COLUMNS, "Deliveries")
+    emit(relay.as_json, event, details(event, EVENT_DETAILS), deliveries)
+
+
+@command(events_app, "body")
+def events_body(relay: Relay, event_id: EventId) -> None:
+    """Write an event's raw body to stdout, byte for byte."""
+    response = relay.request("GET", api_path("events", event_id, "body"))
+    sys.stdout.buffer.write(response.content)
+    sys.stdout.flush()

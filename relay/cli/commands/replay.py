@@ -1,0 +1,76 @@
+"""``relay replay``: send an event, a delivery or the dead letters again."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.progress import Progress
+
+from relay.cli.client import Relay, api_path, command
+from relay.cli.columns import DELIVERY_COLUMNS
+from relay.cli.commands.options import (
+    DeliveryId,
+    EventId,
+    SinceOpt,
+    SubscriptionOpt,
+    UntilOpt,
+    window,
+)
+from relay.cli.render import console, emit, table
+
+replay_app = typer.Typer(help="Send events and deliveries again.", no_args_is_help=True)
+
+
+@command(replay_app, "event")
+def replay_event(
+    relay: Relay,
+    event_id: EventId,
+    subscription: Annotated[
+        list[str] | None,
+        typer.Option("--subscription", help="Only to this subscription (repeatable)."),
+    ] = None,
+) -> None:
+    """Deliver an event again: to every matching subscription, or to those named."""
+    body = {"subscription_ids": subscription} if subscription else {}
+    replay = relay.call("POST", api_path("events", event_id, "replay"), body=body)
+    deliveries = replay["deliveries"]
+    done = f"Replayed {event_id}: {len(deliveries)} delivery(ies) queued."
+    emit(relay.as_json, replay, table(deliveries, DELIVERY_COLUMNS), done)
+
+
+@command(replay_app, "delivery")
+def replay_delivery(relay: Relay, delivery_id: DeliveryId) -> None:
+    """Attempt one delivery again now (any status but delivering)."""
+    delivery = relay.call("POST", api_path("deliveries", delivery_id, "retry"))
+    emit(relay.as_json, delivery, f"Delivery {delivery_id} requeued (status {delivery['status']}).")
+
+
+@command(replay_app, "dead-letters")
+def replay_dead_letters(
+    relay: Relay,
+    subscription: SubscriptionOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="Deliveries per request.")] = 100,
+) -> None:
+    """Requeue dead deliveries (all, or one subscription's, or a time window's)."""
+    filters = {"subscription_id": subscription} | window(since, until)
+    filters = {k: v for k, v in filters.items() if v is not None}
+    total = relay.call("GET", "/api/dead-letters", params={**filters, "limit": 1})["total"]
+    requeued, remaining, after = 0, total, None
+    # Walk the dead letters in id order, each call starting after the last one seen: one that
+    # dies again at once (a 4xx) goes back into the index behind us, not in front.
+    with Progress(console=console(stderr=True), disable=relay.as_json) as progress:
+        task = progress.add_task("Requeueing dead letters", total=total)
+        while requeued < total:
+            body = filters | {"limit": min(batch, total - requeued), "after": after}
+            answer = relay.call("POST", "/api/dead-letters/replay", body=body)
+            requeued, remaining = requeued + answer["requeued"], answer["remaining"]
+            progress.update(task, completed=requeued)
+            if answer["last"] is None:
+                break
+            after = answer["last"]
+    left = f" {remaining} still dead (new, or dead again): run it again." if remaining else ""
+    result = {"requeued": requeued, "remaining": remaining}
+    emit(relay.as_json, result, f"Requeued {requeued} dead delivery(ies).{left}")
