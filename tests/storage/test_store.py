@@ -41,6 +41,17 @@ async def subscription(store: Store) -> Subscription:
     return sub
 
 
+async def deliveries_of_one_event(store: Store, n: int = 1) -> tuple[Subscription, list[str]]:
+    """A subscription and ``n`` fanned-out deliveries to it."""
+    event_id = await stored_event(store)
+    sub = await subscription(store)
+    now = now_ms()
+    ids = [f"dlv_{now}{i}" for i in range(n)]
+    deliveries = [NewDelivery(i, sub.id, DeliveryMode.RELIABLE, now) for i in ids]
+    assert await store.deliveries.add(event_id, now, deliveries, fan_out=True)
+    return sub, ids
+
+
 def failed_attempt(now: int, outcome: DeliveryStatus) -> Attempt:
     return Attempt(
         number=1, trigger=Trigger.SCHEDULED, started_at=now, duration_ms=1.0, status_code=500,
@@ -58,30 +69,23 @@ async def test_idempotency_keys_expire(store: Store, redis: aioredis.Redis) -> N
 async def test_a_paused_subscription_parks_its_deliveries_and_delete_releases_them(
     store: Store, redis: aioredis.Redis
 ) -> None:
-    event_id = await stored_event(store)
-    sub = await subscription(store)
+    sub, [delivery_id] = await deliveries_of_one_event(store)
     now = now_ms()
-    delivery = NewDelivery(f"dlv_{now}", sub.id, DeliveryMode.RELIABLE, now)
-    assert await store.deliveries.add(event_id, now, [delivery], fan_out=True)
     assert await store.subscriptions.set_paused(sub.id, True) == []
-    claim = await store.deliveries.claim(delivery.id, sub.id, 1, now, now + 1000)
+    claim = await store.deliveries.claim(delivery_id, sub.id, 1, now, now + 1000)
     assert claim == "paused"
     assert await redis.zcard(Keys.paused(sub.id)) == 1
-    assert await redis.zscore(Keys.due, delivery.id) is None
+    assert await redis.zscore(Keys.due, delivery_id) is None
     await store.subscriptions.delete(sub)
     assert await redis.exists(Keys.paused(sub.id)) == 0
-    assert await redis.zscore(Keys.due, delivery.id) is not None
+    assert await redis.zscore(Keys.due, delivery_id) is not None
 
 
 async def test_the_failing_clock_lives_under_a_ttl_and_a_success_resets_it(
     store: Store, redis: aioredis.Redis
 ) -> None:
-    event_id = await stored_event(store)
-    sub = await subscription(store)
+    sub, ids = await deliveries_of_one_event(store, 2)
     now = now_ms()
-    ids = [f"dlv_{now}a", f"dlv_{now}b"]
-    deliveries = [NewDelivery(i, sub.id, DeliveryMode.RELIABLE, now) for i in ids]
-    assert await store.deliveries.add(event_id, now, deliveries, fan_out=True)
 
     async def record(
         delivery_id: str, status: DeliveryStatus, failing: FailingUpdate
@@ -104,13 +108,10 @@ async def test_the_failing_clock_lives_under_a_ttl_and_a_success_resets_it(
 async def test_a_disable_decided_on_a_stale_clock_does_not_happen(
     store: Store, redis: aioredis.Redis
 ) -> None:
-    event_id = await stored_event(store)
-    sub = await subscription(store)
+    sub, [delivery_id] = await deliveries_of_one_event(store)
     now = now_ms()
-    delivery = NewDelivery(f"dlv_{now}", sub.id, DeliveryMode.RELIABLE, now)
-    assert await store.deliveries.add(event_id, now, [delivery], fan_out=True)
     await redis.set(Keys.sub_failing(sub.id), now - 100_000)
-    ctx = await store.deliveries.context(delivery.id)
+    ctx = await store.deliveries.context(delivery_id)
     assert ctx is not None
     assert ctx.failing_since == now - 100_000
     # A success elsewhere resets the clock between reading it and recording this failure.

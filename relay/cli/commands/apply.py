@@ -93,7 +93,7 @@ def apply(
     """Create or update sources and subscriptions to match FILE, idempotently.
 
     Values like ${ENV:NAME} come from the environment. Subscriptions are matched by their
-    name in the file, kept as their description. See relay/apply.py for the format.
+    name in the file, kept as their description. See relay/cli/apply.py for the format.
     """
     changes = _plan(relay, file, prune, push_secrets)
     out = console()
