@@ -49,3 +49,17 @@ def test_a_mismatch_is_caught() -> None:
     names = declared("claim")
     swapped = ("due_key", "delivery_key", "sub_key", "paused_key")
     assert names["KEYS"] != list(swapped)
+
+
+def test_installed_packages_carry_every_script() -> None:
+    # The scripts are read from disk at run time; a wheel without them fails at first use.
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["relay.storage"]
+    package = LUA_DIR.parent
+    shipped = {p for g in globs for p in package.glob(g)}
+    assert set(LUA_DIR.rglob("*.lua")) <= shipped
