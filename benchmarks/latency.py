@@ -21,11 +21,8 @@ import argparse
 import contextlib
 import math
 import os
-import platform
 import random
 import secrets
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,14 +32,21 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
 import httpx
-import uvicorn
+from _procs import (
+    CpuMeter,
+    admin,
+    print_header,
+    relay_command,
+    relay_env,
+    spawn,
+    stop_all,
+    stop_on_sigterm,
+    tail,
+)
 
-import relay
-from relay.devtools.embedded_redis import EmbeddedRedis, find_redis_server, free_port
+from relay.devtools.embedded_redis import EmbeddedRedis, free_port
 from relay.devtools.receiver import Receiver
 
 BODY_BYTES = 300
@@ -87,40 +91,6 @@ class Summary:
         return f"{self.p99 / self.p50:.2f}" if self.p50 > 0 else "-"
 
 
-# --- CPU accounting (Linux /proc; silently absent elsewhere) -------------------------------
-
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of a process (all its threads), from /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-class CpuMeter:
-    """CPU seconds each named process used between ``start()`` and ``stop()``."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-        self._before: dict[str, float | None] = {}
-
-    def start(self) -> None:
-        self._before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
-
-    def stop(self) -> dict[str, float]:
-        used: dict[str, float] = {}
-        for name, pid in self.pids.items():
-            before, after = self._before.get(name), cpu_seconds(pid)
-            if before is not None and after is not None:
-                used[name] = after - before
-        return used
-
-
 # --- the stack under test ------------------------------------------------------------------
 
 
@@ -149,27 +119,7 @@ class Stack:
                 raise RuntimeError(f"relay {name} exited with {proc.returncode}\n{self.tail(name)}")
 
     def tail(self, name: str, lines: int = 20) -> str:
-        path = self.log_dir / f"{name}.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def relay_command(sub: str) -> list[str]:
-    beside = Path(sys.executable).parent / "relay"
-    exe = str(beside) if beside.exists() else shutil.which("relay")
-    return [exe, sub] if exe else [sys.executable, "-m", "relay.cli", sub]
-
-
-def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        return tail(self.log_dir / f"{name}.log", lines)
 
 
 @contextlib.contextmanager
@@ -180,38 +130,14 @@ def running_stack(log_dir: Path) -> Iterator[Stack]:
         redis.start()
         port = free_port()
         token = "bench_" + secrets.token_urlsafe(18)
-        # RELAY_* tuning variables (RELAY_WORKER_POLL_DELAY_S, ...) pass through to both
-        # processes; where the relay runs and how it is reached are set here.
-        env = dict(os.environ)
-        env.update(
-            RELAY_REDIS_URL=redis.url,
-            RELAY_ADMIN_TOKEN=token,
-            RELAY_HOST="127.0.0.1",
-            RELAY_PORT=str(port),
-            RELAY_LOG_LEVEL="WARNING",
-            # The receiver is on loopback, which the relay refuses by default.
-            RELAY_ALLOWED_PRIVATE_NETWORKS="127.0.0.0/8,::1/128",
-            RELAY_LOG_FORMAT="json",
-        )
+        env = relay_env(redis.url, token, port, log_level="WARNING")
         for sub in ("serve", "worker"):
-            with (log_dir / f"{sub}.log").open("wb") as log:
-                procs[sub] = subprocess.Popen(
-                    relay_command(sub),
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # stopped by us, not by a Ctrl-C meant for us
-                )
+            procs[sub] = spawn(relay_command(sub), env, log_dir / f"{sub}.log")
         stack = Stack(f"http://127.0.0.1:{port}", token, redis, procs, log_dir)
         wait_for_api(stack)
         yield stack
     finally:
-        for proc in procs.values():  # SIGTERM to both first, then wait for each
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs.values():
-            stop_process(proc)
+        stop_all(procs)
         redis.stop()
 
 
@@ -377,16 +303,6 @@ def breakdown(client: httpx.Client, auth: dict[str, str], sent: list[Sent]) -> d
     return {name: Summary.of(values) for name, values in parts.items()}
 
 
-# --- admin ---------------------------------------------------------------------------------
-
-
-def admin(client: httpx.Client, auth: dict[str, str], method: str, path: str, **json: Any) -> Any:
-    response = client.request(method, path, headers=auth, json=json)
-    if response.status_code >= 300:
-        raise RuntimeError(f"{method} {path} answered {response.status_code}: {response.text}")
-    return response.json() if response.content else None
-
-
 # --- output --------------------------------------------------------------------------------
 
 
@@ -404,38 +320,6 @@ def print_table(title: str, rows: list[tuple[str, Summary, str]], extra_head: st
             f"{s.max:>7.2f} {s.tail_ratio:>7}"
         )
         print(line + (f"  {extra}" if extra else ""))
-
-
-def redis_version() -> str:
-    try:
-        out = subprocess.run(
-            [find_redis_server(), "--version"], capture_output=True, text=True, timeout=5
-        ).stdout
-    except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
-        return f"? ({exc})"
-    for part in out.split():
-        if part.startswith("v="):
-            return part[2:]
-    return out.strip()
-
-
-def versions() -> str:
-    import arq
-    import fastapi
-
-    loop = "uvloop" if _has("uvloop") else "asyncio"
-    http = "httptools" if _has("httptools") else "h11"
-    return (
-        f"python {platform.python_version()}, redis-server {redis_version()}, "
-        f"uvicorn {uvicorn.__version__} ({loop}, {http}), httpx {httpx.__version__}, "
-        f"fastapi {fastapi.__version__}, arq {getattr(arq, 'VERSION', '?')}"
-    )
-
-
-def _has(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
 
 
 # --- main ----------------------------------------------------------------------------------
@@ -546,13 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="seed of the gaps between events")
     args = parser.parse_args(argv)
 
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt  # run the finally blocks: stop what was started
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    print(f"machine: {platform.platform()}, os.cpu_count()={os.cpu_count()}")
-    print(f"versions: {versions()}")
-    print(f"relay code: {Path(relay.__file__).parent.parent}")
+    stop_on_sigterm()
+    print_header()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
         stack: Stack | None = None

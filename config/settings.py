@@ -83,12 +83,16 @@ class Settings(BaseSettings):
     delivery_timeout_s: float = Field(default=15.0, gt=0)
     best_effort_timeout_s: float = Field(default=5.0, gt=0)
     response_excerpt_bytes: int = Field(default=1024, ge=0)
-    inline_retry_max_s: float = Field(default=5.0, ge=0)
     # A subscription whose every attempt has failed for this long is disabled (0: never).
     disable_after_failing_s: float = Field(default=5 * 86_400, ge=0)
     # After a rotation, deliveries carry signatures from both secrets for this long.
     secret_rotation_overlap_s: int = Field(default=24 * 3600, ge=0)
-    max_concurrency_per_subscription: int = Field(default=16, ge=1)
+    # Attempts in flight per subscription across all workers, unless it sets max_concurrency.
+    max_concurrency_per_subscription: int = Field(default=16, ge=1, le=1000)
+    # A lane's job drains it for at most this long before it makes way for other lanes.
+    lane_budget_s: float = Field(default=2.0, gt=0, le=60)
+    # Events accepted within this many ms of each other are fanned out in one Redis step.
+    fanout_batch_window_ms: float = Field(default=2.0, ge=0, le=100)
     retry: RetrySettings = RetrySettings()
 
     # Retention of events, deliveries and attempts.
@@ -139,9 +143,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _job_outlives_attempt(self) -> Settings:
-        # ARQ treats a job timeout as terminal; the job must always outlive one HTTP attempt.
-        if self.job_timeout_s <= self.delivery_timeout_s + 5:
-            raise ValueError("job_timeout_s must exceed delivery_timeout_s by more than 5 s")
+        # ARQ treats a job timeout as terminal; a lane's job must always outlive its budget
+        # plus one HTTP attempt started at its end.
+        if self.job_timeout_s <= self.lane_budget_s + self.delivery_timeout_s + 5:
+            raise ValueError(
+                "job_timeout_s must exceed lane_budget_s + delivery_timeout_s by more than 5 s"
+            )
         return self
 
     @property

@@ -50,9 +50,13 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
+def store_for(redis: aioredis.Redis, settings: Settings) -> Store:
+    return Store(redis, queue.job_queue(settings.queue_name), settings.retention_ms)
+
+
 @pytest.fixture
-def store(redis: aioredis.Redis) -> Store:
-    return Store(redis)
+def store(redis: aioredis.Redis, settings: Settings) -> Store:
+    return store_for(redis, settings)
 
 
 @pytest.fixture
@@ -72,7 +76,6 @@ def make_settings(redis_url: str) -> Callable[..., Settings]:
             "delivery_timeout_s": 2,
             "best_effort_timeout_s": 1,
             "job_timeout_s": 10,
-            "inline_retry_max_s": 0.1,
             # The receivers live on loopback, which production settings refuse.
             "allowed_private_networks": ("127.0.0.0/8", "::1/128"),
         }

@@ -11,22 +11,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from arq.connections import ArqRedis
 
 from config.settings import Settings
-from relay.delivery.attempt import Attempter
+from relay.delivery.fanout import SubscriptionCache
+from relay.delivery.lane import LaneRunner
 from relay.storage import Store
-from workers.limits import SubscriptionLimits
 
 
 @dataclass
 class WorkerDeps:
     settings: Settings
     store: Store
-    pool: ArqRedis  # ARQ's own connection: the jobs queue follow-up jobs through it
     client: httpx.AsyncClient
-    attempter: Attempter
-    limits: SubscriptionLimits
+    lanes: LaneRunner
+    subscriptions: SubscriptionCache  # for the recovery cron's fan-out
     worker_id: str
     heartbeat: asyncio.Task[None] | None = None
 

@@ -1,7 +1,7 @@
 """Build and run the ARQ worker from settings.
 
 ARQ rules this honours (arq 0.28): a job timeout is terminal, so ``job_timeout`` is short
-but always above one HTTP deadline plus inline retries, and never ``None`` (that makes jobs
+but always above a lane's budget plus one HTTP deadline, and never ``None`` (that makes jobs
 run twice); results are not kept and not logged (jobs carry ids only anyway); the
 serializer is JSON, never pickle; SIGTERM lets running attempts finish
 (``job_completion_wait``) instead of cancelling them mid-request.
@@ -25,30 +25,29 @@ from arq.worker import Worker, func
 from config.settings import Settings
 from relay.delivery import outbound, queue
 from relay.delivery.attempt import Attempter
+from relay.delivery.fanout import SubscriptionCache
+from relay.delivery.lane import LaneRunner, observe_lanes
 from relay.domain.clock import now_ms
-from relay.observability import metrics
 from relay.storage import HEARTBEAT_S, Store
-from workers.delivery import deliver
+from workers.delivery import deliver, lane
 from workers.deps import WorkerDeps
-from workers.limits import SubscriptionLimits
 from workers.recovery import recover
 
 log = structlog.get_logger("relay.worker")
 
-# A delivery job may be re-run after crashes and while its subscriber is at its concurrency
-# cap (Retry); each run re-checks the store, so a generous bound only guards against loops.
-DELIVER_MAX_TRIES = 1000
+# A job whose worker died is run again by another worker (ARQ counts that as a try); past
+# this, the lane is left to the recovery cron, which arms it afresh.
+LANE_MAX_TRIES = 5
 
 
 async def _heartbeat(store: Store, worker_id: str) -> None:
     """Our own per-worker liveness for /readyz (ARQ's health key is shared by all workers
-    and deleted when any one of them stops). Also refreshes the queue-depth gauge."""
+    and deleted when any one of them stops). Also refreshes the queue-depth gauges."""
     while True:
         try:
             now = now_ms()
             await store.housekeeping.heartbeat(worker_id, now)
-            for state, count in (await store.housekeeping.queue_depth(now)).items():
-                metrics.QUEUE_DEPTH.labels(state).set(count)
+            await observe_lanes(store, now)
         except Exception:
             log.warning("worker.heartbeat_failed", worker_id=worker_id, exc_info=True)
         await asyncio.sleep(HEARTBEAT_S)
@@ -58,18 +57,24 @@ def build_worker(
     settings: Settings, pool: ArqRedis, *, burst: bool = False, handle_signals: bool = True
 ) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
-        store = Store(ctx["redis"], settings.retention_ms)
+        store = Store(ctx["redis"], queue.job_queue(settings.queue_name), settings.retention_ms)
+        moved = await store.lanes.migrate_legacy(now_ms())
+        if moved:
+            log.warning("worker.migrated_to_lanes", deliveries=moved)
+        # Every lane job may have a subscription's full concurrency in flight at once.
         client = outbound.make_client(
-            settings.worker_max_jobs, settings.delivery_timeout_s, settings.address_guard
+            settings.worker_max_jobs * settings.max_concurrency_per_subscription,
+            settings.delivery_timeout_s,
+            settings.address_guard,
         )
+        attempter = Attempter(store, client, settings)
         worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         deps = WorkerDeps(
             settings=settings,
             store=store,
-            pool=ctx["redis"],
             client=client,
-            attempter=Attempter(store, client, settings),
-            limits=SubscriptionLimits(settings.max_concurrency_per_subscription),
+            lanes=LaneRunner(store, attempter, settings),
+            subscriptions=SubscriptionCache(store),
             worker_id=worker_id,
         )
         deps.heartbeat = asyncio.create_task(_heartbeat(store, worker_id))
@@ -99,7 +104,8 @@ def build_worker(
     every = settings.recovery_interval_s
     return Worker(
         functions=[
-            func(deliver, name=queue.DELIVER_JOB, max_tries=DELIVER_MAX_TRIES, keep_result=0)
+            func(lane, name=queue.LANE_JOB, max_tries=LANE_MAX_TRIES, keep_result=0),
+            func(deliver, name=queue.LEGACY_DELIVER_JOB, max_tries=LANE_MAX_TRIES, keep_result=0),
         ],
         cron_jobs=[
             cron(
@@ -123,7 +129,6 @@ def build_worker(
         job_timeout=settings.job_timeout_s,
         keep_result=0,
         poll_delay=settings.worker_poll_delay_s,
-        max_tries=DELIVER_MAX_TRIES,
         job_serializer=queue.serialize,
         job_deserializer=queue.deserialize,
         log_results=False,

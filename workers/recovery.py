@@ -2,9 +2,9 @@
 
 - Events accepted but never fanned out (the API died between its 202 and the background
   task) are fanned out once they are older than ``RELAY_FANOUT_GRACE_S``.
-- Deliveries that are due but have no live job (a job lost with a crashed worker, an expired
-  key, a Redis restart) are queued again. ARQ refuses a job id that is still live, so a
-  delivery that does have its job is left alone.
+- Lanes with work and no live job (a job lost with a Redis restart, a best-effort attempt
+  whose API process died, a job that failed) are armed again. A lane whose job exists is
+  left alone.
 
 Our store is the source of truth and ARQ jobs are only wake-ups: a lost job delays a
 delivery, never drops it.
@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from relay.delivery.fanout import fan_out, requeue_due
+from relay.delivery.fanout import fan_out, stored_event
 from relay.domain.clock import now_ms
 from workers.deps import WorkerDeps
 
@@ -32,17 +32,19 @@ async def recover(ctx: dict[str, Any]) -> dict[str, int]:
     cutoff = now - int(settings.fanout_grace_s * 1000)
     for event_id in await store.events.unfanned_before(cutoff, settings.recovery_batch):
         try:
-            if await fan_out(store, deps.pool, event_id) is not None:
+            event = await stored_event(store, event_id)
+            if event is not None and (await fan_out(store, deps.subscriptions, [event]))[0]:
                 fanned += 1
                 log.warning("recovery.fanned_out", event_id=event_id)
         except Exception:
-            # One bad event must not hold up the others, nor the re-queueing below.
+            # One bad event must not hold up the others, nor the lanes below.
             log.exception("recovery.fanout_failed", event_id=event_id)
 
-    requeued = await requeue_due(
-        store, deps.pool, now - int(settings.reconcile_grace_s * 1000), settings.recovery_batch
-    )
-    if requeued:
-        log.warning("recovery.requeued", deliveries=requeued)
+    lanes = await store.lanes.with_work()
+    armed: list[str] = []
+    for i in range(0, len(lanes), settings.recovery_batch):
+        armed += await store.lanes.arm_idle(lanes[i : i + settings.recovery_batch], now)
+    if armed:
+        log.warning("recovery.rearmed", lanes=len(armed))
     removed = await store.housekeeping.trim_indexes(now)
-    return {"fanned_out": fanned, "requeued": requeued, "trimmed": removed}
+    return {"fanned_out": fanned, "rearmed": len(armed), "trimmed": removed}

@@ -27,11 +27,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis_url = settings.require_redis_url()
         redis = Redis.from_url(redis_url, decode_responses=False)
-        pool = await queue.connect(redis_url, settings.queue_name)
-        store = Store(redis, settings.retention_ms)
+        # Lanes are armed from Lua in the fan-out step: the API needs no ARQ connection.
+        store = Store(redis, queue.job_queue(settings.queue_name), settings.retention_ms)
         client = outbound.make_client(64, settings.best_effort_timeout_s, settings.address_guard)
         attempter = Attempter(store, client, settings)
-        app.state.services = Services.build(settings, store, pool, attempter)
+        services = app.state.services = Services.build(settings, store, attempter)
         for source in await store.sources.all():
             if source.verification.scheme == "none":
                 log.warning("source.unverified", source=source.name, scheme="none")
@@ -41,8 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await services.fanout.close()
             await client.aclose()
-            await pool.aclose()
             await redis.aclose()
             log.info("api.stopped")
 

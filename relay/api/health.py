@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from relay.api.deps import ServicesDep
 from relay.api.problems import Problem, problem_response
+from relay.delivery.lane import observe_lanes
 from relay.domain.clock import now_ms
 from relay.observability import metrics
 from relay.storage import HEARTBEAT_STALE_MS
@@ -47,7 +48,6 @@ async def readyz(services: ServicesDep) -> JSONResponse:
 @router.get("/metrics", response_class=Response)
 async def get_metrics(services: ServicesDep) -> Response:
     """Prometheus text exposition; queue depth is read from Redis at scrape time."""
-    for state, count in (await services.store.housekeeping.queue_depth(now_ms())).items():
-        metrics.QUEUE_DEPTH.labels(state).set(count)
+    await observe_lanes(services.store, now_ms())
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)

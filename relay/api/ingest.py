@@ -11,8 +11,7 @@ from fastapi.responses import JSONResponse
 
 from relay.api.deps import ServicesDep
 from relay.api.problems import Problem, problem_docs
-from relay.api.services import Services
-from relay.delivery.fanout import EventRef, fan_out
+from relay.delivery.fanout import EventRef
 from relay.delivery.ingest import Challenge, UnknownSource
 from relay.domain.models import IngestAccepted
 from relay.domain.verification import VerificationError
@@ -40,14 +39,6 @@ def _rejected(bound: structlog.stdlib.BoundLogger, source: str, reason: str, sta
     INGESTED.labels(source, "rejected", reason).inc()
     level = bound.warning if status == 401 else bound.info
     level("ingest.rejected", reason=reason, status=status)
-
-
-async def _fan_out_after_response(services: Services, event: EventRef) -> None:
-    try:
-        await fan_out(services.store, services.pool, event, services.attempter)
-    except Exception:
-        # The event is safe in Redis; the worker's recovery cron fans it out later.
-        log.exception("fanout.failed", event_id=event.id)
 
 
 @router.post(
@@ -102,8 +93,10 @@ async def ingest(
         bound.info("ingest.duplicate", **fields)
         return JSONResponse({"event_id": result.event_id, "status": "duplicate"}, status_code=200)
     bound.info("ingest.accepted", **fields)
-    event = EventRef(result.event_id, source, outcome.event_type)
-    background.add_task(_fan_out_after_response, services, event)
+    event = EventRef(result.event_id, source, outcome.event_type, outcome.headers, body)
+    # Light fan-out after the response; the batcher logs a failed commit and leaves the
+    # event to the recovery cron (it is safe in Redis).
+    background.add_task(services.fanout.submit, event)
     return JSONResponse(
         {"event_id": result.event_id, "status": "accepted"},
         status_code=202,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from arq.connections import ArqRedis
-
 from config.settings import Settings
 from relay.delivery.attempt import Attempter
+from relay.delivery.fanout import FanoutBatcher, Planned, SubscriptionCache
 from relay.delivery.ingest import Ingestor
 from relay.delivery.replay import Replays
 from relay.delivery.subscriptions import Subscriptions
+from relay.domain.models import DeliveryMode
 from relay.storage import Store
 
 
@@ -18,22 +18,34 @@ from relay.storage import Store
 class Services:
     settings: Settings
     store: Store
-    pool: ArqRedis
     ingestor: Ingestor
     attempter: Attempter
+    fanout: FanoutBatcher
     subscriptions: Subscriptions
     replays: Replays
 
     @classmethod
-    def build(
-        cls, settings: Settings, store: Store, pool: ArqRedis, attempter: Attempter
-    ) -> Services:
+    def build(cls, settings: Settings, store: Store, attempter: Attempter) -> Services:
+        async def attempt_best_effort(planned: Planned) -> None:
+            # Best-effort deliveries get their one attempt here, right after fan-out; the
+            # lane takes one over only if this process dies before recording it.
+            for delivery in planned.deliveries:
+                if delivery.inline:
+                    await attempter.run(delivery.id)
+
         return cls(
             settings=settings,
             store=store,
-            pool=pool,
             ingestor=Ingestor(store, settings),
             attempter=attempter,
-            subscriptions=Subscriptions(store, pool, attempter, settings),
-            replays=Replays(store, pool),
+            fanout=FanoutBatcher(
+                store,
+                SubscriptionCache(store),
+                window_s=settings.fanout_batch_window_ms / 1000,
+                max_batch=256,
+                inline_lease_ms=attempter.lease_ms(DeliveryMode.BEST_EFFORT),
+                after_commit=attempt_best_effort,
+            ),
+            subscriptions=Subscriptions(store, attempter, settings),
+            replays=Replays(store),
         )

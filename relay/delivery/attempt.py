@@ -14,7 +14,7 @@ from structlog.contextvars import bound_contextvars
 
 from config.settings import Settings
 from relay.delivery import outbound
-from relay.domain import failing
+from relay.domain import backpressure, failing
 from relay.domain.clock import now_ms
 from relay.domain.models import (
     TEST_SOURCE,
@@ -108,49 +108,37 @@ class Attempter:
         )
         return min(sub.timeout_s or limit, limit)
 
-    async def run(
-        self,
-        delivery_id: str,
-        attempt: int,
-        trigger: Trigger = Trigger.SCHEDULED,
-        subscription_id: str | None = None,
-        *,
-        ignore_pause: bool = False,
-    ) -> Attempt | None:
-        """Make attempt number ``attempt`` of a delivery and record it; None when nothing
-        was attempted (the delivery is done, taken, out of date or parked)."""
-        if subscription_id is None:
-            owner = await self.store.deliveries.owner(delivery_id)
-            if owner is None:
-                return None
-            subscription_id = owner[0]
-        # Every line logged while this attempt runs names the delivery it concerns.
-        with bound_contextvars(delivery_id=delivery_id, subscription_id=subscription_id):
-            return await self._run(delivery_id, subscription_id, attempt, trigger, ignore_pause)
+    def lease_ms(self, mode: DeliveryMode) -> int:
+        """How long a claim on one attempt lasts: the HTTP deadline and a margin, so a slow
+        but live attempt keeps it."""
+        deadline = (
+            self.settings.best_effort_timeout_s
+            if mode is DeliveryMode.BEST_EFFORT
+            else self.settings.delivery_timeout_s
+        )
+        return int((deadline + LEASE_MARGIN_S) * 1000)
 
-    async def _run(
-        self,
-        delivery_id: str,
-        subscription_id: str,
-        attempt: int,
-        trigger: Trigger,
-        ignore_pause: bool,
-    ) -> Attempt | None:
-        started_ms = now_ms()
-        lease_until = started_ms + int((self.settings.delivery_timeout_s + LEASE_MARGIN_S) * 1000)
-        claim = await self.store.deliveries.claim(
-            delivery_id, subscription_id, attempt, started_ms, lease_until,
-            ignore_pause=ignore_pause,
-        )  # fmt: skip
-        if claim != "ok":
-            event = "delivery.parked" if claim == "paused" else "delivery.skipped"
-            log.info(event, attempt=attempt, claim=claim)
-            return None
+    async def run(self, delivery_id: str, trigger: Trigger | None = None) -> Attempt | None:
+        """Attempt a delivery the caller holds in flight (it was created inline: an API
+        best-effort delivery or a subscription test); None when it is gone."""
         ctx = await self.store.deliveries.context(delivery_id)
         if ctx is None:
-            log.error("delivery.orphaned", attempt=attempt)
+            log.error("delivery.orphaned", delivery_id=delivery_id)
             return None
-        with bound_contextvars(event_id=ctx.event.id):
+        return await self.attempt(ctx, trigger)
+
+    async def attempt(self, ctx: DeliveryContext, trigger: Trigger | None = None) -> Attempt | None:
+        """Make the next attempt of a claimed delivery and record it; None when another run
+        recorded that attempt first."""
+        attempt = ctx.delivery.attempts + 1
+        trigger = trigger or ctx.trigger
+        started_ms = now_ms()
+        # Every line logged while this attempt runs names the delivery it concerns.
+        with bound_contextvars(
+            delivery_id=ctx.delivery.id,
+            subscription_id=ctx.delivery.subscription_id,
+            event_id=ctx.event.id,
+        ):
             try:
                 return await self._call(ctx, attempt, trigger, started_ms)
             except Exception as exc:
@@ -233,6 +221,10 @@ class Attempter:
             now_ms=finished_ms,
             limit_ms=limit_ms,
         )
+        hold_s = None
+        if policy is not None and not own_test:
+            failures = ctx.lane_failures + (clock.action == "count")
+            hold_s = backpressure.hold_for(result, failures, policy.max_wait_s)
         try:
             disabled = await self.store.deliveries.record(
                 ctx, record, now_ms=finished_ms,
@@ -241,6 +233,7 @@ class Attempter:
                 dead_letter=not own_test,
                 failing=clock, failing_limit_ms=limit_ms,
                 failing_reason=failing.describe(limit_ms),
+                hold_until_ms=None if hold_s is None else finished_ms + int(hold_s * 1000),
             )  # fmt: skip
         except AlreadyRecorded:
             log.warning("delivery.record_conflict", attempt=attempt)

@@ -1,38 +1,46 @@
-"""Putting deliveries on the road: fan-out, replay, and re-queueing what is due.
+"""Putting deliveries on the road: fan-out and replay.
 
-Fan-out turns one stored event into one delivery per matching subscription. It is called by
-the API's background task right after the 202, and by the worker's recovery cron for events
-whose background task never ran. Whoever commits first wins; the other finds the event
-already fanned out and does nothing.
+Fan-out turns stored events into one delivery per matching subscription. The API's
+background tasks hand their events to a :class:`FanoutBatcher`, which commits the events
+accepted within a few milliseconds in one Lua step; the worker's recovery cron fans out
+events whose background task never ran. Whoever commits first wins; the other finds the
+event already fanned out and does nothing.
+
+Subscriptions are cached per process and planned against their revision (``subs:rev``):
+the fan-out script refuses a plan made on subscriptions that changed since, and the plan is
+made again on fresh ones, so a cached subscription is never used after it changed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import structlog
-from arq.connections import ArqRedis
 
-from relay.delivery import queue
-from relay.delivery.attempt import LEASE_MARGIN_S, Attempter
 from relay.domain.clock import now_ms
 from relay.domain.ids import new_id
 from relay.domain.matching import wants
-from relay.domain.models import DeliveryMode
-from relay.storage import Due, NewDelivery, Store
+from relay.domain.models import DeliveryMode, Subscription
+from relay.storage import NewDeliveries, NewDelivery, NotFannedOut, StaleSubscriptions, Store
 
 log = structlog.get_logger("relay.dispatch")
 
 
+class UnknownSubscription(LookupError):
+    """No subscription has this id."""
+
+
 @dataclass(frozen=True, slots=True)
 class EventRef:
-    """What matching needs of an event: the ingest path knows it without asking Redis."""
+    """What planning needs of an event; the ingest path has it without asking Redis."""
 
     id: str
     source: str
     event_type: str | None
+    headers: Mapping[str, str] = field(default_factory=dict)  # the stored headers
+    body: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,144 +49,199 @@ class Planned:
     deliveries: list[NewDelivery]
 
 
-async def plan_and_commit(
-    store: Store,
-    event: str | EventRef,
-    *,
-    best_effort_inline: bool,
-    best_effort_lease_s: float,
-) -> Planned | None:
-    """Create the event's deliveries atomically; None if it was fanned out already.
+class SubscriptionCache:
+    """Every subscription, read again only when ``subs:rev`` has moved."""
 
-    ``event`` is an id (the event is read from Redis) or what the caller already knows.
-    When best-effort attempts run inline (in the API), their due time is pushed past the
-    attempt's lease so reconciliation only touches them if this process dies first.
-    """
-    if isinstance(event, str):
-        stored = await store.events.get(event)
-        if stored is None:
-            return None
-        event = EventRef(stored.id, stored.source, stored.event_type)
-    event_id = event.id
-    subscriptions = await store.subscriptions.for_source(event.source)
-    now = now_ms()
-    inline_due = now + int(best_effort_lease_s * 1000)
-    deliveries = [
-        NewDelivery(
-            id=new_id("dlv", now),
-            subscription_id=sub.id,
-            mode=sub.mode,
-            due_ms=inline_due
-            if best_effort_inline and sub.mode is DeliveryMode.BEST_EFFORT
-            else now,
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._rev: str | None = None
+        self._subs: list[Subscription] = []
+
+    async def current(self, *, refresh: bool = False) -> tuple[str, list[Subscription]]:
+        if refresh or self._rev is None:
+            # The revision first: subscriptions read after it are at least that new, so a
+            # change in between makes the plan stale rather than silently old.
+            rev = await self._store.subscriptions.revision()
+            self._subs = await self._store.subscriptions.all()
+            self._rev = rev
+        return self._rev, self._subs
+
+
+def plan(
+    event: EventRef,
+    subscriptions: Sequence[Subscription],
+    now: int,
+    *,
+    inline_lease_ms: int | None = None,
+    mode: DeliveryMode | None = None,
+    match: bool = True,
+) -> Planned:
+    """One delivery per subscription that wants the event (every one given, without
+    ``match``), in its own mode or in ``mode``. With ``inline_lease_ms`` the caller attempts
+    best-effort deliveries itself, under a lease that long."""
+    deliveries = []
+    for sub in subscriptions:
+        if match and not wants(sub, event.source, event.event_type):
+            continue
+        sub_mode = mode or sub.mode
+        inline = inline_lease_ms is not None and sub_mode is DeliveryMode.BEST_EFFORT
+        deliveries.append(
+            NewDelivery(
+                id=new_id("dlv", now),
+                subscription_id=sub.id,
+                mode=sub_mode,
+                due_ms=now + inline_lease_ms if inline and inline_lease_ms else now,
+                inline=inline,
+                # A best-effort delivery has one attempt: there is no order to keep.
+                ordering_key=None
+                if sub_mode is DeliveryMode.BEST_EFFORT
+                else sub.ordering_key(dict(event.headers), event.body),
+            )
         )
-        for sub in subscriptions
-        if wants(sub, event.source, event.event_type)
-    ]
-    if not await store.deliveries.add(event_id, now, deliveries, fan_out=True):
-        return None
-    log.info(
-        "fanout.completed",
-        event_id=event_id,
-        source=event.source,
-        event_type=event.event_type,
-        deliveries=len(deliveries),
-    )
-    return Planned(event_id, deliveries)
+    return Planned(event.id, deliveries)
 
 
 async def fan_out(
-    store: Store, pool: ArqRedis, event: str | EventRef, attempter: Attempter | None = None
-) -> Planned | None:
-    """Fan out one event: queue its reliable deliveries, try best-effort ones once here.
+    store: Store,
+    cache: SubscriptionCache,
+    events: Sequence[EventRef],
+    *,
+    inline_lease_ms: int | None = None,
+) -> list[Planned | None]:
+    """Create the deliveries of these events in one step; None for an event fanned out
+    already (or gone)."""
+    refresh = False
+    for _ in range(5):
+        rev, subs = await cache.current(refresh=refresh)
+        now = now_ms()
+        planned = [plan(e, subs, now, inline_lease_ms=inline_lease_ms) for e in events]
+        batch = [NewDeliveries(p.event_id, p.deliveries) for p in planned]
+        try:
+            added = await store.deliveries.add(batch, now, fan_out=True, subs_rev=rev)
+        except StaleSubscriptions:
+            refresh = True
+            continue
+        done = [p if ok == 1 else None for p, ok in zip(planned, added, strict=True)]
+        for p, event in zip(done, events, strict=True):
+            if p is not None:
+                log.info("fanout.completed", event_id=p.event_id, source=event.source,
+                         event_type=event.event_type, deliveries=len(p.deliveries))  # fmt: skip
+        return done
+    raise RuntimeError("subscriptions keep changing under fan-out")
 
-    Without an ``attempter`` (the worker's recovery path) best-effort deliveries are queued
-    too; the delivery job makes their single attempt.
-    """
-    lease_s = attempter.settings.best_effort_timeout_s + LEASE_MARGIN_S if attempter else 0.0
-    planned = await plan_and_commit(
-        store, event, best_effort_inline=attempter is not None, best_effort_lease_s=lease_s
-    )
-    if planned is None:
+
+async def stored_event(store: Store, event_id: str) -> EventRef | None:
+    """An event as planning needs it, read back from Redis (recovery, replay)."""
+    event = await store.events.get(event_id)
+    found = await store.events.body(event_id)
+    if event is None or found is None:
         return None
-    await start(pool, planned.deliveries, attempter)
-    return planned
-
-
-async def start(
-    pool: ArqRedis, deliveries: Sequence[NewDelivery], attempter: Attempter | None = None
-) -> None:
-    """Queue reliable deliveries' first attempts; make best-effort ones here if we can."""
-    for d in deliveries:
-        if d.mode is DeliveryMode.RELIABLE or attempter is None:
-            await queue.enqueue_delivery(pool, d.id, 1)
-    if attempter is not None:
-        best_effort = [d for d in deliveries if d.mode is DeliveryMode.BEST_EFFORT]
-        await asyncio.gather(
-            *(attempter.run(d.id, 1, subscription_id=d.subscription_id) for d in best_effort)
-        )
+    return EventRef(event.id, event.source, event.event_type, event.headers, found[0])
 
 
 async def replay(
-    store: Store, pool: ArqRedis, event_id: str, subscription_ids: Sequence[str] | None
+    store: Store, event_id: str, subscription_ids: Sequence[str] | None
 ) -> list[NewDelivery] | None:
     """New reliable deliveries of a stored event: to the subscriptions named, or to every
     current subscription that matches it. None when the event no longer exists."""
-    event = await store.events.get(event_id)
+    event = await stored_event(store, event_id)
     if event is None:
         return None
     if subscription_ids is None:
-        subs = [
-            s
-            for s in await store.subscriptions.for_source(event.source)
-            if wants(s, event.source, event.event_type)
-        ]
+        subs = await store.subscriptions.for_source(event.source)
     else:
-        found = [
-            await store.subscriptions.get(sub_id) for sub_id in dict.fromkeys(subscription_ids)
-        ]
+        wanted = dict.fromkeys(subscription_ids)
+        found = [await store.subscriptions.get(sub_id) for sub_id in wanted]
         subs = [s for s in found if s is not None]
         if len(subs) != len(found):
             raise UnknownSubscription
     now = now_ms()
-    deliveries = [
-        NewDelivery(
-            id=new_id("dlv", now), subscription_id=s.id, mode=DeliveryMode.RELIABLE, due_ms=now
-        )
-        for s in subs
-    ]
-    if not await store.deliveries.add(event_id, now, deliveries, fan_out=False):
+    # Named subscriptions get the event whatever their filters say.
+    planned = plan(event, subs, now, mode=DeliveryMode.RELIABLE, match=subscription_ids is None)
+    [added] = await store.deliveries.add(
+        [NewDeliveries(event_id, planned.deliveries)], now, fan_out=False
+    )
+    if added < 0:
+        raise NotFannedOut(event_id)
+    if added == 0:
         return None
-    await start(pool, deliveries)
-    log.info("event.replayed", event_id=event_id, deliveries=len(deliveries))
-    return deliveries
+    log.info("event.replayed", event_id=event_id, deliveries=len(planned.deliveries))
+    return planned.deliveries
 
 
-class UnknownSubscription(LookupError):
-    """No subscription has this id."""
+AfterCommit = Callable[[Planned], Awaitable[None]]
 
 
-async def requeue_due(store: Store, pool: ArqRedis, cutoff_ms: int, limit: int) -> int:
-    """Queue the next attempt of every delivery due by ``cutoff_ms``, oldest first."""
-    return await requeue(pool, await store.deliveries.due_before(cutoff_ms, limit))
+class FanoutBatcher:
+    """Fans out, in one Lua step, the events accepted within ``window_s`` of each other.
 
-
-async def requeue(pool: ArqRedis, dues: Sequence[Due]) -> int:
-    """Queue the next attempt of each delivery, in the order given.
-
-    ARQ refuses a job id that is still live, so a delivery that has its job is left alone.
+    ``submit`` returns once its event's fan-out is committed (then ``after_commit`` has run
+    for it: the API makes its best-effort attempts there). A failed commit is logged and
+    left to the recovery cron: the events are safe in Redis.
     """
-    queued = 0
-    for due in dues:
-        if await queue.enqueue_delivery(
-            pool, due.delivery_id, due.attempts + 1, generation=due.generation
-        ):
-            queued += 1
-            log.info(
-                "delivery.requeued",
-                delivery_id=due.delivery_id,
-                subscription_id=due.subscription_id,
-                event_id=due.event_id,
-                attempt=due.attempts + 1,
+
+    def __init__(
+        self,
+        store: Store,
+        cache: SubscriptionCache,
+        *,
+        window_s: float,
+        max_batch: int,
+        inline_lease_ms: int,
+        after_commit: AfterCommit,
+    ) -> None:
+        self._store = store
+        self._cache = cache
+        self._window_s = window_s
+        self._max_batch = max_batch
+        self._inline_lease_ms = inline_lease_ms
+        self._after_commit = after_commit
+        self._batch: list[EventRef] = []
+        self._done: asyncio.Future[dict[str, Planned | None]] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
+
+    async def submit(self, event: EventRef) -> None:
+        loop = asyncio.get_running_loop()
+        if self._done is None:
+            self._done = loop.create_future()
+            self._timer = loop.call_later(self._window_s, self._flush)
+        done = self._done
+        self._batch.append(event)
+        if len(self._batch) >= self._max_batch:
+            self._flush()
+        planned = (await asyncio.shield(done)).get(event.id)
+        if planned is not None:
+            await self._after_commit(planned)
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        batch, done = self._batch, self._done
+        self._batch, self._done, self._timer = [], None, None
+        if done is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._commit(batch, done))
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _commit(
+        self, batch: list[EventRef], done: asyncio.Future[dict[str, Planned | None]]
+    ) -> None:
+        try:
+            planned = await fan_out(
+                self._store, self._cache, batch, inline_lease_ms=self._inline_lease_ms
             )
-    return queued
+        except Exception:
+            # The events are safe in Redis; the worker's recovery cron fans them out later.
+            for event in batch:
+                log.exception("fanout.failed", event_id=event.id)
+            done.set_result({})
+            return
+        done.set_result({e.id: p for e, p in zip(batch, planned, strict=True)})
+
+    async def close(self) -> None:
+        """Commit what is waiting (shutdown): nothing accepted waits for the cron."""
+        self._flush()
+        if self._flushing:
+            await asyncio.gather(*self._flushing, return_exceptions=True)

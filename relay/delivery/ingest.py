@@ -34,6 +34,7 @@ class Stored:
     result: IngestResult
     source: str
     event_type: str | None
+    headers: dict[str, str]  # the headers stored with the event
 
 
 class Ingestor:
@@ -79,7 +80,7 @@ class Ingestor:
             )
             result = await self.store.events.ingest(event, self.settings.idempotency_ttl_s)
             if result.status != "stale":
-                return Stored(result, name, event_type)
+                return Stored(result, name, event_type, event.headers)
             # The source changed since we cached it: verify again against what Redis holds.
             source, rev = await self.source(name, fresh=True)
         raise RuntimeError(f"source {name!r} keeps changing under ingest")

@@ -1,10 +1,12 @@
-"""ARQ jobs as wake-ups: how the relay names, serialises and enqueues them.
+"""ARQ as the wake-up transport: which jobs exist, how they are serialised, where ARQ keeps
+them.
 
-Jobs carry ids only. A job id is ``<delivery id>:<attempt number>`` (``:r<generation>``
-added once a delivery was replayed), and ARQ refuses a second job with a live id, so
-repeated fan-outs and reconciliation runs never queue the same job twice. Where two jobs
-for one attempt do exist (a replay's and one scheduled before it), the store's claim lets
-only one of them send.
+Jobs carry ids only. The delivery engine has one job kind, ``lane``: one job at a time per
+subscription drains its lane (:mod:`relay.delivery.lane`). Lanes are armed from Lua
+(``storage/lua/lib/lanes.lua``), which writes the job record exactly as
+``ArqRedis.enqueue_job`` does; :func:`job_queue` hands storage ARQ's key names so that
+stays true to the pinned arq version. ``deliver`` jobs queued by versions before lanes are
+still accepted (they arm the delivery's lane).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from typing import Any
 
 import orjson
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import in_progress_key_prefix, job_key_prefix
 
-from relay.domain.models import Trigger
+from relay.storage import JobQueue
 
-DELIVER_JOB = "deliver"
+LANE_JOB = "lane"
+LEGACY_DELIVER_JOB = "deliver"
 
 
 def serialize(value: dict[str, Any]) -> bytes:
@@ -29,9 +33,10 @@ def deserialize(raw: bytes) -> dict[str, Any]:
     return value
 
 
-def job_id(delivery_id: str, attempt: int, generation: int = 0) -> str:
-    """``<delivery>:<attempt>``, plus ``:r<generation>`` once a delivery was replayed."""
-    return f"{delivery_id}:{attempt}" + (f":r{generation}" if generation else "")
+def job_queue(queue_name: str) -> JobQueue:
+    return JobQueue(
+        queue_key=queue_name, job_prefix=job_key_prefix, in_progress_prefix=in_progress_key_prefix
+    )
 
 
 async def connect(redis_url: str, queue_name: str) -> ArqRedis:
@@ -42,29 +47,3 @@ async def connect(redis_url: str, queue_name: str) -> ArqRedis:
         default_queue_name=queue_name,
     )
     return pool
-
-
-async def enqueue_delivery(
-    pool: ArqRedis,
-    delivery_id: str,
-    attempt: int,
-    defer_s: float | None = None,
-    *,
-    generation: int = 0,
-    trigger: Trigger = Trigger.SCHEDULED,
-) -> bool:
-    """Queue attempt ``attempt`` of a delivery; False when that job already exists.
-
-    A replay starts a new generation, so its job runs now even while a job scheduled before
-    the replay still waits; the store's claim lets only one of them make the attempt.
-    """
-    job = await pool.enqueue_job(
-        DELIVER_JOB,
-        delivery_id,
-        attempt,
-        trigger.value,
-        generation,
-        _job_id=job_id(delivery_id, attempt, generation),
-        _defer_by=defer_s if defer_s else None,
-    )
-    return job is not None

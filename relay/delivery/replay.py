@@ -1,8 +1,8 @@
 """Putting deliveries back on the road: a manual retry, an event replay, dead letters.
 
-A retry or dead-letter replay reopens the delivery with a fresh retry window and queues a
-manual attempt now; a delivery leaves the dead-letter index in the same step, so a bulk
-replay is safe to repeat.
+A retry or dead-letter replay reopens the delivery with a fresh retry window: it is due now
+in its lane, which is armed, and its next attempt is marked manual. A delivery leaves the
+dead-letter index in the same step, so a bulk replay is safe to repeat.
 """
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
-from arq.connections import ArqRedis
 
-from relay.delivery import fanout, queue
+from relay.delivery import fanout
 from relay.domain.clock import now_ms
-from relay.domain.models import Delivery, DeliveryStatus, Trigger
+from relay.domain.models import Delivery, DeliveryStatus
 from relay.storage import Reopened, Store, TimeRange
 
 log = structlog.get_logger("relay.replay")
@@ -45,11 +44,10 @@ class DeadLetters:
 
 
 class Replays:
-    def __init__(self, store: Store, pool: ArqRedis) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
-        self._pool = pool
 
-    async def _reopen_and_queue(self, delivery: Delivery, *, only_dead: bool) -> bool:
+    async def _reopen(self, delivery: Delivery, *, only_dead: bool) -> bool:
         """A fresh retry window and a manual attempt now; False if it was not dead (bulk)
         or is gone."""
         reopened = await self._store.deliveries.reopen(
@@ -59,10 +57,7 @@ class Replays:
             raise InFlight(delivery.id)
         if isinstance(reopened, Reopened):
             return False
-        attempts, generation = reopened
-        await queue.enqueue_delivery(
-            self._pool, delivery.id, attempts + 1, generation=generation, trigger=Trigger.MANUAL
-        )
+        attempts, _ = reopened
         log.info(
             "delivery.retry_requested",
             delivery_id=delivery.id,
@@ -75,7 +70,7 @@ class Replays:
     async def retry(self, delivery_id: str) -> Delivery:
         """A manual attempt now, whatever the status (dead included)."""
         delivery = await self._store.deliveries.get(delivery_id)
-        if delivery is None or not await self._reopen_and_queue(delivery, only_dead=False):
+        if delivery is None or not await self._reopen(delivery, only_dead=False):
             raise UnknownDelivery(delivery_id)
         reopened = await self._store.deliveries.get(delivery_id)
         assert reopened is not None
@@ -99,7 +94,7 @@ class Replays:
         dead = await self.dead(which)
         requeued = 0
         for delivery in dead:
-            requeued += await self._reopen_and_queue(delivery, only_dead=True)
+            requeued += await self._reopen(delivery, only_dead=True)
         remaining = await self.count_dead(which)
         log.info("dead_letters.replayed", requeued=requeued, remaining=remaining,
                  subscription_id=which.subscription_id)  # fmt: skip
@@ -118,7 +113,7 @@ class Replays:
     ) -> list[Delivery] | None:
         """New deliveries of a stored event, with the same ``webhook-id``: to the
         subscriptions named, or to every one that matches it now (None: no such event)."""
-        made = await fanout.replay(self._store, self._pool, event_id, subscription_ids)
+        made = await fanout.replay(self._store, event_id, subscription_ids)
         if made is None:
             return None
         return await self._store.deliveries.get_many([d.id for d in made])

@@ -14,11 +14,10 @@ from typing import Any
 
 import orjson
 import structlog
-from arq.connections import ArqRedis
 
 from config.settings import Settings
 from relay.delivery.attempt import Attempter
-from relay.delivery.fanout import UnknownSubscription, requeue
+from relay.delivery.fanout import UnknownSubscription
 from relay.domain.addresses import ip_literal
 from relay.domain.clock import now_ms
 from relay.domain.ids import new_id
@@ -34,7 +33,7 @@ from relay.domain.models import (
     Trigger,
 )
 from relay.domain.signing import generate_secret
-from relay.storage import NewDelivery, Store
+from relay.storage import NewDeliveries, NewDelivery, Store
 
 log = structlog.get_logger("relay.admin")
 
@@ -50,11 +49,8 @@ class TestSent:
 
 
 class Subscriptions:
-    def __init__(
-        self, store: Store, pool: ArqRedis, attempter: Attempter, settings: Settings
-    ) -> None:
+    def __init__(self, store: Store, attempter: Attempter, settings: Settings) -> None:
         self._store = store
-        self._pool = pool
         self._attempter = attempter
         self._settings = settings
 
@@ -133,19 +129,12 @@ class Subscriptions:
         return SecretRotated(id=sub_id, secret=secret, previous_secret_expires_at=expires)
 
     async def set_paused(self, sub_id: str, paused: bool) -> Subscription:
-        """Pause (due deliveries are parked) or resume (parked ones are queued again, in
-        the order they fell due)."""
-        moved = await self._store.subscriptions.set_paused(sub_id, paused)
-        if moved is None:
+        """Pause (its deliveries wait in its lane, in order) or resume (they go out at once,
+        in the order they fell due)."""
+        if not await self._store.subscriptions.set_paused(sub_id, paused, now_ms()):
             raise UnknownSubscription(sub_id)
-        if moved:
-            rows = await self._store.deliveries.due_rows(moved)
-            await requeue(self._pool, rows)
-            if len(rows) < len(moved):
-                log.warning("subscription.parked_deliveries_expired", subscription_id=sub_id,
-                            expired=len(moved) - len(rows))  # fmt: skip
         log.info("subscription.paused" if paused else "subscription.resumed",
-                 subscription_id=sub_id, resumed_deliveries=len(moved))  # fmt: skip
+                 subscription_id=sub_id)  # fmt: skip
         return await self.get(sub_id)
 
     async def send_test(self, sub_id: str) -> TestSent:
@@ -161,14 +150,17 @@ class Subscriptions:
             event_id=event_id, source=TEST_SOURCE, event_type=TEST_EVENT_TYPE, body=body,
             now_ms=now,
         )  # fmt: skip
-        delivery = NewDelivery(new_id("dlv", now), sub.id, DeliveryMode.BEST_EFFORT, now)
-        await self._store.deliveries.add(event_id, now, [delivery], fan_out=False)
-        # An operator's explicit test goes out even while the subscription is paused.
-        await self._attempter.run(delivery.id, 1, Trigger.MANUAL, sub.id, ignore_pause=True)
+        lease = now + self._attempter.lease_ms(DeliveryMode.BEST_EFFORT)
+        delivery = NewDelivery(
+            new_id("dlv", now), sub.id, DeliveryMode.BEST_EFFORT, lease, inline=True
+        )
+        await self._store.deliveries.add([NewDeliveries(event_id, [delivery])], now, fan_out=False)
+        # An operator's explicit test goes out now, even while the subscription is paused.
+        await self._attempter.run(delivery.id, Trigger.MANUAL)
         result = await self._store.deliveries.get(delivery.id)
         assert result is not None
         return TestSent(event_id, result)
 
     async def delete(self, sub_id: str) -> None:
-        await self._store.subscriptions.delete(await self.get(sub_id))
+        await self._store.subscriptions.delete(await self.get(sub_id), now_ms())
         log.info("subscription.deleted", subscription_id=sub_id)

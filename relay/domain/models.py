@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
 
+from relay.domain import ordering
 from relay.domain.headers import HeaderName
 from relay.domain.redaction import REDACTED, looks_secret
 from relay.domain.verification import NoneScheme, VerificationConfig
@@ -155,6 +156,28 @@ Sources = Annotated[
 ]
 
 
+class Ordering(BaseModel):
+    """In which order a subscription's deliveries go out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["none", "fifo"] = Field(
+        default="none",
+        description="fifo: events with the same key are delivered one at a time, in the order "
+        "they were accepted; a delivery waiting for its retry holds back the later ones with "
+        "its key, and a dead one lets them go on.",
+    )
+    key: Annotated[str, AfterValidator(ordering.validate_key)] | None = Field(
+        default=None,
+        description='"header:<name>" (a stored header) or a JSON path into the body '
+        '("$.repository.id"). None: the whole subscription is one FIFO.',
+    )
+
+
+MaxConcurrency = Annotated[int, Field(ge=1, le=1000)]
+RateLimit = Annotated[float, Field(gt=0, le=100_000)]
+
+
 class SubscriptionFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -171,6 +194,16 @@ class SubscriptionFields(BaseModel):
         default=False,
         description="Also send svix-id/svix-timestamp/svix-signature for Svix's libraries.",
     )
+    max_concurrency: MaxConcurrency | None = Field(
+        default=None,
+        description="Attempts in flight to this subscription across all workers "
+        "(default: RELAY_MAX_CONCURRENCY_PER_SUBSCRIPTION).",
+    )
+    rate_limit: RateLimit | None = Field(
+        default=None,
+        description="Most deliveries per second to this subscription, across all workers.",
+    )
+    ordering: Ordering = Field(default_factory=Ordering)
 
 
 class SubscriptionIn(SubscriptionFields):
@@ -208,6 +241,9 @@ class SubscriptionPatch(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0, le=60)
     retry: RetryOverride | None = None
     svix_headers: bool | None = None
+    max_concurrency: MaxConcurrency | None = None
+    rate_limit: RateLimit | None = None
+    ordering: Ordering | None = None
 
 
 class SubscriptionOut(SubscriptionFields):
@@ -239,6 +275,12 @@ class Subscription(SubscriptionOut):
         data = self.model_dump(exclude=set(SECRET_FIELDS))
         data["headers"] = public_headers(data["headers"])
         return SubscriptionOut.model_validate(data)
+
+    def ordering_key(self, headers: dict[str, str], body: bytes) -> str | None:
+        """The FIFO key an event gets here; None when deliveries are not ordered."""
+        if self.ordering.mode != "fifo":
+            return None
+        return ordering.key_of(self.ordering.key, headers, body)
 
     def signing_secrets(self, now_ms: int) -> list[str]:
         """The current secret, and the previous one while its rotation overlap lasts."""

@@ -7,6 +7,7 @@ outcomes and reasons come from small fixed sets.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,6 +23,7 @@ from prometheus_client import (
 from relay.domain.models import DeliveryStatus
 
 UNKNOWN_SOURCE = "_unknown"
+TOP_LANES = 10
 
 INGESTED = Counter(
     "relay_ingest",
@@ -54,6 +56,35 @@ QUEUE_DEPTH = Gauge(
     ["state"],
     multiprocess_mode="mostrecent",
 )
+
+
+LANE_DEPTH = Gauge(
+    "relay_lane_depth",
+    f"Deliveries waiting in a subscription's lane (the {TOP_LANES} deepest lanes only).",
+    ["subscription_id"],
+    multiprocess_mode="mostrecent",
+)
+LANE_IN_FLIGHT = Gauge(
+    "relay_lane_in_flight",
+    f"Attempts in flight to a subscription (the {TOP_LANES} deepest lanes only).",
+    ["subscription_id"],
+    multiprocess_mode="mostrecent",
+)
+
+
+def observe_queue(
+    due: int, scheduled: int, dead: int, lanes: Iterable[tuple[str, int, int]]
+) -> None:
+    """Queue depth, and the deepest lanes by subscription: a label per subscription would
+    grow without bound, so only the top few are exported (the rest are in the totals)."""
+    for state, count in (("due", due), ("scheduled", scheduled), ("dead", dead)):
+        QUEUE_DEPTH.labels(state).set(count)
+    LANE_DEPTH.clear()
+    LANE_IN_FLIGHT.clear()
+    deepest = sorted(lanes, key=lambda lane: lane[1] + lane[2], reverse=True)[:TOP_LANES]
+    for sub_id, waiting, in_flight in deepest:
+        LANE_DEPTH.labels(sub_id).set(waiting)
+        LANE_IN_FLIGHT.labels(sub_id).set(in_flight)
 
 
 def status_class(status_code: int | None) -> str:

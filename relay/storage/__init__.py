@@ -7,32 +7,37 @@ keys (:mod:`.keys`) and scripts (:mod:`.scripts`) are internals of this package.
 from relay.storage.codec import Page, TimeRange
 from relay.storage.deliveries import (
     AlreadyRecorded,
-    ClaimStatus,
     DeliveryContext,
-    Due,
+    NewDeliveries,
     NewDelivery,
     NotFannedOut,
     Reopened,
     RetryWindow,
+    StaleSubscriptions,
 )
 from relay.storage.events import IngestResult, NewEvent
 from relay.storage.housekeeping import HEARTBEAT_S, HEARTBEAT_STALE_MS
+from relay.storage.keys import JobQueue
+from relay.storage.lanes import Claim, LaneDepth
 from relay.storage.store import Store
 
 __all__ = [
     "HEARTBEAT_S",
     "HEARTBEAT_STALE_MS",
     "AlreadyRecorded",
-    "ClaimStatus",
+    "Claim",
     "DeliveryContext",
-    "Due",
     "IngestResult",
+    "JobQueue",
+    "LaneDepth",
+    "NewDeliveries",
     "NewDelivery",
     "NewEvent",
     "NotFannedOut",
     "Page",
     "Reopened",
     "RetryWindow",
+    "StaleSubscriptions",
     "Store",
     "TimeRange",
 ]

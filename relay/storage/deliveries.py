@@ -1,31 +1,30 @@
-"""Deliveries: one event on its way to one subscription (``dlv:{id}``, its attempts and the
-due, dead and paused indexes). Each status change is one script (see :mod:`.keys`)."""
+"""Deliveries: one event on its way to one subscription (``dlv:{id}``, its attempts, the
+listing and dead-letter indexes). Each status change is one script (see :mod:`.keys`);
+waiting and in-flight deliveries live in their subscription's lane (:mod:`.lanes`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal
 
 from redis.asyncio import Redis
 
 from relay.domain.failing import FailingUpdate
-from relay.domain.models import Attempt, Delivery, DeliveryMode, DeliveryStatus, Event, Subscription
-from relay.storage import subscriptions
-from relay.storage.codec import LexIndex, Page, TimeRange, dumps, integer, r, text
-from relay.storage.events import event_from
-from relay.storage.keys import Keys
-from relay.storage.scripts import (
-    AddDeliveries,
-    Claim,
-    NewDeliveryRow,
-    RecordAttempt,
-    Reopen,
-    Scripts,
+from relay.domain.models import (
+    Attempt,
+    Delivery,
+    DeliveryMode,
+    DeliveryStatus,
+    Event,
+    Subscription,
+    Trigger,
 )
-
-ClaimStatus = Literal["ok", "missing", "terminal", "stale", "busy", "paused"]
+from relay.storage import subscriptions
+from relay.storage.codec import LexIndex, Page, TimeRange, integer, r, text
+from relay.storage.events import event_from
+from relay.storage.keys import PREFIX, JobQueue, Keys
+from relay.storage.scripts import Fanout, FanoutEvent, FanoutRow, RecordAttempt, Reopen, Scripts
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,18 +32,23 @@ class NewDelivery:
     id: str
     subscription_id: str
     mode: DeliveryMode
-    due_ms: int
+    due_ms: int  # or, inline, the end of the caller's lease
+    # The caller attempts it at once (best-effort from the API, a subscription test): it is
+    # created in flight, and its lane takes it over only if the caller dies first.
+    inline: bool = False
+    ordering_key: str | None = None  # set for FIFO subscriptions
 
 
 @dataclass(frozen=True, slots=True)
-class Due:
-    delivery_id: str
-    attempts: int
-    subscription_id: str
+class NewDeliveries:
+    """The deliveries one event gets, as fan-out or a replay plans them."""
+
     event_id: str
-    # Bumped by every manual retry or replay; part of the job id, so a replay's job is never
-    # mistaken for an older, still scheduled one.
-    generation: int
+    deliveries: Sequence[NewDelivery]
+
+
+class StaleSubscriptions(Exception):
+    """Fan-out was planned on subscriptions that changed since: plan again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,8 @@ class DeliveryContext:
     body: bytes
     subscription: Subscription | None
     failing_since: int | None  # the subscription's failing clock (relay.domain.failing)
+    trigger: Trigger = Trigger.SCHEDULED  # who asked for this attempt
+    lane_failures: int = 0  # attempts in a row that failed at the subscriber, before this one
 
 
 class NotFannedOut(Exception):
@@ -82,7 +88,7 @@ class Reopened(Enum):
     IN_FLIGHT = -3
 
 
-_FIELDS = (
+FIELDS = (
     "event_id",
     "subscription_id",
     "mode",
@@ -97,11 +103,14 @@ _FIELDS = (
     "retry_started_at",
     "first_attempt_at",
     "gen",
+    "ordered",
+    "okey",
+    "next_trigger",
 )
 
 
 def _from_row(delivery_id: str, row: Sequence[bytes | None]) -> tuple[Delivery, RetryWindow] | None:
-    data = dict(zip(_FIELDS, row, strict=True))
+    data = dict(zip(FIELDS, row, strict=True))
     if data["event_id"] is None:
         return None
     delivery = Delivery(
@@ -125,81 +134,111 @@ def _from_row(delivery_id: str, row: Sequence[bytes | None]) -> tuple[Delivery, 
     return delivery, window
 
 
+def context_from(
+    delivery_id: str,
+    row: Sequence[bytes | None],
+    meta: bytes | None,
+    body: bytes | None,
+    subscription: Subscription | None,
+    failing_since: int | None,
+) -> DeliveryContext | None:
+    """One attempt's context from a delivery's fields, its event and its subscription."""
+    found = _from_row(delivery_id, row)
+    if found is None:
+        return None
+    delivery, window = found
+    # A delivery exists only after fan-out, so its event is fanned out.
+    event = event_from(delivery.event_id, meta, None)
+    if event is None:
+        return None
+    trigger = Trigger.MANUAL if row[FIELDS.index("next_trigger")] == b"manual" else None
+    return DeliveryContext(
+        delivery=delivery,
+        window=window,
+        event=event,
+        body=body or b"",
+        subscription=subscription,
+        failing_since=failing_since,
+        trigger=trigger or Trigger.SCHEDULED,
+    )
+
+
 class DeliveryStore:
-    def __init__(self, redis: Redis, scripts: Scripts, retention_ms: int) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts, retention_ms: int, queue: JobQueue) -> None:
         self._redis = redis
         self._scripts = scripts
         self._retention_ms = retention_ms
+        self._queue = queue
         self._index = LexIndex(redis, "dlv")
 
     # --- creating ------------------------------------------------------------------------
 
     async def add(
-        self, event_id: str, now_ms: int, deliveries: Sequence[NewDelivery], *, fan_out: bool
-    ) -> bool:
-        """Record new deliveries of an event in one step.
+        self,
+        batch: Sequence[NewDeliveries],
+        now_ms: int,
+        *,
+        fan_out: bool,
+        subs_rev: str = "",
+    ) -> list[int]:
+        """Create the deliveries of several events in one step.
 
-        With ``fan_out`` this is the event's one fan-out: it also marks the event fanned out,
-        and does nothing (False) if that already happened. Without it (a replay) it only
-        needs the event to still exist.
+        With ``fan_out`` each event's one fan-out happens here: it leaves the unfanned index,
+        and an event fanned out already gets nothing (0). ``subs_rev`` is the subscription
+        revision the plan was made on: if subscriptions changed since, nothing is written
+        and :class:`StaleSubscriptions` is raised. Without ``fan_out`` (a replay) an event
+        only needs to exist (0: gone; -1: not fanned out yet). Returns 1/0/-1 per event.
         """
         expire_at = now_ms + self._retention_ms
-        rows = [
-            NewDeliveryRow(
-                delivery_key=Keys.delivery(d.id),
-                sub_deliveries_key=Keys.sub_deliveries(d.subscription_id),
-                delivery_id=d.id,
-                due_ms=d.due_ms,
-                fields=dumps(
-                    {
-                        "event_id": event_id,
-                        "subscription_id": d.subscription_id,
-                        "mode": d.mode.value,
-                        "status": DeliveryStatus.PENDING.value,
-                        "attempts": "0",
-                        "retry_base": "0",
-                        "created_at": str(now_ms),
-                        "updated_at": str(now_ms),
-                        "next_attempt_at": str(d.due_ms),
-                        "expires_at": str(expire_at),
-                    }
-                ),
+        events = [
+            FanoutEvent(
+                event_id=item.event_id,
+                rows=[
+                    FanoutRow(
+                        delivery_id=d.id,
+                        sub_id=d.subscription_id,
+                        mode=d.mode.value,
+                        inline=d.inline,
+                        due_ms=d.due_ms,
+                        ordered=d.ordering_key is not None,
+                        okey=d.ordering_key or "",
+                    )
+                    for d in item.deliveries
+                ],
             )
-            for d in deliveries
+            for item in batch
         ]
-        added = int(
-            await self._scripts.run(
-                AddDeliveries(
-                    unfanned_key=Keys.unfanned,
-                    event_key=Keys.event(event_id),
-                    event_deliveries_key=Keys.event_deliveries(event_id),
-                    due_key=Keys.due,
-                    all_deliveries_key=Keys.deliveries,
-                    body_key=Keys.event_body(event_id),
-                    indexes_key=Keys.indexes,
-                    event_id=event_id,
-                    now_ms=now_ms,
-                    fan_out=fan_out,
-                    expire_at_ms=expire_at,
-                    rows=rows,
-                )
+        reply = await self._scripts.run(
+            Fanout(
+                unfanned_key=Keys.unfanned,
+                all_deliveries_key=Keys.deliveries,
+                indexes_key=Keys.indexes,
+                subs_rev_key=Keys.subs_rev,
+                queue_key=self._queue.queue_key,
+                prefix=PREFIX,
+                job_prefix=self._queue.job_prefix,
+                now_ms=now_ms,
+                expire_at_ms=expire_at,
+                planned_rev=subs_rev,
+                fan_out=fan_out,
+                events=events,
             )
         )
-        if added < 0:
-            raise NotFannedOut(event_id)
-        return bool(added)
+        if reply[0] == b"stale":
+            raise StaleSubscriptions(reply[1].decode())
+        return [int(v) for v in reply[1:]]
 
     # --- reading -------------------------------------------------------------------------
 
     async def get(self, delivery_id: str) -> Delivery | None:
-        row = await r(self._redis.hmget(Keys.delivery(delivery_id), list(_FIELDS)))
+        row = await r(self._redis.hmget(Keys.delivery(delivery_id), list(FIELDS)))
         found = _from_row(delivery_id, row)
         return None if found is None else found[0]
 
     async def get_many(self, ids: Sequence[str]) -> list[Delivery]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
-                pipe.hmget(Keys.delivery(delivery_id), list(_FIELDS))
+                pipe.hmget(Keys.delivery(delivery_id), list(FIELDS))
             rows = await pipe.execute()
         found = (_from_row(i, row) for i, row in zip(ids, rows, strict=True))
         return [f[0] for f in found if f is not None]
@@ -238,57 +277,20 @@ class DeliveryStore:
 
     # --- one attempt: claim, context, record -----------------------------------------------
 
-    async def claim(
-        self,
-        delivery_id: str,
-        subscription_id: str,
-        attempt: int,
-        now_ms: int,
-        lease_until_ms: int,
-        *,
-        ignore_pause: bool = False,
-    ) -> ClaimStatus:
-        """Take attempt ``attempt`` of a delivery, unless it is done, taken, out of date or
-        its subscription is paused (then it is parked until resume)."""
-        status: bytes = await self._scripts.run(
-            Claim(
-                delivery_key=Keys.delivery(delivery_id),
-                due_key=Keys.due,
-                sub_key=Keys.sub(subscription_id),
-                paused_key=Keys.paused(subscription_id),
-                delivery_id=delivery_id,
-                attempt=attempt,
-                now_ms=now_ms,
-                lease_until_ms=lease_until_ms,
-                ignore_pause=ignore_pause,
-            )
-        )
-        return status.decode()  # type: ignore[return-value]
-
     async def context(self, delivery_id: str) -> DeliveryContext | None:
-        row = await r(self._redis.hmget(Keys.delivery(delivery_id), list(_FIELDS)))
-        found = _from_row(delivery_id, row)
-        if found is None:
+        """One delivery's attempt context (for attempts made outside a lane job)."""
+        row = await r(self._redis.hmget(Keys.delivery(delivery_id), list(FIELDS)))
+        event_id, sub_id = row[0], row[1]
+        if event_id is None or sub_id is None:
             return None
-        delivery, window = found
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(Keys.event(delivery.event_id))
-            pipe.get(Keys.event_body(delivery.event_id))
-            pipe.hmget(Keys.sub(delivery.subscription_id), list(subscriptions.FIELDS))
-            pipe.get(Keys.sub_failing(delivery.subscription_id))
+            pipe.get(Keys.event(event_id.decode()))
+            pipe.get(Keys.event_body(event_id.decode()))
+            pipe.hmget(Keys.sub(sub_id.decode()), list(subscriptions.FIELDS))
+            pipe.get(Keys.sub_failing(sub_id.decode()))
             meta, body, sub_row, failing = await pipe.execute()
-        # A delivery exists only after fan-out, so the event is fanned out.
-        event = event_from(delivery.event_id, meta, None)
-        if event is None:
-            return None
-        return DeliveryContext(
-            delivery=delivery,
-            window=window,
-            event=event,
-            body=body or b"",
-            subscription=subscriptions.from_fields(sub_row),
-            failing_since=integer(failing),
-        )
+        sub = subscriptions.from_fields(sub_row)
+        return context_from(delivery_id, row, meta, body, sub, integer(failing))
 
     async def record(
         self,
@@ -301,27 +303,34 @@ class DeliveryStore:
         failing: FailingUpdate,
         failing_limit_ms: int,
         failing_reason: str,
+        hold_until_ms: int | None = None,
     ) -> str | None:
-        """Append an attempt and move the delivery to its outcome in one step, with the
-        subscription's failing clock; returns why this attempt disabled the subscription,
-        if it did. Raises :class:`AlreadyRecorded` when another run recorded it first."""
+        """Append an attempt and move the delivery to its outcome in one step: back in its
+        lane when another attempt is due, with the lane's backpressure (``hold_until_ms``)
+        and the subscription's failing clock. Returns why this attempt disabled the
+        subscription, if it did. Raises :class:`AlreadyRecorded` when another run recorded
+        it first."""
         delivery = ctx.delivery
         sub_id = delivery.subscription_id
         recorded = await self._scripts.run(
             RecordAttempt(
                 delivery_key=Keys.delivery(delivery.id),
                 attempts_key=Keys.attempts(delivery.id),
-                due_key=Keys.due,
+                lane_key=Keys.lane(sub_id),
+                flight_key=Keys.lane(sub_id, "flight"),
+                state_key=Keys.lane(sub_id, "state"),
                 dead_key=Keys.dead,
                 sub_key=Keys.sub(sub_id),
                 sub_dead_key=Keys.sub_dead(sub_id),
                 indexes_key=Keys.indexes,
                 failing_key=Keys.sub_failing(sub_id),
+                subs_rev_key=Keys.subs_rev,
+                prefix=PREFIX,
+                sub_id=sub_id,
                 delivery_id=delivery.id,
                 number=attempt.number,
                 attempt_json=attempt.model_dump_json(),
                 status=attempt.outcome.value,
-                due_ms=attempt.next_attempt_at,
                 now_ms=now_ms,
                 next_attempt_at=attempt.next_attempt_at,
                 status_code=attempt.status_code,
@@ -333,6 +342,7 @@ class DeliveryStore:
                 failing_since=failing.since_ms,
                 failing_ttl_ms=failing_limit_ms,
                 failing_disable=failing_reason if failing.disable else None,
+                hold_until=hold_until_ms,
             )
         )
         if not int(recorded[0]):
@@ -344,16 +354,18 @@ class DeliveryStore:
     async def reopen(
         self, delivery_id: str, subscription_id: str, now_ms: int, *, only_dead: bool
     ) -> tuple[int, int] | Reopened:
-        """Make a delivery due now with a fresh retry window.
-
-        Returns its attempts so far and its new generation, or why it could not.
+        """Make a delivery due now in its lane, with a fresh retry window and a manual next
+        attempt. Returns its attempts so far and its new generation, or why it could not.
         """
         result = await self._scripts.run(
             Reopen(
                 delivery_key=Keys.delivery(delivery_id),
-                due_key=Keys.due,
                 dead_key=Keys.dead,
                 sub_dead_key=Keys.sub_dead(subscription_id),
+                queue_key=self._queue.queue_key,
+                prefix=PREFIX,
+                job_prefix=self._queue.job_prefix,
+                sub_id=subscription_id,
                 delivery_id=delivery_id,
                 now_ms=now_ms,
                 only_dead=only_dead,
@@ -362,33 +374,6 @@ class DeliveryStore:
         if int(result[0]) < 0:
             return Reopened(int(result[0]))
         return int(result[0]), int(result[1])
-
-    async def due_before(self, cutoff_ms: int, limit: int) -> list[Due]:
-        """Live deliveries due by ``cutoff_ms``, oldest due first.
-
-        Ids whose record has expired are dropped from the due index on the way.
-        """
-        raw = await r(self._redis.zrangebyscore(Keys.due, "-inf", cutoff_ms, start=0, num=limit))
-        return await self.due_rows([i.decode() for i in raw])
-
-    async def due_rows(self, ids: Sequence[str]) -> list[Due]:
-        """What it takes to queue these deliveries, in the order given; ids whose record
-        has expired are dropped from the due index on the way."""
-        if not ids:
-            return []
-        fields = ["attempts", "subscription_id", "event_id", "gen"]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for delivery_id in ids:
-                pipe.hmget(Keys.delivery(delivery_id), fields)
-            rows = await pipe.execute()
-        gone = [i for i, row in zip(ids, rows, strict=True) if row[0] is None]
-        if gone:
-            await r(self._redis.zrem(Keys.due, *gone))
-        return [
-            Due(i, int(row[0]), row[1].decode(), row[2].decode(), int(row[3] or 0))
-            for i, row in zip(ids, rows, strict=True)
-            if row[0] is not None
-        ]
 
     async def forget_dead(self, deliveries: Sequence[Delivery]) -> int:
         """Take deliveries out of the dead-letter indexes (their records stay until expiry)."""

@@ -3,12 +3,24 @@ trimming of the indexes, and a ping for readiness."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from redis.asyncio import Redis
 
 from relay.domain.ids import id_bound
 from relay.storage.codec import r
 from relay.storage.keys import Keys
+from relay.storage.lanes import LaneDepth, LaneStore
 from relay.storage.scripts import ForgetEmptyIndexes, Scripts
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    due: int
+    scheduled: int
+    dead: int
+    lanes: list[LaneDepth]
+
 
 # A worker beats every HEARTBEAT_S; after three missed beats it no longer counts as alive.
 HEARTBEAT_S = 5.0
@@ -16,10 +28,11 @@ HEARTBEAT_STALE_MS = int(3 * HEARTBEAT_S * 1000)
 
 
 class Housekeeping:
-    def __init__(self, redis: Redis, scripts: Scripts, retention_ms: int) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts, retention_ms: int, lanes: LaneStore) -> None:
         self._redis = redis
         self._scripts = scripts
         self._retention_ms = retention_ms
+        self._lanes = lanes
 
     async def ping(self) -> None:
         """Raises unless Redis answers."""
@@ -40,14 +53,17 @@ class Housekeeping:
         live: int = await r(self._redis.zcount(Keys.workers, now_ms - stale_after_ms, "+inf"))
         return live
 
-    async def queue_depth(self, now_ms: int) -> dict[str, int]:
-        """Deliveries due now, scheduled for later, and dead."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zcount(Keys.due, "-inf", now_ms)
-            pipe.zcount(Keys.due, f"({now_ms}", "+inf")
-            pipe.zcard(Keys.dead)
-            due, later, dead = await pipe.execute()
-        return {"due": int(due), "scheduled": int(later), "dead": int(dead)}
+    async def queue_depth(self, now_ms: int) -> QueueDepth:
+        """Deliveries due now (in flight included), scheduled for later, and dead, summed
+        over the lanes that have work, and each of those lanes."""
+        lanes = await self._lanes.depths(now_ms)
+        dead: int = await r(self._redis.zcard(Keys.dead))
+        return QueueDepth(
+            due=sum(d.due + d.in_flight for d in lanes),
+            scheduled=sum(d.waiting - d.due for d in lanes),
+            dead=int(dead),
+            lanes=lanes,
+        )
 
     async def trim_indexes(self, now_ms: int) -> int:
         """Drop index entries older than the retention period; their records expired."""

@@ -23,12 +23,23 @@ Key layout (prefix ``relay:``)::
     dlv:{id}:att          list  attempt records (JSON)                                [TTL]
     dlv:all               zset  every delivery id (lexical)
     dlv:sub:{id}          zset  delivery ids of one subscription (lexical)
-    dlv:due               zset  live deliveries by when they next need attention (ms)
     dlv:dead              zset  dead deliveries, the dead-letter index (lexical)
     dlv:dead:{sub id}     zset  dead deliveries of one subscription (lexical)
-    dlv:paused:{sub id}   zset  deliveries parked while their subscription is paused
+    lane:{sub id}         zset  the subscription's deliveries waiting for an attempt, by due
+                                ms (ties: by id, which is creation order)
+    lane:{sub id}:flight  zset  its deliveries being attempted, by lease expiry (ms)
+    lane:{sub id}:state   hash  the lane's job and backpressure (fields below)
+    lane:{sub id}:heads   hash  FIFO lanes: ordering key -> the delivery heading it
+    lane:{sub id}:q:{key} list  FIFO lanes: deliveries waiting behind that key's head
+    lanes                 set   subscription ids whose lane has work
+    subs:rev              str   bumped by every subscription change (fan-out's cache)
     workers               zset  worker ids by their last heartbeat (ms)
     indexes               set   names of the per-source and per-subscription indexes
+
+ARQ's own keys (``arq:job:{id}``, the queue) are written only through ARQ, except that
+``lib/lanes.lua`` arms a lane's job by writing its job record and queue entry exactly as
+``ArqRedis.enqueue_job`` does (arq 0.28, pinned; ``tests/storage/test_lanes.py`` proves the
+worker runs such jobs).
 
 Records expire on their own (``RELAY_RETENTION_DAYS``, set when they are written); the
 indexes hold only ids, sorted by time, and are trimmed by range, never by scanning keys.
@@ -55,42 +66,73 @@ enabled, disabled_reason  "1"/"0" and why it was disabled ("")    lib/subscripti
 paused                    "1"/"0"                                 pause.lua
 ========================  ======================================  ==========================
 
+========================  ======================================  ==========================
+``lane:{sub}:state``      meaning                                 written by
+========================  ======================================  ==========================
+job, seq                  the armed ARQ job id (absent: idle);    lib/lanes.lua (arm_lane),
+                          the counter job ids are made from       yield_lane, arm_lanes
+hold_until                ms before which the lane hands out      record_attempt (429/503
+                          nothing (backpressure)                  Retry-After, failing run)
+fails                     failures in a row that reached the      record_attempt
+                          subscriber
+tokens, tokens_at         the rate limit's token bucket           claim_lane
+========================  ======================================  ==========================
+
 ``dlv:{id}`` is a state machine (``relay.domain.models.DeliveryStatus``); each transition
 is one script, and each script writes only the fields of its own transition:
 
 ========================  ======================================  ==========================
 ``dlv:{id}``              meaning                                 written by
 ========================  ======================================  ==========================
-event_id, subscription_id what it delivers, to whom;              add_deliveries.lua (once)
+event_id, subscription_id what it delivers, to whom;              fanout.lua (once)
 mode, created_at,         reliable or best_effort; when made;
-expires_at                when its records expire
-status                    pending, delivering, succeeded, failed  add_deliveries (pending),
-                          (will retry) or dead                    claim (delivering),
+expires_at, ordered, okey when its records expire; FIFO and its
+                          ordering key
+status                    pending, delivering, succeeded, failed  fanout (pending, or
+                          (will retry) or dead                    delivering when inline),
+                                                                  claim_lane (delivering),
                                                                   record_attempt (outcome),
                                                                   reopen (pending)
 attempts                  attempts recorded so far                record_attempt.lua
-next_attempt_at           ms the next attempt is due ("": none)   add_deliveries,
-                                                                  record_attempt, reopen
+next_attempt_at           ms the next attempt is due ("": none)   fanout, record_attempt,
+                                                                  reopen
+next_trigger              "manual" when an operator asked for     reopen sets, record_attempt
+                          the next attempt                        clears
 updated_at                ms of the last transition               every transition
-lease_until               ms a claim expires (0: not claimed)     claim sets; record_attempt
-                                                                  and reopen clear
+lease_until               ms a claim expires (0: not claimed)     fanout (inline) and
+                                                                  claim_lane set;
+                                                                  record_attempt and reopen
+                                                                  clear
 last_status_code,         what the last attempt got               record_attempt.lua
 last_error
 first_attempt_at          ms the first attempt was recorded       record_attempt.lua
-retry_base,               where the retry policy starts counting  add_deliveries (0), reopen
+retry_base,               where the retry policy starts counting  fanout (0), reopen
 retry_started_at          (attempts, ms): the first attempt or
                           the last manual retry/replay
-gen                       bumped by every reopen; part of the     reopen.lua
-                          job id so a replay's job is new
+gen                       bumped by every reopen (how many times  reopen.lua
+                          an operator put it back on the road)
 ========================  ======================================  ==========================
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 PREFIX = "relay:"
 
 # ARQ's queue (a sorted set of job ids); its job records use ARQ's own ``arq:job:`` keys.
 DEFAULT_QUEUE = PREFIX + "queue"
+
+
+@dataclass(frozen=True, slots=True)
+class JobQueue:
+    """Where ARQ keeps its queue and job records. Arming a lane writes a job record there;
+    the names come from ``arq.constants`` through ``relay.delivery.queue``, so storage needs
+    no ARQ import."""
+
+    queue_key: str
+    job_prefix: str
+    in_progress_prefix: str
 
 
 class Keys:
@@ -101,12 +143,20 @@ class Keys:
     events = PREFIX + "events"
     unfanned = PREFIX + "events:unfanned"
     deliveries = PREFIX + "dlv:all"
-    due = PREFIX + "dlv:due"
     dead = PREFIX + "dlv:dead"
+    lanes = PREFIX + "lanes"
+    subs_rev = PREFIX + "subs:rev"
     workers = PREFIX + "workers"
     # Every per-source and per-subscription index ever written to, so trimming reaches the
     # indexes of deleted sources and subscriptions too.
     indexes = PREFIX + "indexes"
+
+    # Written by versions before lanes; read once, by the upgrade at worker start.
+    legacy_due = PREFIX + "dlv:due"
+
+    @staticmethod
+    def legacy_parked(sub_id: str) -> str:
+        return f"{PREFIX}dlv:paused:{sub_id}"
 
     @staticmethod
     def source_events(source: str) -> str:
@@ -126,8 +176,9 @@ class Keys:
         return Keys.sub_dead(sub_id) if sub_id else Keys.dead
 
     @staticmethod
-    def paused(sub_id: str) -> str:
-        return f"{PREFIX}dlv:paused:{sub_id}"
+    def lane(sub_id: str, part: str | None = None) -> str:
+        """A subscription's lane, or one of its parts (flight, state, heads)."""
+        return f"{PREFIX}lane:{sub_id}" + (f":{part}" if part else "")
 
     @staticmethod
     def source(name: str) -> str:

@@ -110,83 +110,138 @@ class Ingest(ScriptCall):
 
 
 @dataclass(frozen=True, slots=True)
-class NewDeliveryRow:
-    """One delivery as ``add_deliveries`` writes it."""
+class FanoutRow:
+    """One delivery as ``fanout`` creates it."""
 
-    delivery_key: str
-    sub_deliveries_key: str
     delivery_id: str
+    sub_id: str
+    mode: str
+    inline: bool  # in flight for the caller, who attempts it now; due_ms is its lease
     due_ms: int
-    fields: bytes  # a JSON object of strings
+    ordered: bool
+    okey: str
 
 
 @dataclass(frozen=True, slots=True)
-class AddDeliveries(ScriptCall):
-    SCRIPT = "add_deliveries"
-    KEYS = ("unfanned_key", "event_key", "event_deliveries_key", "due_key",
-            "all_deliveries_key", "body_key", "indexes_key")  # fmt: skip
-    ARGV = ("event_id", "now_ms", "fan_out", "expire_at_ms")
+class FanoutEvent:
+    event_id: str
+    rows: Sequence[FanoutRow]
+
+
+@dataclass(frozen=True, slots=True)
+class Fanout(ScriptCall):
+    SCRIPT = "fanout"
+    KEYS = ("unfanned_key", "all_deliveries_key", "indexes_key", "subs_rev_key", "queue_key")
+    ARGV = ("prefix", "job_prefix", "now_ms", "expire_at_ms", "planned_rev", "fan_out")
 
     unfanned_key: str
-    event_key: str
-    event_deliveries_key: str
-    due_key: str
     all_deliveries_key: str
-    body_key: str
     indexes_key: str
-    event_id: str
+    subs_rev_key: str
+    queue_key: str
+    prefix: str
+    job_prefix: str
     now_ms: int
-    fan_out: bool
     expire_at_ms: int
-    rows: Sequence[NewDeliveryRow] = field(default=())
-
-    def more_keys(self) -> list[str]:
-        return [k for r in self.rows for k in (r.delivery_key, r.sub_deliveries_key)]
+    planned_rev: str
+    fan_out: bool
+    events: Sequence[FanoutEvent] = field(default=())
 
     def more_argv(self) -> list[str | int | bytes]:
-        return [a for r in self.rows for a in (r.delivery_id, r.due_ms, r.fields)]
+        argv: list[str | int | bytes] = []
+        for event in self.events:
+            argv += ["E", event.event_id, len(event.rows)]
+            for r in event.rows:
+                argv += [r.delivery_id, r.sub_id, r.mode, _encode(r.inline), r.due_ms,
+                         _encode(r.ordered), r.okey]  # fmt: skip
+        return argv
 
 
 @dataclass(frozen=True, slots=True)
-class Claim(ScriptCall):
-    SCRIPT = "claim"
-    KEYS = ("delivery_key", "due_key", "sub_key", "paused_key")
-    ARGV = ("delivery_id", "attempt", "now_ms", "lease_until_ms", "ignore_pause")
+class ClaimLane(ScriptCall):
+    SCRIPT = "claim_lane"
+    KEYS = ("lane_key", "flight_key", "state_key", "sub_key", "failing_key")
+    ARGV = ("prefix", "sub_id", "now_ms", "lease_until_ms", "want", "default_cap")
 
-    delivery_key: str
-    due_key: str
+    lane_key: str
+    flight_key: str
+    state_key: str
     sub_key: str
-    paused_key: str
-    delivery_id: str
-    attempt: int
+    failing_key: str
+    prefix: str
+    sub_id: str
     now_ms: int
     lease_until_ms: int
-    ignore_pause: bool
+    want: int
+    default_cap: int
+
+
+@dataclass(frozen=True, slots=True)
+class YieldLane(ScriptCall):
+    SCRIPT = "yield_lane"
+    KEYS = ("lane_key", "flight_key", "state_key", "heads_key", "sub_key", "queue_key",
+            "lanes_key")  # fmt: skip
+    ARGV = ("prefix", "job_prefix", "sub_id", "job_id", "now_ms", "exhausted")
+
+    lane_key: str
+    flight_key: str
+    state_key: str
+    heads_key: str
+    sub_key: str
+    queue_key: str
+    lanes_key: str
+    prefix: str
+    job_prefix: str
+    sub_id: str
+    job_id: str
+    now_ms: int
+    exhausted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ArmLanes(ScriptCall):
+    SCRIPT = "arm_lanes"
+    KEYS = ("queue_key",)
+    ARGV = ("prefix", "job_prefix", "in_progress_prefix", "now_ms")
+
+    queue_key: str
+    prefix: str
+    job_prefix: str
+    in_progress_prefix: str
+    now_ms: int
+    sub_ids: Sequence[str] = field(default=())
+
+    def more_argv(self) -> list[str | int | bytes]:
+        return list(self.sub_ids)
 
 
 @dataclass(frozen=True, slots=True)
 class RecordAttempt(ScriptCall):
     SCRIPT = "record_attempt"
-    KEYS = ("delivery_key", "attempts_key", "due_key", "dead_key", "sub_key", "sub_dead_key",
-            "indexes_key", "failing_key")  # fmt: skip
-    ARGV = ("delivery_id", "number", "attempt_json", "status", "due_ms", "now_ms",
+    KEYS = ("delivery_key", "attempts_key", "lane_key", "flight_key", "state_key", "dead_key",
+            "sub_key", "sub_dead_key", "indexes_key", "failing_key", "subs_rev_key")  # fmt: skip
+    ARGV = ("prefix", "sub_id", "delivery_id", "number", "attempt_json", "status", "now_ms",
             "next_attempt_at", "status_code", "error", "dead_letter", "disable_reason",
-            "failing", "failing_seen", "failing_since", "failing_ttl_ms",
-            "failing_disable")  # fmt: skip
+            "failing", "failing_seen", "failing_since", "failing_ttl_ms", "failing_disable",
+            "hold_until")  # fmt: skip
 
     delivery_key: str
     attempts_key: str
-    due_key: str
+    lane_key: str
+    flight_key: str
+    state_key: str
     dead_key: str
     sub_key: str
     sub_dead_key: str
     indexes_key: str
     failing_key: str
+    subs_rev_key: str
+    prefix: str
+    sub_id: str
     delivery_id: str
     number: int
     attempt_json: str
     status: str
-    due_ms: int | None
     now_ms: int
     next_attempt_at: int | None
     status_code: int | None
@@ -198,18 +253,22 @@ class RecordAttempt(ScriptCall):
     failing_since: int
     failing_ttl_ms: int
     failing_disable: str | None
+    hold_until: int | None
 
 
 @dataclass(frozen=True, slots=True)
 class Reopen(ScriptCall):
     SCRIPT = "reopen"
-    KEYS = ("delivery_key", "due_key", "dead_key", "sub_dead_key")
-    ARGV = ("delivery_id", "now_ms", "only_dead")
+    KEYS = ("delivery_key", "dead_key", "sub_dead_key", "queue_key")
+    ARGV = ("prefix", "job_prefix", "sub_id", "delivery_id", "now_ms", "only_dead")
 
     delivery_key: str
-    due_key: str
     dead_key: str
     sub_dead_key: str
+    queue_key: str
+    prefix: str
+    job_prefix: str
+    sub_id: str
     delivery_id: str
     now_ms: int
     only_dead: bool
@@ -218,24 +277,29 @@ class Reopen(ScriptCall):
 @dataclass(frozen=True, slots=True)
 class Pause(ScriptCall):
     SCRIPT = "pause"
-    KEYS = ("sub_key", "paused_key", "due_key")
-    ARGV = ("pause",)
+    KEYS = ("sub_key", "queue_key")
+    ARGV = ("prefix", "job_prefix", "sub_id", "pause", "now_ms")
 
     sub_key: str
-    paused_key: str
-    due_key: str
+    queue_key: str
+    prefix: str
+    job_prefix: str
+    sub_id: str
     pause: bool
+    now_ms: int
 
 
 @dataclass(frozen=True, slots=True)
 class SaveSubscription(ScriptCall):
     SCRIPT = "save_subscription"
-    KEYS = ("sub_key", "subs_key", "failing_key")
+    KEYS = ("sub_key", "subs_key", "failing_key", "subs_rev_key", "state_key")
     ARGV = ("sub_id", "config", "enabled", "disabled_reason", "fresh_start", "leaving")
 
     sub_key: str
     subs_key: str
     failing_key: str
+    subs_rev_key: str
+    state_key: str
     sub_id: str
     config: bytes
     enabled: bool
@@ -255,15 +319,18 @@ class SaveSubscription(ScriptCall):
 @dataclass(frozen=True, slots=True)
 class DeleteSubscription(ScriptCall):
     SCRIPT = "delete_subscription"
-    KEYS = ("sub_key", "paused_key", "due_key", "subs_key", "failing_key")
-    ARGV = ("sub_id",)
+    KEYS = ("sub_key", "subs_key", "failing_key", "subs_rev_key", "queue_key")
+    ARGV = ("prefix", "job_prefix", "sub_id", "now_ms")
 
     sub_key: str
-    paused_key: str
-    due_key: str
     subs_key: str
     failing_key: str
+    subs_rev_key: str
+    queue_key: str
+    prefix: str
+    job_prefix: str
     sub_id: str
+    now_ms: int
     source_indexes: Sequence[str] = field(default=())
 
     def more_keys(self) -> list[str]:
@@ -283,7 +350,18 @@ class ForgetEmptyIndexes(ScriptCall):
         return list(self.candidates)
 
 
+@dataclass(frozen=True, slots=True)
+class MigrateLanes(ScriptCall):
+    SCRIPT = "migrate_lanes"
+    KEYS = ("old_key",)
+    ARGV = ("prefix", "limit")
+
+    old_key: str
+    prefix: str
+    limit: int
+
+
 CALLS: tuple[type[ScriptCall], ...] = (
-    Ingest, AddDeliveries, Claim, RecordAttempt, Reopen, Pause, SaveSubscription,
-    DeleteSubscription, ForgetEmptyIndexes,
+    Ingest, Fanout, ClaimLane, RecordAttempt, YieldLane, ArmLanes, Reopen, Pause,
+    SaveSubscription, DeleteSubscription, ForgetEmptyIndexes, MigrateLanes,
 )  # fmt: skip

@@ -1,6 +1,6 @@
 """The relay's persistence: one :class:`Store` over one Redis client, by aggregate.
 
-    store = Store(redis, retention_ms=7 * 86_400_000)
+    store = Store(redis, job_queue(settings.queue_name), settings.retention_ms)
     await store.sources.get("github")
     await store.deliveries.page(TimeRange(), 50, dead=True)
 
@@ -16,6 +16,8 @@ from redis.asyncio import Redis
 from relay.storage.deliveries import DeliveryStore
 from relay.storage.events import EventStore
 from relay.storage.housekeeping import Housekeeping
+from relay.storage.keys import JobQueue
+from relay.storage.lanes import LaneStore
 from relay.storage.scripts import Scripts
 from relay.storage.sources import SourceStore
 from relay.storage.subscriptions import SubscriptionStore
@@ -29,10 +31,13 @@ class Store:
     ``retention_ms`` is how long events, deliveries and attempts are kept.
     """
 
-    def __init__(self, redis: Redis, retention_ms: int = DEFAULT_RETENTION_MS) -> None:
+    def __init__(
+        self, redis: Redis, queue: JobQueue, retention_ms: int = DEFAULT_RETENTION_MS
+    ) -> None:
         scripts = Scripts(redis)
         self.sources = SourceStore(redis)
-        self.subscriptions = SubscriptionStore(redis, scripts)
+        self.subscriptions = SubscriptionStore(redis, scripts, queue)
         self.events = EventStore(redis, scripts, retention_ms)
-        self.deliveries = DeliveryStore(redis, scripts, retention_ms)
-        self.housekeeping = Housekeeping(redis, scripts, retention_ms)
+        self.deliveries = DeliveryStore(redis, scripts, retention_ms, queue)
+        self.lanes = LaneStore(redis, scripts, queue)
+        self.housekeeping = Housekeeping(redis, scripts, retention_ms, self.lanes)

@@ -11,7 +11,7 @@ from redis.exceptions import WatchError
 
 from relay.domain.models import Subscription
 from relay.storage.codec import dumps, r, text
-from relay.storage.keys import Keys
+from relay.storage.keys import PREFIX, JobQueue, Keys
 from relay.storage.scripts import DeleteSubscription, Pause, SaveSubscription, Scripts
 
 # The hash fields a subscription is read from; ``failing`` is its own key.
@@ -31,9 +31,10 @@ def from_fields(fields: Sequence[bytes | None]) -> Subscription | None:
 
 
 class SubscriptionStore:
-    def __init__(self, redis: Redis, scripts: Scripts) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts, queue: JobQueue) -> None:
         self._redis = redis
         self._scripts = scripts
+        self._queue = queue
 
     def _save(
         self, sub: Subscription, old: Subscription | None, pipe: Pipeline | None = None
@@ -45,6 +46,8 @@ class SubscriptionStore:
             sub_key=Keys.sub(sub.id),
             subs_key=Keys.subs,
             failing_key=Keys.sub_failing(sub.id),
+            subs_rev_key=Keys.subs_rev,
+            state_key=Keys.lane(sub.id, "state"),
             sub_id=sub.id,
             config=dumps(sub.model_dump(mode="json", exclude=set(_STATE))),
             enabled=sub.enabled,
@@ -101,27 +104,41 @@ class SubscriptionStore:
         ids = await r(self._redis.sunion([Keys.subs_for(source), Keys.subs_for("*")]))
         return await self._many(ids)
 
-    async def delete(self, sub: Subscription) -> None:
-        """Delete a subscription; deliveries its pause had parked become due again."""
+    async def revision(self) -> str:
+        """Bumped by every change to any subscription: fan-out's cache is valid while equal."""
+        rev = await r(self._redis.get(Keys.subs_rev))
+        return "0" if rev is None else str(rev.decode())
+
+    async def delete(self, sub: Subscription, now_ms: int) -> None:
+        """Delete a subscription; deliveries still in its lane are closed as
+        SubscriptionDeleted by its lane's job."""
         await self._scripts.run(
             DeleteSubscription(
                 sub_key=Keys.sub(sub.id),
-                paused_key=Keys.paused(sub.id),
-                due_key=Keys.due,
                 subs_key=Keys.subs,
                 failing_key=Keys.sub_failing(sub.id),
+                subs_rev_key=Keys.subs_rev,
+                queue_key=self._queue.queue_key,
+                prefix=PREFIX,
+                job_prefix=self._queue.job_prefix,
                 sub_id=sub.id,
+                now_ms=now_ms,
                 source_indexes=[Keys.subs_for(s) for s in sub.sources],
             )
         )
 
-    async def set_paused(self, sub_id: str, paused: bool) -> list[str] | None:
-        """Pause or resume; resuming makes parked deliveries due again and returns them in
-        due order. None: no such subscription."""
-        moved = await self._scripts.run(
+    async def set_paused(self, sub_id: str, paused: bool, now_ms: int) -> bool:
+        """Pause (its lane hands out nothing) or resume (its lane is armed at once).
+        False: no such subscription."""
+        found = await self._scripts.run(
             Pause(
-                sub_key=Keys.sub(sub_id), paused_key=Keys.paused(sub_id), due_key=Keys.due,
+                sub_key=Keys.sub(sub_id),
+                queue_key=self._queue.queue_key,
+                prefix=PREFIX,
+                job_prefix=self._queue.job_prefix,
+                sub_id=sub_id,
                 pause=paused,
+                now_ms=now_ms,
             )
-        )  # fmt: skip
-        return None if isinstance(moved, int) else [m.decode() for m in moved]
+        )
+        return bool(found)

@@ -92,7 +92,11 @@ async def test_every_delivery_line_names_event_delivery_and_subscription(
     event_id = r.json()["event_id"]
     lines = [e for e in logs if str(e["event"]).startswith("delivery.")]
     names = {e["event"] for e in lines}
-    assert {"delivery.parked", "delivery.retry_scheduled", "delivery.succeeded"} <= names
+    assert {"delivery.retry_scheduled", "delivery.succeeded"} <= names
+    # While paused, the lane's job found nothing to hand out and said why, once.
+    [paused] = [e for e in logs if e["event"] == "lane.paused"]
+    assert paused["subscription_id"] == sub["id"]
+    assert paused["waiting"] == 1
     for line in lines:
         assert line["event_id"] == event_id, line
         assert str(line["delivery_id"]).startswith("dlv_"), line

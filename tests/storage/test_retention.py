@@ -9,7 +9,6 @@ import redis.asyncio as aioredis
 from relay.api.app import create_app
 from relay.devtools.receiver import Receiver, Reply
 from relay.domain.clock import now_ms
-from relay.storage import Store
 from relay.storage.keys import Keys
 from tests.conftest import (
     AUTH,
@@ -20,6 +19,7 @@ from tests.conftest import (
     get,
     ingest,
     running_app,
+    store_for,
 )
 
 
@@ -32,7 +32,7 @@ async def test_retention_expires_records_and_trims_indexes(
         await create_subscription(api, receiver.url)
         event_id = await ingest(api)
         await run_worker(settings)
-        [delivery_id] = await Store(redis).events.delivery_ids(event_id)
+        [delivery_id] = await store_for(redis, settings).events.delivery_ids(event_id)
         keys = [Keys.event(event_id), Keys.event_body(event_id), Keys.event_deliveries(event_id)]
         keys += [Keys.delivery(delivery_id), Keys.attempts(delivery_id)]
         for key in keys:
@@ -40,7 +40,7 @@ async def test_retention_expires_records_and_trims_indexes(
         await asyncio.sleep(1.6)
         assert await redis.exists(*keys) == 0
         assert (await api.get(f"/api/events/{event_id}", headers=AUTH)).status_code == 404
-        store = Store(redis, settings.retention_ms)
+        store = store_for(redis, settings)
         assert await store.housekeeping.trim_indexes(now_ms()) >= 3
         for index in (Keys.events, Keys.source_events("github"), Keys.deliveries):
             assert await redis.zcard(index) == 0
@@ -66,7 +66,7 @@ async def test_retention_trims_indexes_of_deleted_sources_and_subscriptions(
     ):
         assert await redis.zcard(key) == 1
     await asyncio.sleep(1.1)
-    await Store(redis, settings.retention_ms).housekeeping.trim_indexes(now_ms())
+    await store_for(redis, settings).housekeeping.trim_indexes(now_ms())
     for key in (
         Keys.source_events("gone"),
         Keys.sub_deliveries(sub["id"]),

@@ -46,8 +46,8 @@ def test_includes_put_shared_lua_first() -> None:
 
 def test_a_mismatch_is_caught() -> None:
     # The check above must be able to fail: a call that swaps two names does not match.
-    names = declared("claim")
-    swapped = ("due_key", "delivery_key", "sub_key", "paused_key")
+    names = declared("claim_lane")
+    swapped = ("flight_key", "lane_key", "state_key", "sub_key", "failing_key")
     assert names["KEYS"] != list(swapped)
 
 

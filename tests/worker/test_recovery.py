@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import httpx
+import redis.asyncio as aioredis
 
 from config.settings import Settings
-from relay.delivery.fanout import plan_and_commit
+from relay.delivery.fanout import SubscriptionCache, fan_out, stored_event
 from relay.delivery.ingest import Ingestor
 from relay.devtools.receiver import Receiver
 from relay.domain.clock import now_ms
@@ -24,18 +25,28 @@ async def accept_without_fanout(store: Store, settings: Settings) -> str:
     return event_id
 
 
-async def fanned_out_but_not_queued(
+async def fan_out_once(store: Store, event_id: str) -> list[object]:
+    event = await stored_event(store, event_id)
+    assert event is not None
+    return list(await fan_out(store, SubscriptionCache(store), [event]))
+
+
+async def fanned_out_but_job_lost(
     api: httpx.AsyncClient, store: Store, settings: Settings, receiver: Receiver
 ) -> tuple[str, str, str]:
-    """A process that died after committing the fan-out, before queueing any job.
+    """Fan-out committed and armed the lane, then its ARQ job was lost (a Redis restart
+    that lost the last second of writes, a queue flushed by hand).
 
     Returns the event, its one delivery, and that delivery's subscription.
     """
     await create_source(api)
     sub = await create_subscription(api, receiver.url)
     event_id = await accept_without_fanout(store, settings)
-    await plan_and_commit(store, event_id, best_effort_inline=False, best_effort_lease_s=0)
+    await fan_out_once(store, event_id)
     [delivery_id] = await store.events.delivery_ids(event_id)
+    redis = aioredis.Redis.from_url(settings.require_redis_url())
+    await redis.delete(settings.queue_name, *await redis.keys("arq:job:*"))
+    await redis.aclose()
     return event_id, delivery_id, sub["id"]
 
 
@@ -70,7 +81,7 @@ async def test_recovery_waits_for_the_grace_period(
     event_id = await accept_without_fanout(store, settings)
     # Only what recovery reads: the store and the settings (nothing is due to be queued).
     deps = WorkerDeps(settings, store, None, None, None, None, "test")  # type: ignore[arg-type]
-    assert await recover({"deps": deps}) == {"fanned_out": 0, "requeued": 0, "trimmed": 0}
+    assert await recover({"deps": deps}) == {"fanned_out": 0, "rearmed": 0, "trimmed": 0}
     assert (await store.events.get(event_id)).fanned_out is False  # type: ignore[union-attr]
 
 
@@ -80,10 +91,10 @@ async def test_fanout_twice_creates_deliveries_once(
     await create_source(api)
     await create_subscription(api, receiver.url)
     event_id = await accept_without_fanout(store, settings)
-    first = await plan_and_commit(store, event_id, best_effort_inline=False, best_effort_lease_s=0)
-    second = await plan_and_commit(store, event_id, best_effort_inline=False, best_effort_lease_s=0)
+    [first] = await fan_out_once(store, event_id)
+    [second] = await fan_out_once(store, event_id)
     assert first is not None
-    assert len(first.deliveries) == 1
+    assert len(first.deliveries) == 1  # type: ignore[attr-defined]
     assert second is None
     assert len(await store.events.delivery_ids(event_id)) == 1
 
@@ -95,9 +106,9 @@ async def test_delivery_whose_job_was_lost_is_requeued(
     run_worker: WorkerRun,
     receiver: Receiver,
 ) -> None:
-    _, delivery_id, _ = await fanned_out_but_not_queued(api, store, settings, receiver)
+    _, delivery_id, _ = await fanned_out_but_job_lost(api, store, settings, receiver)
 
-    await run_worker()
+    await run_worker()  # the recovery cron runs at start-up and arms the lane again
 
     [got] = receiver.wait_for(1)
     assert got.headers["x-relay-attempt"] == "1"
@@ -111,10 +122,11 @@ async def test_attempt_interrupted_by_a_crash_runs_again_once_its_lease_expires(
     run_worker: WorkerRun,
     receiver: Receiver,
 ) -> None:
-    _, delivery_id, sub_id = await fanned_out_but_not_queued(api, store, settings, receiver)
+    _, delivery_id, sub_id = await fanned_out_but_job_lost(api, store, settings, receiver)
     # A worker claimed attempt 1 and died mid-request; its lease ran out a moment ago.
     now = now_ms()
-    assert await store.deliveries.claim(delivery_id, sub_id, 1, now - 60_000, now - 1) == "ok"
+    taken = await store.lanes.claim(sub_id, 10, now, now - 1, 16)
+    assert [c.delivery.id for c in taken.contexts] == [delivery_id]
 
     await run_worker()
 
@@ -129,9 +141,9 @@ async def test_attempt_interrupted_by_a_crash_runs_again_once_its_lease_expires(
 async def test_live_claim_is_not_taken_twice(
     api: httpx.AsyncClient, store: Store, settings: Settings, receiver: Receiver
 ) -> None:
-    _, delivery_id, sub_id = await fanned_out_but_not_queued(api, store, settings, receiver)
+    _, delivery_id, sub_id = await fanned_out_but_job_lost(api, store, settings, receiver)
     now = now_ms()
-    assert await store.deliveries.claim(delivery_id, sub_id, 1, now, now + 60_000) == "ok"
-    assert await store.deliveries.claim(delivery_id, sub_id, 1, now, now + 60_000) == "busy"
-    assert await store.deliveries.claim(delivery_id, sub_id, 2, now, now + 60_000) == "stale"
-    assert await store.deliveries.claim("dlv_missing", sub_id, 1, now, now + 60_000) == "missing"
+    first = await store.lanes.claim(sub_id, 10, now, now + 60_000, 16)
+    again = await store.lanes.claim(sub_id, 10, now, now + 60_000, 16)
+    assert [c.delivery.id for c in first.contexts] == [delivery_id]
+    assert again.contexts == []

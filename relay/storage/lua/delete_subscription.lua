@@ -1,12 +1,15 @@
--- Deletes a subscription. Deliveries parked by a pause become due again (they then die as
--- SubscriptionDeleted, visible in the dead letters); only those are touched.
+-- Deletes a subscription. Its lane is armed, so deliveries still waiting in it are closed
+-- as SubscriptionDeleted (visible in the dead letters) without a request.
 -- KEYS after the fixed ones: the source indexes that list it.
-local sub_key, paused_key, due_key, subs_key, failing_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local sub_id = ARGV[1]
+-- include: lib/lanes.lua
+local sub_key, subs_key, failing_key, subs_rev_key, queue_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local prefix, job_prefix, sub_id, now_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
-local parked = redis.call('ZRANGE', paused_key, 0, -1, 'WITHSCORES')
-for i = 1, #parked, 2 do redis.call('ZADD', due_key, parked[i + 1], parked[i]) end
-redis.call('DEL', sub_key, paused_key, failing_key)
+redis.call('DEL', sub_key, failing_key)
 redis.call('SREM', subs_key, sub_id)
 for i = 6, #KEYS do redis.call('SREM', KEYS[i], sub_id) end
-return #parked / 2
+redis.call('INCR', subs_rev_key)
+if redis.call('SISMEMBER', prefix .. 'lanes', sub_id) == 1 then
+  arm_lane(prefix, queue_key, job_prefix, sub_id, now_ms, now_ms)
+end
+return 1

@@ -1,16 +1,11 @@
--- Pauses or resumes a subscription. Resuming makes its parked deliveries due again.
--- Returns -1 for no such subscription, else the ids made due again, in due order.
-local sub_key, paused_key, due_key = KEYS[1], KEYS[2], KEYS[3]
-local pause = ARGV[1]
+-- Pauses or resumes a subscription. A paused lane hands out nothing (its deliveries wait in
+-- it, in order); resuming arms the lane so they go out at once.
+-- Returns 0 for no such subscription, else 1.
+-- include: lib/lanes.lua
+local sub_key, queue_key = KEYS[1], KEYS[2]
+local prefix, job_prefix, sub_id, pause, now_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
-if redis.call('EXISTS', sub_key) == 0 then return -1 end
+if redis.call('EXISTS', sub_key) == 0 then return 0 end
 redis.call('HSET', sub_key, 'paused', pause)
-if pause == '1' then return {} end
-local parked = redis.call('ZRANGE', paused_key, 0, -1, 'WITHSCORES')
-local ids = {}
-for i = 1, #parked, 2 do
-  redis.call('ZADD', due_key, parked[i + 1], parked[i])
-  ids[#ids + 1] = parked[i]
-end
-redis.call('DEL', paused_key)
-return ids
+if pause == '0' then arm_lane(prefix, queue_key, job_prefix, sub_id, now_ms, now_ms) end
+return 1

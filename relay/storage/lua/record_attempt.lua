@@ -1,31 +1,35 @@
--- Appends an attempt and moves the delivery to its outcome (succeeded, failed with its next
--- due time, or dead), in one step with the subscription's failing clock and, when the
--- relay's rules say so (relay.domain.failing), disabling the subscription.
+-- Appends an attempt and moves the delivery to its outcome (succeeded, failed: back in its
+-- lane with its next due time, or dead), in one step with the lane's backpressure (a hold
+-- on the whole lane, a count of failures in a row), the subscription's failing clock and,
+-- when the relay's rules say so (relay.domain.failing), disabling the subscription.
 -- Returns {0} when another run recorded this attempt first, else {1, the reason this attempt
 -- disabled the subscription for, or ''}.
 -- include: lib/subscription_state.lua
-local delivery_key, attempts_key, due_key, dead_key, sub_key, sub_dead_key, indexes_key, failing_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local delivery_id, number, attempt_json, status, due_ms, now_ms, next_attempt_at, status_code, error, dead_letter, disable_reason, failing, failing_seen, failing_since, failing_ttl_ms, failing_disable = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16]
+-- include: lib/lanes.lua
+local delivery_key, attempts_key, lane_key, flight_key, state_key, dead_key, sub_key, sub_dead_key, indexes_key, failing_key, subs_rev_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local prefix, sub_id, delivery_id, number, attempt_json, status, now_ms, next_attempt_at, status_code, error, dead_letter, disable_reason, failing, failing_seen, failing_since, failing_ttl_ms, failing_disable, hold_until = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16], ARGV[17], ARGV[18]
 
-local cur = redis.call('HMGET', delivery_key, 'attempts', 'expires_at')
+local cur = redis.call('HMGET', delivery_key, 'attempts', 'expires_at', 'ordered', 'okey')
 if not cur[1] or tonumber(cur[1]) ~= tonumber(number) - 1 then return {0} end
 redis.call('RPUSH', attempts_key, attempt_json)
 if cur[2] then redis.call('PEXPIREAT', attempts_key, cur[2]) end
 redis.call('HSET', delivery_key, 'attempts', number, 'status', status, 'updated_at', now_ms,
   'next_attempt_at', next_attempt_at, 'last_status_code', status_code, 'last_error', error,
-  'lease_until', '0')
+  'lease_until', '0', 'next_trigger', '')
 if number == '1' then redis.call('HSET', delivery_key, 'first_attempt_at', now_ms) end
-if status == 'succeeded' then
-  redis.call('ZREM', due_key, delivery_id)
-elseif status == 'dead' then
-  redis.call('ZREM', due_key, delivery_id)
-  if dead_letter == '1' then
+redis.call('ZREM', flight_key, delivery_id)
+if status == 'failed' then
+  redis.call('ZADD', lane_key, next_attempt_at, delivery_id)
+else
+  if status == 'dead' and dead_letter == '1' then
     redis.call('ZADD', dead_key, 0, delivery_id)
     redis.call('ZADD', sub_dead_key, 0, delivery_id)
     redis.call('SADD', indexes_key, sub_dead_key)
   end
-else
-  redis.call('ZADD', due_key, due_ms, delivery_id)
+  if cur[3] == '1' then advance_fifo(prefix, sub_id, delivery_id, cur[4] or '', now_ms) end
+end
+if hold_until ~= '' and tonumber(hold_until) > tonumber(redis.call('HGET', state_key, 'hold_until') or '0') then
+  redis.call('HSET', state_key, 'hold_until', hold_until)
 end
 if redis.call('EXISTS', sub_key) == 0 then return {1, ''} end
 -- failing: 'reset' (a success), 'count' (a failure that reached the subscriber) or ''.
@@ -35,11 +39,13 @@ if redis.call('EXISTS', sub_key) == 0 then return {1, ''} end
 local reason = disable_reason
 if failing == 'reset' then
   redis.call('DEL', failing_key)
+  redis.call('HSET', state_key, 'fails', 0)
 elseif failing == 'count' then
+  redis.call('HINCRBY', state_key, 'fails', 1)
   local clock = redis.call('GET', failing_key) or ''
   if reason == '' and clock == failing_seen then reason = failing_disable end
   if clock == '' then clock = failing_since end
   redis.call('SET', failing_key, clock, 'PX', failing_ttl_ms)
 end
-if reason ~= '' and disable_subscription(sub_key, reason) then return {1, reason} end
+if reason ~= '' and disable_subscription(sub_key, subs_rev_key, reason) then return {1, reason} end
 return {1, ''}

@@ -1,0 +1,923 @@
+"""Ingest throughput of the relay against its floors, and delivery drain rate, on 127.0.0.1.
+
+    python benchmarks/throughput.py [-d 8s] [-c 32] [-n 3000]
+
+1. The same load (wrk, else a Python client; ~1 KB JSON body, a distinct X-GitHub-Delivery
+   per request) against, one after another, each on a fresh process and a fresh Redis with
+   AOF on (``appendfsync everysec``): a bare FastAPI endpoint, the durable-ack floor (that
+   endpoint plus one Redis Lua call), and ``relay serve`` with no subscription, with one
+   reliable subscription and a worker, and with one best-effort subscription.
+2. Drain: N deliveries queued with no worker running, then one worker, then (afresh) two.
+3. Redis bytes per event and per pending delivery, while those N deliveries wait.
+
+Everything started here is stopped at the end, also on error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import re
+import resource
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, cast
+
+import httptools
+import httpx
+import redis
+import uvloop
+from _procs import (
+    admin,
+    cpu_seconds,
+    print_header,
+    relay_command,
+    relay_env,
+    spawn,
+    stop_all,
+    stop_on_sigterm,
+    tail,
+)
+
+from relay.devtools.embedded_redis import EmbeddedRedis, free_port
+
+BODY_BYTES = 1024
+SOURCE = "bench"
+NOSUB_SOURCE = "nosub"  # as long as SOURCE: key names cost the same bytes in Redis
+EVENT_HEADER = "X-GitHub-Event"
+DELIVERY_HEADER = "X-GitHub-Delivery"
+FLOOR_SCRIPT = Path(__file__).with_name("_floor.py")
+WRK = "/usr/bin/wrk"
+START_TIMEOUT_S = 30.0
+HTTP_TIMEOUT_S = 10.0
+# A Python-client request that takes longer than this counts as a timeout, as in wrk.
+REQUEST_TIMEOUT_S = 10.0
+
+
+def log(message: str) -> None:
+    """Progress, on stderr: stdout carries only the results."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def make_body() -> bytes:
+    """A JSON body of exactly BODY_BYTES bytes, shaped like a small GitHub push."""
+    head = '{"ref":"refs/heads/main","repository":{"full_name":"acme/widgets"},"commits":"'
+    tail_ = '"}'
+    return (head + "x" * (BODY_BYTES - len(head) - len(tail_)) + tail_).encode()
+
+
+# --- processes -----------------------------------------------------------------------------
+
+
+class Procs:
+    """The processes (and Redis) of one step; all stopped, and their data removed, on exit."""
+
+    def __init__(self, log_dir: Path, label: str) -> None:
+        self.log_dir = log_dir
+        self.label = label
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.exit_codes: dict[str, int | None] = {}
+        self.redis_server: EmbeddedRedis | None = None
+
+    def __enter__(self) -> Procs:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stop_all(self.procs)
+        self.exit_codes.update({name: proc.returncode for name, proc in self.procs.items()})
+        if self.redis_server is not None:
+            self.redis_server.stop()
+            if self.redis_server.data_dir is not None:
+                shutil.rmtree(self.redis_server.data_dir, ignore_errors=True)
+
+    def log_summaries(self) -> dict[str, LogSummary]:
+        """Of every relay process started (by its log file name), stopped or not."""
+        return {
+            name: summarize_log(self.log_path(name), self.exit_codes.get(name))
+            for name in self.procs
+        }
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{self.label}-{name}.log"
+
+    def start_redis(self) -> EmbeddedRedis:
+        # A data dir turns on the append-only file with appendfsync everysec, as in production.
+        self.redis_server = EmbeddedRedis(self.log_dir / f"{self.label}-redis").start()
+        return self.redis_server
+
+    def spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        self.procs[name] = spawn(cmd, env, self.log_path(name))
+        return self.procs[name]
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.label} {name} exited with {proc.returncode}; last lines of its log:\n"
+                    + tail(self.log_path(name))
+                )
+
+    def wait_http(
+        self, name: str, url: str, headers: dict[str, str] | None = None, ok: int = 200
+    ) -> None:
+        """Until ``GET url`` answers ``ok``; a clear error with ``name``'s log otherwise."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        with httpx.Client(trust_env=False, timeout=1.0) as client:
+            while time.monotonic() < deadline:
+                self.check_alive()
+                with contextlib.suppress(httpx.TransportError):
+                    if client.get(url, headers=headers).status_code == ok:
+                        return
+                time.sleep(0.05)
+        raise RuntimeError(
+            f"{self.label} {name}: GET {url} did not answer {ok} within {START_TIMEOUT_S} s; "
+            f"last lines of its log:\n{tail(self.log_path(name))}"
+        )
+
+
+def floor_command(kind: str, port: int, redis_url: str | None = None) -> list[str]:
+    cmd = [sys.executable, str(FLOOR_SCRIPT), kind, "--port", str(port)]
+    return [*cmd, "--redis-url", redis_url] if redis_url else cmd
+
+
+# --- the receiver --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tally:
+    requests: int
+    unique: int
+    first: float
+    last_new: float
+
+
+class ReceiverClient:
+    """The fast receiver in ``_floor.py``, read over HTTP (it runs in its own process)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client = httpx.Client(base_url=url, trust_env=False, timeout=HTTP_TIMEOUT_S)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def tally(self) -> Tally:
+        got = self.client.get("/count").json()
+        return Tally(got["requests"], got["unique"], got["first"], got["last_new"])
+
+    def reset(self) -> None:
+        self.client.get("/reset").raise_for_status()
+
+    def wait_for(
+        self, expected: int, timeout_s: float, check: Callable[[], None], stall_s: float = 0
+    ) -> Tally:
+        """Until ``expected`` distinct events arrived, ``timeout_s`` passed, or (with
+        ``stall_s``) nothing new arrived for that long."""
+        deadline = time.monotonic() + timeout_s
+        last_change, last_unique = time.monotonic(), -1
+        while True:
+            got = self.tally()
+            now = time.monotonic()
+            if got.unique != last_unique:
+                last_change, last_unique = now, got.unique
+            if got.unique >= expected or now > deadline:
+                return got
+            if stall_s and now - last_change > stall_s:
+                return got
+            check()
+            time.sleep(0.05)
+
+
+# --- load ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Load:
+    """One load run, in wrk's terms: ``completed`` counts every response, non-2xx included."""
+
+    tool: str
+    completed: int
+    status_errors: int  # responses >= 400
+    socket_errors: int  # connect, read, write errors and timeouts
+    duration_s: float
+    p50_ms: float
+    p99_ms: float
+    client_cpu_s: float
+
+    @property
+    def req_s(self) -> float:
+        return self.completed / self.duration_s if self.duration_s else 0.0
+
+    @property
+    def ok(self) -> int:
+        return self.completed - self.status_errors
+
+
+WRK_LUA = """-- written by benchmarks/throughput.py
+local prefix = "%(prefix)s"
+local counter = 0
+local threads = 0
+
+function setup(thread)
+  thread:set("tid", threads)  -- a global in that thread's own Lua state
+  threads = threads + 1
+end
+
+wrk.method = "POST"
+wrk.body = [==[%(body)s]==]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["%(event_header)s"] = "push"
+
+function request()
+  counter = counter + 1
+  wrk.headers["%(delivery_header)s"] = prefix .. "-" .. tid .. "-" .. counter
+  return wrk.format()
+end
+
+-- One machine-readable line: exact counts and percentiles from wrk's own histogram.
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests": %%d, "duration_us": %%d, "status": %%d, "connect": %%d, '
+    .. '"read": %%d, "write": %%d, "timeout": %%d, "p50_us": %%.1f, "p99_us": %%.1f}\\n',
+    summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_wrk(
+    url: str, duration_s: float, connections: int, threads: int, body: bytes, work_dir: Path
+) -> Load:
+    script = work_dir / f"wrk-{secrets.token_hex(4)}.lua"
+    script.write_text(
+        WRK_LUA
+        % {
+            # A fresh prefix per run: every request of every run has its own delivery id.
+            "prefix": secrets.token_hex(8),
+            "body": body.decode(),
+            "event_header": EVENT_HEADER,
+            "delivery_header": DELIVERY_HEADER,
+        }
+    )
+    cmd = [
+        WRK, f"-t{threads}", f"-c{connections}", f"-d{duration_s:g}s",
+        "--timeout", f"{REQUEST_TIMEOUT_S:g}s", "--latency", "-s", str(script), url,
+    ]  # fmt: skip
+    cpu_before = children_cpu_s()
+    # subprocess.run kills wrk on its timeout and on any exception, Ctrl-C included.
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=duration_s + 30, start_new_session=True
+    )
+    cpu = children_cpu_s() - cpu_before
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    got = json.loads(line.removeprefix("WRK_JSON "))
+    return Load(
+        tool="wrk",
+        completed=got["requests"],
+        status_errors=got["status"],
+        socket_errors=got["connect"] + got["read"] + got["write"] + got["timeout"],
+        duration_s=got["duration_us"] / 1e6,
+        p50_ms=got["p50_us"] / 1000,
+        p99_ms=got["p99_us"] / 1000,
+        client_cpu_s=cpu,
+    )
+
+
+class _Connection(asyncio.Protocol):
+    """A keep-alive HTTP/1.1 client connection: one request at a time, httptools parses."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[int] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but have its methods.
+        self.transport = cast(asyncio.Transport, transport)
+
+    async def send(self, request: bytes) -> int:
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionError("connection closed")
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self.waiter
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(exc)
+
+    def on_message_complete(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(self.parser.get_status_code())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(exc or ConnectionError("connection closed"))
+
+    def _fail(self, exc: Exception) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc)
+
+
+async def _python_load(
+    url: str, duration_s: float, connections: int, body: bytes, max_requests: int | None
+) -> Load:
+    parts = httpx.URL(url)
+    host, port = parts.host, parts.port or 80
+    head = (
+        f"POST {parts.raw_path.decode()} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Content-Type: application/json\r\n{EVENT_HEADER}: push\r\n"
+        f"Content-Length: {len(body)}\r\n{DELIVERY_HEADER}: {secrets.token_hex(8)}-"
+    ).encode()
+    seq = itertools.count()
+    latencies: list[float] = []
+    errors = {"status": 0, "socket": 0}
+    loop = asyncio.get_running_loop()
+    deadline = time.perf_counter() + duration_s
+
+    async def one_connection() -> None:
+        conn: _Connection | None = None
+        while time.perf_counter() < deadline:
+            n = next(seq)
+            if max_requests is not None and n >= max_requests:
+                break
+            try:
+                if conn is None or conn.transport is None or conn.transport.is_closing():
+                    _, conn = await loop.create_connection(_Connection, host, port)
+                request = head + str(n).encode() + b"\r\n\r\n" + body
+                t0 = time.perf_counter()
+                status = await asyncio.wait_for(conn.send(request), REQUEST_TIMEOUT_S)
+                latencies.append(time.perf_counter() - t0)
+                if status >= 400:
+                    errors["status"] += 1
+            except (OSError, TimeoutError, httptools.HttpParserError):
+                errors["socket"] += 1
+                if conn is not None and conn.transport is not None:
+                    conn.transport.close()
+                conn = None
+        if conn is not None and conn.transport is not None:
+            conn.transport.close()
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(one_connection() for _ in range(connections)))
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else []
+    return Load(
+        tool="python",
+        completed=len(latencies),
+        status_errors=errors["status"],
+        socket_errors=errors["socket"],
+        duration_s=elapsed,
+        p50_ms=cuts[49] * 1000 if cuts else 0.0,
+        p99_ms=cuts[98] * 1000 if cuts else 0.0,
+        client_cpu_s=cpu,
+    )
+
+
+def run_python_load(
+    url: str, duration_s: float, connections: int, body: bytes, max_requests: int | None = None
+) -> Load:
+    """The fallback client (uvloop + httptools, one process): up to ``max_requests``
+    requests, stopping after ``duration_s`` whatever the count."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_python_load(url, duration_s, connections, body, max_requests))
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    tool: str  # "wrk" or "python"
+    duration_s: float
+    warmup_s: float
+    connections: int
+    threads: int
+    body: bytes
+    work_dir: Path
+
+    def run(self, url: str, duration_s: float) -> Load:
+        if self.tool == "wrk":
+            return run_wrk(
+                url, duration_s, self.connections, self.threads, self.body, self.work_dir
+            )
+        return run_python_load(url, duration_s, self.connections, self.body)
+
+
+# --- the relay -----------------------------------------------------------------------------
+
+
+@dataclass
+class Relay:
+    base_url: str
+    token: str
+    env: dict[str, str]
+    client: httpx.Client
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def admin(self, method: str, path: str, **json: Any) -> Any:
+        return admin(self.client, self.auth, method, path, **json)
+
+    def put_source(self, name: str) -> None:
+        # verification is "none" by default: the load carries no signature.
+        self.admin(
+            "PUT",
+            f"/api/sources/{name}",
+            event_type_header=EVENT_HEADER,
+            idempotency_header=DELIVERY_HEADER,
+        )
+
+    def subscribe(self, receiver_url: str, mode: str) -> None:
+        self.admin("POST", "/api/subscriptions", url=receiver_url, sources=[SOURCE], mode=mode)
+
+    def accepted(self, source: str) -> int | None:
+        """Events the relay answered 202 for, from its own counter: unlike the client's count,
+        it includes requests still in flight when the load tool stopped."""
+        metric = re.compile(r"^relay_ingest_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+        total: float | None = None
+        for line in self.client.get("/metrics").text.splitlines():
+            m = metric.match(line)
+            if m and 'outcome="accepted"' in m["labels"] and f'source="{source}"' in m["labels"]:
+                total = (total or 0) + float(m["value"])
+        return None if total is None else int(total)
+
+    def workers_seen(self) -> int:
+        response = self.client.get("/readyz")
+        return int(response.json().get("workers", 0)) if response.status_code == 200 else 0
+
+
+@contextlib.contextmanager
+def running_relay(procs: Procs, redis_url: str, log_level: str = "INFO") -> Iterator[Relay]:
+    port = free_port()
+    token = "bench_" + secrets.token_urlsafe(18)
+    env = relay_env(redis_url, token, port, log_level=log_level)
+    procs.spawn("serve", relay_command("serve"), env)
+    base_url = f"http://127.0.0.1:{port}"
+    procs.wait_http("serve", f"{base_url}/api/sources", {"Authorization": f"Bearer {token}"})
+    with httpx.Client(base_url=base_url, trust_env=False, timeout=HTTP_TIMEOUT_S) as client:
+        yield Relay(base_url, token, env, client)
+
+
+def start_workers(procs: Procs, relay: Relay, count: int, wait: bool) -> None:
+    for i in range(count):
+        procs.spawn(f"worker{i + 1}", relay_command("worker"), relay.env)
+    if not wait:
+        return
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while relay.workers_seen() < count:  # the heartbeat says the worker is polling
+        procs.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{procs.label}: no worker heartbeat within {START_TIMEOUT_S} s")
+        time.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class LogSummary:
+    lines: int
+    levels: Counter[str]  # JSON lines by level, plus "traceback" for raw tracebacks
+    events: Counter[str]  # warning and error events, and raw tracebacks' exceptions, by name
+    exit_code: int | None
+    succeeded: int  # "delivery.succeeded" lines: how a drain was shared between workers
+
+    def describe(self) -> str:
+        bad = {lvl: n for lvl, n in self.levels.items() if lvl not in ("info", "debug")}
+        text = f"{self.lines} lines" + "".join(f", {n} {lvl}" for lvl, n in sorted(bad.items()))
+        if self.events:
+            top = ", ".join(f"{name} x{n}" for name, n in self.events.most_common(4))
+            text += f" ({top})"
+        # SIGTERM is how it was stopped: -15, or 0 when it handled the signal.
+        if self.exit_code not in (None, 0, -signal.SIGTERM):
+            text += f"; exit code {self.exit_code} after SIGTERM"
+        return text
+
+
+def summarize_log(path: Path, exit_code: int | None) -> LogSummary:
+    """Counts of the JSON log lines by level; a raw (non-JSON) traceback counts once, by the
+    exception on its last line."""
+    levels: Counter[str] = Counter()
+    events: Counter[str] = Counter()
+    lines, succeeded, in_traceback = 0, 0, False
+    with path.open(errors="replace") as f:
+        for raw in f:
+            lines += 1
+            try:
+                record = json.loads(raw)
+                level, name = str(record["level"]), str(record["event"])
+            except (ValueError, KeyError, TypeError):
+                if raw.startswith("Traceback"):
+                    levels["traceback"] += 1
+                    in_traceback = True
+                elif in_traceback and raw[:1].strip():  # the unindented exception line
+                    events[raw.strip()[:60]] += 1
+                    in_traceback = False
+                continue
+            levels[level] += 1
+            succeeded += name == "delivery.succeeded"
+            if level not in ("info", "debug"):
+                # uvicorn's "Exception in ASGI application\n": the first line is the name.
+                events[name.strip().split("\n", 1)[0][:60]] += 1
+    return LogSummary(lines, levels, events, exit_code, succeeded)
+
+
+# --- targets -------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    key: str
+    label: str
+    load: Load
+    cpu_us_per_req: str  # server processes' CPU during the measured run, per request
+    delivered: str = ""
+    logs: dict[str, LogSummary] = field(default_factory=dict)
+
+
+def measure(plan: LoadPlan, url: str, pids: dict[str, int]) -> tuple[Load, str]:
+    """A warm-up run (not counted), then the measured run and the servers' CPU per request."""
+    if plan.warmup_s > 0:
+        plan.run(url, plan.warmup_s)
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    load = plan.run(url, plan.duration_s)
+    used: list[str] = []
+    for name, pid in pids.items():
+        start, end = before[name], cpu_seconds(pid)
+        if start is not None and end is not None and load.completed:
+            used.append(f"{(end - start) / load.completed * 1e6:.0f}")
+    return load, "+".join(used) or "-"
+
+
+def run_floor(plan: LoadPlan, log_dir: Path, key: str, durable: bool) -> Row:
+    label = "durable floor: + 1 Lua call" if durable else "bare FastAPI, 202"
+    log(f"[{key}] {label}")
+    with Procs(log_dir, key) as procs:
+        redis_url = procs.start_redis().url if durable else None
+        port = free_port()
+        kind = "durable" if durable else "bare"
+        server = procs.spawn(kind, floor_command(kind, port, redis_url), dict(os.environ))
+        base = f"http://127.0.0.1:{port}"
+        procs.wait_http(kind, f"{base}/healthz")
+        load, cpu = measure(plan, f"{base}/ingest/{SOURCE}", {"api": server.pid})
+        procs.check_alive()
+    return Row(key, label, load, cpu)
+
+
+def run_relay_target(
+    plan: LoadPlan,
+    log_dir: Path,
+    key: str,
+    receiver: ReceiverClient,
+    mode: str | None,
+    delivery_wait_s: float,
+) -> Row:
+    label = {
+        None: "relay, no subscription",
+        "reliable": "relay, reliable sub + 1 worker",
+        "best_effort": "relay, best_effort sub + 1 worker",
+    }[mode]
+    log(f"[{key}] {label}")
+    with Procs(log_dir, key) as procs:
+        redis_server = procs.start_redis()
+        with running_relay(procs, redis_server.url) as relay:
+            relay.put_source(SOURCE)
+            pids = {"api": procs.procs["serve"].pid}
+            if mode is not None:
+                relay.subscribe(receiver.url, mode)
+                # A worker runs with both modes, as in production (recovery, reconciliation);
+                # best-effort attempts are made by the API itself.
+                start_workers(procs, relay, 1, wait=True)
+                pids["worker"] = procs.procs["worker1"].pid
+                receiver.reset()
+            load, cpu = measure(plan, f"{relay.base_url}/ingest/{SOURCE}", pids)
+            procs.check_alive()
+            delivered = ""
+            if mode is not None:
+                delivered = wait_delivered(relay, receiver, procs, mode, delivery_wait_s)
+    # Read once the processes are stopped: what they log on the way out counts too.
+    return Row(key, label, load, cpu, delivered, procs.log_summaries())
+
+
+def wait_delivered(
+    relay: Relay, receiver: ReceiverClient, procs: Procs, mode: str, wait_s: float
+) -> str:
+    """Delivered/accepted once every accepted event (warm-up included) reached the receiver,
+    or when the wait ends; with the time it took after the load stopped."""
+    accepted = relay.accepted(SOURCE)
+    if accepted is None:
+        return "accepted count not found in /metrics"
+    t0 = time.monotonic()
+    # A best-effort delivery is tried once: once nothing new arrives, nothing will.
+    stall_s = 10.0 if mode == "best_effort" else 0.0
+    got = receiver.wait_for(accepted, wait_s, procs.check_alive, stall_s=stall_s)
+    text = f"{got.unique}/{accepted} (+{time.monotonic() - t0:.1f} s)"
+    if got.requests > got.unique:
+        text += f", {got.requests - got.unique} repeats"
+    return text
+
+
+# --- drain and memory ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Drain:
+    workers: int
+    delivered: int
+    expected: int
+    rate: float  # deliveries/s from the first delivery to the last
+    wall_s: float  # from starting the worker processes to the last delivery
+    logs: dict[str, LogSummary]
+
+
+@dataclass(frozen=True)
+class Memory:
+    events: int
+    nosub_per_event: float  # used_memory growth per event, no subscription
+    sub_per_event: float  # the same with one reliable subscription: one pending delivery each
+
+    @property
+    def per_delivery(self) -> float:
+        return self.sub_per_event - self.nosub_per_event
+
+
+def settled_memory(r: redis.Redis, timeout_s: float = 15.0) -> int:
+    """used_memory once fan-out (after each 202, in the API) has stopped writing keys, less
+    client buffers and the AOF buffer.
+
+    Those two are not data: the query buffers grow with the number of connections the API's
+    pool has opened (≈ 280 KB after the first 1500 events at 8 concurrent clients), which
+    would count as ≈ 190 B per event at N=1500 and twice that at N=500.
+    """
+    deadline = time.monotonic() + timeout_s
+    last, stable = -1, 0
+    while time.monotonic() < deadline and stable < 3:
+        size = int(r.dbsize())
+        stable = stable + 1 if size == last else 0
+        last = size
+        time.sleep(0.2)
+    info = r.info("memory")
+    return int(info["used_memory"]) - sum(
+        int(info.get(name, 0)) for name in ("mem_clients_normal", "mem_aof_buffer")
+    )
+
+
+def ingest_exactly(relay: Relay, source: str, n: int, connections: int, body: bytes) -> int:
+    """``n`` events, bounded in time; returns how many the relay accepted."""
+    before = relay.accepted(source) or 0
+    run_python_load(f"{relay.base_url}/ingest/{source}", 120.0, connections, body, n)
+    return (relay.accepted(source) or 0) - before
+
+
+def run_drain(
+    log_dir: Path,
+    receiver: ReceiverClient,
+    n: int,
+    workers: int,
+    connections: int,
+    body: bytes,
+    timeout_s: float,
+    with_memory: bool,
+) -> tuple[Drain, Memory | None]:
+    key = f"drain{workers}"
+    log(f"[{key}] {n} deliveries queued, then {workers} worker(s)")
+    memory: Memory | None = None
+    with Procs(log_dir, key) as procs:
+        redis_server = procs.start_redis()
+        with (
+            running_relay(procs, redis_server.url) as relay,
+            redis.Redis.from_url(redis_server.url) as r,
+        ):
+            relay.put_source(SOURCE)
+            if with_memory:
+                relay.put_source(NOSUB_SOURCE)
+                m0 = settled_memory(r)
+                nosub = ingest_exactly(relay, NOSUB_SOURCE, n, connections, body)
+                m1 = settled_memory(r)
+            relay.subscribe(receiver.url, "reliable")
+            receiver.reset()
+            m2 = settled_memory(r)
+            expected = ingest_exactly(relay, SOURCE, n, connections, body)
+            m3 = settled_memory(r)
+            if with_memory and nosub and expected:
+                memory = Memory(n, (m1 - m0) / nosub, (m3 - m2) / expected)
+            t0 = time.monotonic()
+            start_workers(procs, relay, workers, wait=False)
+            got = receiver.wait_for(expected, timeout_s, procs.check_alive)
+            wall = time.monotonic() - t0
+    span = got.last_new - got.first
+    rate = (got.unique - 1) / span if span > 0 else 0.0
+    return Drain(workers, got.unique, expected, rate, wall, procs.log_summaries()), memory
+
+
+# --- output --------------------------------------------------------------------------------
+
+
+def print_table(rows: list[Row]) -> None:
+    floor = next((row for row in rows if row.key == "b"), None)
+    head = (
+        f"{'target':38} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'req/s÷b':>8} {'p99÷b':>6} "
+        f"{'errors':>6} {'CPU µs/req':>10}  delivered/accepted"
+    )
+    print(f"\n{head}\n{'-' * len(head)}")
+    for row in rows:
+        ld = row.load
+        rs = f"{ld.req_s / floor.load.req_s:.2f}" if floor and floor.load.req_s else "-"
+        p99 = f"{ld.p99_ms / floor.load.p99_ms:.2f}" if floor and floor.load.p99_ms else "-"
+        errors = ld.status_errors + ld.socket_errors
+        print(
+            f"{row.key}. {row.label:35} {ld.req_s:>7.0f} {ld.p50_ms:>7.2f} {ld.p99_ms:>7.2f} "
+            f"{rs:>8} {p99:>6} {errors:>6} {row.cpu_us_per_req:>10}  {row.delivered}"
+        )
+    if rows:
+        client = ", ".join(f"{r.key} {r.load.client_cpu_s / r.load.duration_s:.0%}" for r in rows)
+        print(f"load client CPU (share of one core) during each run: {client}")
+
+
+def print_drains(drains: list[Drain]) -> None:
+    if drains:
+        print()
+    for d in drains:
+        plural = "s" if d.workers > 1 else ""
+        note = "" if d.delivered >= d.expected else f"; only {d.delivered}/{d.expected} arrived"
+        split = {n: s.succeeded for n, s in d.logs.items() if n.startswith("worker")}
+        if d.workers > 1 and sum(split.values()):
+            note += "; " + ", ".join(f"{n} delivered {count}" for n, count in split.items())
+        print(
+            f"drain, {d.workers} worker{plural}: {d.rate:5.0f} deliveries/s, first to last "
+            f"delivery ({d.delivered} in {d.wall_s:.1f} s from starting the worker "
+            f"process{'es' if plural else ''}{note})"
+        )
+    if len(drains) == 2 and drains[0].rate:
+        print(f"drain, two workers / one: {drains[1].rate / drains[0].rate:.2f}")
+
+
+def print_memory(memory: Memory, body_bytes: int) -> None:
+    print(
+        f"\nRedis used_memory per event ({memory.events} events, {body_bytes}-byte body), "
+        "beyond the body:"
+    )
+    for label, value in (
+        ("event, no subscription", memory.nosub_per_event - body_bytes),
+        ("event + 1 pending reliable delivery", memory.sub_per_event - body_bytes),
+        ("per pending delivery, beyond the event", memory.per_delivery),
+    ):
+        print(f"  {label:40} {value:8,.0f} B")
+
+
+def print_logs(rows: list[Row], drains: list[Drain]) -> None:
+    steps = [(row.key, row.logs) for row in rows] + [(f"drain{d.workers}", d.logs) for d in drains]
+    if any(logs for _, logs in steps):
+        print("\nrelay logs (JSON lines by level; warnings, errors and raw tracebacks by name):")
+    for step, logs in steps:
+        for name, summary in logs.items():
+            print(f"  {step} {name}: {summary.describe()}")
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+def parse_duration(text: str) -> float:
+    """wrk's spelling: ``8s``, ``1m``, or plain seconds."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([sm]?)", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 8s)")
+    return float(m[1]) * (60 if m[2] == "m" else 1)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    add = parser.add_argument
+    add("-d", "--duration", type=parse_duration, default=8.0, help="load per target (8s)")
+    add("-c", "--connections", type=int, default=32, help="open connections (32)")
+    add("-t", "--threads", type=int, default=1, help="wrk threads (1)")
+    add("--warmup", type=parse_duration, default=1.0, help="uncounted load first (1s)")
+    add("--tool", choices=["auto", "wrk", "python"], default="auto", help="load tool (auto)")
+    add("--targets", default="abcde", help="which targets to run (abcde)")
+    add("-n", "--drain-events", type=int, default=3000, help="deliveries to drain; 0: skip")
+    add("--drain-connections", type=int, default=8, help="connections queueing them (8)")
+    add("--delivery-wait", type=parse_duration, default=60.0, help="d/e wait for deliveries")
+    add("--drain-timeout", type=parse_duration, default=120.0, help="longest drain (120s)")
+    add("--keep-logs", type=Path, help="copy every process's log to this directory at the end")
+    args = parser.parse_args(argv)
+    if args.connections < 1 or args.threads < 1 or args.threads > args.connections:
+        parser.error("need 1 <= threads <= connections")
+    if set(args.targets) - set("abcde"):
+        parser.error("--targets takes letters from abcde")
+    return args
+
+
+def pick_tool(wanted: str) -> str:
+    has_wrk = Path(WRK).exists()
+    if wanted == "wrk" and not has_wrk:
+        raise SystemExit(f"{WRK} not found: apt-get install wrk, or --tool python")
+    return "wrk" if wanted == "wrk" or (wanted == "auto" and has_wrk) else "python"
+
+
+def run(args: argparse.Namespace, plan: LoadPlan, log_dir: Path) -> None:
+    body = plan.body
+    rows: list[Row] = []
+    drains: list[Drain] = []
+    memory: Memory | None = None
+    with Procs(log_dir, "receiver") as shared:
+        port = free_port()
+        shared.spawn("receiver", floor_command("receiver", port), dict(os.environ))
+        receiver_url = f"http://127.0.0.1:{port}"
+        shared.wait_http("receiver", f"{receiver_url}/count")
+        receiver = ReceiverClient(receiver_url)
+        try:
+            for key in args.targets:
+                if key in "ab":
+                    rows.append(run_floor(plan, log_dir, key, durable=key == "b"))
+                else:
+                    mode = {"c": None, "d": "reliable", "e": "best_effort"}[key]
+                    rows.append(
+                        run_relay_target(plan, log_dir, key, receiver, mode, args.delivery_wait)
+                    )
+                shared.check_alive()
+            if args.drain_events > 0:
+                for workers in (1, 2):
+                    drain, mem = run_drain(
+                        log_dir, receiver, args.drain_events, workers, args.drain_connections,
+                        body, args.drain_timeout, with_memory=workers == 1,
+                    )  # fmt: skip
+                    drains.append(drain)
+                    memory = memory or mem
+        finally:
+            receiver.close()
+    print_table(rows)
+    print_drains(drains)
+    if memory is not None:
+        print_memory(memory, len(body))
+    print_logs(rows, drains)
+
+
+def keep_logs(work_dir: Path, to: Path | None) -> None:
+    if to is None:
+        return
+    to.mkdir(parents=True, exist_ok=True)
+    for path in work_dir.glob("*.log"):
+        shutil.copy2(path, to / path.name)
+    log(f"logs copied to {to}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    stop_on_sigterm()
+    tool = pick_tool(args.tool)
+    print_header()
+    tool_text = (
+        f"wrk ({WRK}), -t{args.threads} -c{args.connections} -d{args.duration:g}s"
+        if tool == "wrk"
+        else f"Python client (uvloop + httptools; wrk not used), {args.connections} connections, "
+        f"{args.duration:g} s"
+    )
+    print(f"load tool: {tool_text}, {args.warmup:g} s warm-up first; {BODY_BYTES}-byte JSON body")
+    sys.stdout.flush()
+    started = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="relay-throughput-") as tmp:
+            work_dir = Path(tmp)
+            plan = LoadPlan(
+                tool, args.duration, args.warmup, args.connections, args.threads, make_body(),
+                work_dir,
+            )  # fmt: skip
+            try:
+                run(args, plan, work_dir)
+            finally:
+                keep_logs(work_dir, args.keep_logs)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM; the with blocks have stopped everything
+        log("interrupted; all processes stopped")
+        return 130
+    print(f"\ntotal run time {time.perf_counter() - started:.0f} s; all processes stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

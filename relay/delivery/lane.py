@@ -1,0 +1,109 @@
+"""Draining one subscription's lane: the job behind every reliable delivery.
+
+One job at a time per lane (the lane's state says which): it claims as many due deliveries
+as the lane's concurrency, rate limit and backpressure allow, sends them concurrently,
+records each result as it comes (a failed one goes back into the lane with its next due
+time: no slot ever sleeps through a retry wait), claims more as slots free up, and keeps on
+while work is due, within a time budget so thousands of lanes share the workers. Then it
+asks the lane whether to go on, re-arms it for its next due time, or lets it go idle; that
+decision is one atomic step with arming, so no wake-up is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from config.settings import Settings
+from relay.delivery.attempt import Attempter
+from relay.domain.clock import now_ms
+from relay.domain.models import Attempt, DeliveryMode
+from relay.observability import metrics
+from relay.storage import Claim, Store
+
+log = structlog.get_logger("relay.worker")
+
+# A lane whose slots are all taken by other workers is looked at again this often.
+_FULL_POLL_S = 0.05
+
+
+class LaneRunner:
+    def __init__(self, store: Store, attempter: Attempter, settings: Settings) -> None:
+        self._store = store
+        self._attempter = attempter
+        self._settings = settings
+        self._lease_ms = attempter.lease_ms(DeliveryMode.RELIABLE)
+
+    async def run(self, sub_id: str, job_id: str) -> int:
+        """Drain the lane until nothing is due or the budget is spent; returns the number of
+        attempts made."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.lane_budget_s
+        default_cap = self._settings.max_concurrency_per_subscription
+        cap = default_cap
+        tasks: set[asyncio.Task[Attempt | None]] = set()
+        made = 0
+        try:
+            while True:
+                exhausted = loop.time() >= deadline
+                claim: Claim | None = None
+                if not exhausted and len(tasks) < cap:
+                    now = now_ms()
+                    claim = await self._store.lanes.claim(
+                        sub_id, cap - len(tasks), now, now + self._lease_ms, default_cap
+                    )
+                    if claim.subscription is not None:
+                        cap = claim.subscription.max_concurrency or default_cap
+                    for ctx in claim.contexts:
+                        tasks.add(loop.create_task(self._attempter.attempt(ctx)))
+                if tasks:
+                    wait = max(0.0, deadline - loop.time()) if not exhausted else None
+                    if claim is not None and claim.status in ("rate", "full"):
+                        wait = min(wait or 1.0, self._wait_s(claim))
+                    done, tasks = await asyncio.wait(
+                        tasks, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    made += len(done)
+                    continue
+                if claim is not None and claim.status == "ok":
+                    continue
+                if claim is not None and claim.status == "paused":
+                    waiting = await self._store.lanes.waiting(sub_id)
+                    log.info("lane.paused", subscription_id=sub_id, waiting=waiting)
+                if claim is not None and claim.status in ("rate", "full") and not exhausted:
+                    # Others hold the lane's slots, or its next token is a moment away: that
+                    # is sooner than a new job would start.
+                    await asyncio.sleep(min(self._wait_s(claim), deadline - loop.time()))
+                    continue
+                decision = await self._store.lanes.yield_(
+                    sub_id, job_id, now_ms(), exhausted=exhausted
+                )
+                if decision != "more":
+                    return made
+        finally:
+            # Cancelled (shutdown past its grace): attempts in flight keep their claims until
+            # their leases run out, then the lane hands them out again.
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.gather(*tasks, return_exceptions=True)
+
+    @staticmethod
+    def _wait_s(claim: Claim) -> float:
+        if claim.status == "rate" and claim.next_due_ms is not None:
+            return max(0.001, min(1.0, (claim.next_due_ms - now_ms()) / 1000))
+        return _FULL_POLL_S
+
+
+async def observe_lanes(store: Store, now: int) -> None:
+    """Refresh the queue-depth and per-lane gauges from Redis (scrape and heartbeat)."""
+    depth = await store.housekeeping.queue_depth(now)
+    metrics.observe_queue(
+        depth.due,
+        depth.scheduled,
+        depth.dead,
+        [(lane.subscription_id, lane.waiting, lane.in_flight) for lane in depth.lanes],
+    )

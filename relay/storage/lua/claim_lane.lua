@@ -1,0 +1,93 @@
+-- Takes the next due deliveries of a lane for one worker: as many as the lane's concurrency
+-- (max_concurrency, across all workers: its in-flight set), its rate limit (a token bucket
+-- shared by all workers) and the caller's free slots allow, earliest due first. Attempts
+-- whose lease ran out (their worker died) go back to the lane first, due now.
+-- Deliveries of a deleted or disabled subscription are handed out regardless of limits, so
+-- they can be closed without a request.
+-- Returns {status, next due ms or '', subscription config, enabled, disabled reason,
+-- failing clock, failures in a row, then per claimed delivery: id, the fields of FIELDS, event metadata,
+-- body}; status is 'ok', 'empty' (nothing due: next due says when), 'paused', 'hold'
+-- (backing off: next due is the end of the hold), 'rate' (next due: the next token) or
+-- 'full'.
+-- include: lib/lanes.lua
+local lane_key, flight_key, state_key, sub_key, failing_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local prefix, sub_id, now_ms, lease_until_ms, want, default_cap = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+
+local FIELDS = {'event_id', 'subscription_id', 'mode', 'status', 'attempts', 'created_at',
+  'updated_at', 'next_attempt_at', 'last_status_code', 'last_error', 'retry_base',
+  'retry_started_at', 'first_attempt_at', 'gen', 'ordered', 'okey', 'next_trigger'}
+local now = tonumber(now_ms)
+
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', flight_key, '-inf', now_ms)) do
+  redis.call('ZREM', flight_key, id)
+  redis.call('ZADD', lane_key, now_ms, id)
+end
+
+local function next_due()
+  local first = redis.call('ZRANGE', lane_key, 0, 0, 'WITHSCORES')
+  return first[2] or ''
+end
+
+local sub = redis.call('HMGET', sub_key, 'config', 'enabled', 'disabled_reason', 'paused')
+local config, enabled, reason, paused = sub[1], sub[2], sub[3] or '', sub[4]
+local head = {'', '', config or '', enabled or '', reason, redis.call('GET', failing_key) or '',
+  redis.call('HGET', state_key, 'fails') or '0'}
+local open = config and enabled == '1'
+if open and paused == '1' then head[1] = 'paused'; return head end
+local state = redis.call('HMGET', state_key, 'hold_until', 'tokens', 'tokens_at')
+local hold = tonumber(state[1] or '0')
+if open and hold > now then head[1], head[2] = 'hold', tostring(hold); return head end
+
+local n = tonumber(want)
+local rate, burst, tokens = nil, 0, 0
+if open then
+  local cfg = cjson.decode(config)
+  local cap = cfg.max_concurrency
+  if cap == nil or cap == cjson.null then cap = tonumber(default_cap) end
+  n = math.min(n, cap - redis.call('ZCARD', flight_key))
+  if n <= 0 then head[1], head[2] = 'full', next_due(); return head end
+  if cfg.rate_limit ~= nil and cfg.rate_limit ~= cjson.null then
+    rate = tonumber(cfg.rate_limit)
+    -- A tenth of a second's worth of tokens at most: smooth, with no bursts to speak of.
+    burst = math.max(1, rate / 10)
+    tokens = tonumber(state[2] or burst)
+    tokens = math.min(burst, tokens + math.max(0, now - tonumber(state[3] or now_ms)) * rate / 1000)
+    if tokens < 1 then
+      redis.call('HSET', state_key, 'tokens', tostring(tokens), 'tokens_at', now_ms)
+      head[1], head[2] = 'rate', tostring(now + math.ceil((1 - tokens) * 1000 / rate))
+      return head
+    end
+    n = math.min(n, math.floor(tokens))
+  end
+end
+
+local ids = redis.call('ZRANGEBYSCORE', lane_key, '-inf', now_ms, 'LIMIT', 0, n)
+local claimed = 0
+for _, id in ipairs(ids) do
+  redis.call('ZREM', lane_key, id)
+  local delivery_key = prefix .. 'dlv:' .. id
+  local fields = redis.call('HMGET', delivery_key, unpack(FIELDS))
+  if fields[1] then
+    redis.call('HSET', delivery_key, 'status', 'delivering', 'lease_until', lease_until_ms,
+      'updated_at', now_ms)
+    redis.call('ZADD', flight_key, lease_until_ms, id)
+    local event_key = prefix .. 'evt:' .. fields[1]
+    head[#head + 1] = id
+    for _, v in ipairs(fields) do head[#head + 1] = v or '' end
+    head[#head + 1] = redis.call('GET', event_key) or ''
+    head[#head + 1] = redis.call('GET', event_key .. ':body') or ''
+    claimed = claimed + 1
+  else
+    -- Expired with the retention period: if it headed an ordering key, the next one goes.
+    local heads = redis.call('HGETALL', prefix .. 'lane:' .. sub_id .. ':heads')
+    for h = 1, #heads, 2 do
+      if heads[h + 1] == id then advance_fifo(prefix, sub_id, id, heads[h], now_ms) end
+    end
+  end
+end
+if rate then
+  redis.call('HSET', state_key, 'tokens', tostring(tokens - claimed), 'tokens_at', now_ms)
+end
+head[1] = (claimed > 0) and 'ok' or 'empty'
+head[2] = next_due()
+return head

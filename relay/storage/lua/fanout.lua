@@ -1,0 +1,69 @@
+-- Creates the deliveries of a batch of events in one step: at fan-out (each event only
+-- once: it must still be in the unfanned index, which it leaves here) or at replay (any
+-- time after fan-out). Reliable deliveries enter their subscription's lane, which is armed;
+-- best-effort ones the caller attempts itself are put in flight under its lease (a lane job
+-- takes them over only if the caller dies first).
+-- ARGV after the fixed ones, per event: 'E', event id, number of deliveries; then per
+-- delivery: id, subscription id, mode, inline ('1': in flight for the caller), due or lease
+-- ms, ordered ('1'/'0'), ordering key.
+-- Returns {'stale', current rev} when fan-out planned with out-of-date subscriptions, else
+-- {'ok', per event: 1 added, 0 fanned out already or gone, -1 a replay before fan-out}.
+-- include: lib/lanes.lua
+local unfanned_key, all_deliveries_key, indexes_key, subs_rev_key, queue_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local prefix, job_prefix, now_ms, expire_at_ms, planned_rev, fan_out = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+
+local rev = redis.call('GET', subs_rev_key) or '0'
+if fan_out == '1' and rev ~= planned_rev then return {'stale', rev} end
+local results = {'ok'}
+local i = 7
+while i <= #ARGV do
+  local event_id, count = ARGV[i + 1], tonumber(ARGV[i + 2])
+  i = i + 3
+  local event_key = prefix .. 'evt:' .. event_id
+  local unfanned = redis.call('ZSCORE', unfanned_key, event_id)
+  local verdict = 1
+  if fan_out == '1' then
+    if not unfanned then verdict = 0 end
+  elseif redis.call('EXISTS', event_key) == 0 then
+    verdict = 0
+  elseif unfanned then
+    verdict = -1
+  end
+  if verdict == 1 then
+    local event_deliveries_key = event_key .. ':dlv'
+    for d = 0, count - 1 do
+      local j = i + 7 * d
+      local delivery_id, sub_id, mode, inline, due_ms, ordered, okey = ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], ARGV[j + 4], ARGV[j + 5], ARGV[j + 6]
+      local delivery_key = prefix .. 'dlv:' .. delivery_id
+      redis.call('HSET', delivery_key, 'event_id', event_id, 'subscription_id', sub_id,
+        'mode', mode, 'status', 'pending', 'attempts', '0', 'retry_base', '0',
+        'created_at', now_ms, 'updated_at', now_ms, 'next_attempt_at', due_ms,
+        'expires_at', expire_at_ms)
+      if ordered == '1' then redis.call('HSET', delivery_key, 'ordered', '1', 'okey', okey) end
+      redis.call('PEXPIREAT', delivery_key, expire_at_ms)
+      redis.call('RPUSH', event_deliveries_key, delivery_id)
+      redis.call('ZADD', all_deliveries_key, 0, delivery_id)
+      local sub_deliveries_key = prefix .. 'dlv:sub:' .. sub_id
+      redis.call('ZADD', sub_deliveries_key, 0, delivery_id)
+      redis.call('SADD', indexes_key, sub_deliveries_key)
+      if inline == '1' then
+        redis.call('HSET', delivery_key, 'status', 'delivering', 'lease_until', due_ms)
+        redis.call('ZADD', lane_key(prefix, sub_id, 'flight'), due_ms, delivery_id)
+        redis.call('SADD', prefix .. 'lanes', sub_id)
+      elseif enter_lane(prefix, sub_id, delivery_id, due_ms, ordered, okey) then
+        arm_lane(prefix, queue_key, job_prefix, sub_id, due_ms, now_ms)
+      end
+    end
+    -- The event lives as long as its newest delivery.
+    for _, key in ipairs({event_key, event_deliveries_key, event_key .. ':body'}) do
+      local ttl = redis.call('PTTL', key)
+      if ttl == -1 or (ttl >= 0 and ttl < tonumber(expire_at_ms) - tonumber(now_ms)) then
+        redis.call('PEXPIREAT', key, expire_at_ms)
+      end
+    end
+    if fan_out == '1' then redis.call('ZREM', unfanned_key, event_id) end
+  end
+  i = i + 7 * count
+  results[#results + 1] = verdict
+end
+return results

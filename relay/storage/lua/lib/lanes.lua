@@ -1,0 +1,60 @@
+-- Lanes: each subscription's deliveries wait in their own sorted set (by due time, then id,
+-- which is creation order), and one ARQ job at a time drains a lane. The lane's state hash
+-- says which job is armed; a lane with work and no armed job gets one here, so wake-ups
+-- coalesce and none is lost between a job's last look and its end.
+local function lane_key(prefix, sub_id, part)
+  local key = prefix .. 'lane:' .. sub_id
+  if part then key = key .. ':' .. part end
+  return key
+end
+
+-- Arms the lane's job to run at when_ms (sooner if it was armed for later). The job's ARQ
+-- record is written as ArqRedis.enqueue_job writes it (serialized by the relay's JSON
+-- serializer); each arming gets a new job id, so a job that is just finishing never
+-- swallows a new wake-up.
+local function arm_lane(prefix, queue_key, job_prefix, sub_id, when_ms, now_ms)
+  redis.call('SADD', prefix .. 'lanes', sub_id)
+  local state = lane_key(prefix, sub_id, 'state')
+  local current = redis.call('HGET', state, 'job')
+  if current then
+    redis.call('ZADD', queue_key, 'XX', 'LT', when_ms, current)
+    return current
+  end
+  local job_id = 'lane:' .. sub_id .. ':' .. redis.call('HINCRBY', state, 'seq', 1)
+  local payload = '{"t":null,"f":"lane","a":["' .. sub_id .. '"],"k":{},"et":' .. now_ms .. '}'
+  local ttl = math.max(tonumber(when_ms) - tonumber(now_ms), 0) + 86400000
+  redis.call('SET', job_prefix .. job_id, payload, 'PX', ttl)
+  redis.call('ZADD', queue_key, when_ms, job_id)
+  redis.call('HSET', state, 'job', job_id)
+  return job_id
+end
+
+-- Puts a delivery in its lane, due at due_ms. An ordered (FIFO) delivery whose key already
+-- has a head waits behind it instead. Returns true when it is in the lane itself.
+local function enter_lane(prefix, sub_id, delivery_id, due_ms, ordered, okey)
+  if ordered == '1' then
+    local heads = lane_key(prefix, sub_id, 'heads')
+    local head = redis.call('HGET', heads, okey)
+    if head and head ~= delivery_id then
+      redis.call('RPUSH', lane_key(prefix, sub_id, 'q:' .. okey), delivery_id)
+      return false
+    end
+    redis.call('HSET', heads, okey, delivery_id)
+  end
+  redis.call('ZADD', lane_key(prefix, sub_id), due_ms, delivery_id)
+  return true
+end
+
+-- An ordered delivery is done (succeeded or dead): the next one with its key, if any, is
+-- the new head and due now.
+local function advance_fifo(prefix, sub_id, delivery_id, okey, now_ms)
+  local heads = lane_key(prefix, sub_id, 'heads')
+  if redis.call('HGET', heads, okey) ~= delivery_id then return end
+  local nxt = redis.call('LPOP', lane_key(prefix, sub_id, 'q:' .. okey))
+  if nxt then
+    redis.call('HSET', heads, okey, nxt)
+    redis.call('ZADD', lane_key(prefix, sub_id), now_ms, nxt)
+  else
+    redis.call('HDEL', heads, okey)
+  end
+end
