@@ -27,6 +27,7 @@ import uvicorn
 import uvloop
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from redis.commands.core import AsyncScript
 
 DELIVERY_HEADER = "x-github-delivery"
 TTL_S = 86400
@@ -77,7 +78,7 @@ def durable_app(redis_url: str) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
     _add_healthz(app)
     ids = itertools.count()
-    script: list[aioredis.client.AsyncScript] = []
+    script: list[AsyncScript] = []
 
     @app.post("/ingest/{source}")
     async def ingest(source: str, request: Request) -> JSONResponse:

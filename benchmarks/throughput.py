@@ -43,6 +43,7 @@ import httpx
 import redis
 import uvloop
 from _procs import (
+    CpuMeter,
     admin,
     cpu_seconds,
     print_header,
@@ -541,7 +542,7 @@ def summarize_log(path: Path, exit_code: int | None) -> LogSummary:
                     in_traceback = False
                 continue
             levels[level] += 1
-            succeeded += name == "delivery.succeeded"
+            succeeded += int(name == "delivery.succeeded")
             if level not in ("info", "debug"):
                 # uvicorn's "Exception in ASGI application\n": the first line is the name.
                 events[name.strip().split("\n", 1)[0][:60]] += 1
@@ -653,6 +654,7 @@ class Drain:
     expected: int
     rate: float  # deliveries/s from the first delivery to the last
     wall_s: float  # from starting the worker processes to the last delivery
+    cpu_shares: dict[str, float]  # of one core, by process, from first delivery to last
     logs: dict[str, LogSummary]
 
 
@@ -678,14 +680,13 @@ def settled_memory(r: redis.Redis, timeout_s: float = 15.0) -> int:
     deadline = time.monotonic() + timeout_s
     last, stable = -1, 0
     while time.monotonic() < deadline and stable < 3:
-        size = int(r.dbsize())
+        size = cast(int, r.dbsize())
         stable = stable + 1 if size == last else 0
         last = size
         time.sleep(0.2)
-    info = r.info("memory")
-    return int(info["used_memory"]) - sum(
-        int(info.get(name, 0)) for name in ("mem_clients_normal", "mem_aof_buffer")
-    )
+    info = cast(dict[str, int], r.info("memory"))
+    not_data = sum(info.get(name, 0) for name in ("mem_clients_normal", "mem_aof_buffer"))
+    return info["used_memory"] - not_data
 
 
 def ingest_exactly(relay: Relay, source: str, n: int, connections: int, body: bytes) -> int:
@@ -693,6 +694,59 @@ def ingest_exactly(relay: Relay, source: str, n: int, connections: int, body: by
     before = relay.accepted(source) or 0
     run_python_load(f"{relay.base_url}/ingest/{source}", 120.0, connections, body, n)
     return (relay.accepted(source) or 0) - before
+
+
+def fill_queue(
+    relay: Relay,
+    r: redis.Redis,
+    receiver: ReceiverClient,
+    n: int,
+    connections: int,
+    body: bytes,
+    with_memory: bool,
+) -> tuple[int, Memory | None]:
+    """``n`` events for the subscribed source with no worker running (with ``with_memory``,
+    ``n`` for a source with no subscription first); how many were accepted, and memory."""
+    nosub = m0 = m1 = 0
+    if with_memory:
+        relay.put_source(NOSUB_SOURCE)
+        m0 = settled_memory(r)
+        nosub = ingest_exactly(relay, NOSUB_SOURCE, n, connections, body)
+        m1 = settled_memory(r)
+    relay.subscribe(receiver.url, "reliable")
+    receiver.reset()
+    m2 = settled_memory(r)
+    accepted = ingest_exactly(relay, SOURCE, n, connections, body)
+    m3 = settled_memory(r)
+    if not (with_memory and nosub and accepted):
+        return accepted, None
+    return accepted, Memory(n, (m1 - m0) / nosub, (m3 - m2) / accepted)
+
+
+def timed_drain(
+    procs: Procs,
+    relay: Relay,
+    receiver: ReceiverClient,
+    workers: int,
+    expected: int,
+    timeout_s: float,
+    redis_pid: int | None,
+) -> tuple[Tally, float, dict[str, float]]:
+    """Start the workers, wait for every delivery: what arrived, the wall time from the
+    start, and each process's share of a core from the first delivery to the last."""
+    t0 = time.monotonic()
+    start_workers(procs, relay, workers, wait=False)
+    receiver.wait_for(1, timeout_s, procs.check_alive)
+    pids = {name: proc.pid for name, proc in procs.procs.items()}
+    if redis_pid is not None:
+        pids["redis"] = redis_pid
+    meter = CpuMeter(pids)
+    meter.start()
+    t_first = time.monotonic()
+    got = receiver.wait_for(expected, timeout_s, procs.check_alive)
+    window = time.monotonic() - t_first
+    shares = {name: used / window for name, used in meter.stop().items()} if window else {}
+    return got, time.monotonic() - t0, shares
 
 
 def run_drain(
@@ -707,33 +761,22 @@ def run_drain(
 ) -> tuple[Drain, Memory | None]:
     key = f"drain{workers}"
     log(f"[{key}] {n} deliveries queued, then {workers} worker(s)")
-    memory: Memory | None = None
     with Procs(log_dir, key) as procs:
         redis_server = procs.start_redis()
+        redis_pid = redis_server.process.pid if redis_server.process else None
         with (
             running_relay(procs, redis_server.url) as relay,
             redis.Redis.from_url(redis_server.url) as r,
         ):
             relay.put_source(SOURCE)
-            if with_memory:
-                relay.put_source(NOSUB_SOURCE)
-                m0 = settled_memory(r)
-                nosub = ingest_exactly(relay, NOSUB_SOURCE, n, connections, body)
-                m1 = settled_memory(r)
-            relay.subscribe(receiver.url, "reliable")
-            receiver.reset()
-            m2 = settled_memory(r)
-            expected = ingest_exactly(relay, SOURCE, n, connections, body)
-            m3 = settled_memory(r)
-            if with_memory and nosub and expected:
-                memory = Memory(n, (m1 - m0) / nosub, (m3 - m2) / expected)
-            t0 = time.monotonic()
-            start_workers(procs, relay, workers, wait=False)
-            got = receiver.wait_for(expected, timeout_s, procs.check_alive)
-            wall = time.monotonic() - t0
+            expected, memory = fill_queue(relay, r, receiver, n, connections, body, with_memory)
+            got, wall, shares = timed_drain(
+                procs, relay, receiver, workers, expected, timeout_s, redis_pid
+            )
     span = got.last_new - got.first
     rate = (got.unique - 1) / span if span > 0 else 0.0
-    return Drain(workers, got.unique, expected, rate, wall, procs.log_summaries()), memory
+    drain = Drain(workers, got.unique, expected, rate, wall, shares, procs.log_summaries())
+    return drain, memory
 
 
 # --- output --------------------------------------------------------------------------------
@@ -766,14 +809,17 @@ def print_drains(drains: list[Drain]) -> None:
     for d in drains:
         plural = "s" if d.workers > 1 else ""
         note = "" if d.delivered >= d.expected else f"; only {d.delivered}/{d.expected} arrived"
-        split = {n: s.succeeded for n, s in d.logs.items() if n.startswith("worker")}
-        if d.workers > 1 and sum(split.values()):
+        split = {n: sm.succeeded for n, sm in d.logs.items() if n.startswith("worker")}
+        if d.workers > 1 and any(split.values()):
             note += "; " + ", ".join(f"{n} delivered {count}" for n, count in split.items())
         print(
             f"drain, {d.workers} worker{plural}: {d.rate:5.0f} deliveries/s, first to last "
             f"delivery ({d.delivered} in {d.wall_s:.1f} s from starting the worker "
             f"process{'es' if plural else ''}{note})"
         )
+        if d.cpu_shares:
+            shares = ", ".join(f"{name} {share:.0%}" for name, share in d.cpu_shares.items())
+            print(f"  CPU while draining (share of one core): {shares}")
     if len(drains) == 2 and drains[0].rate:
         print(f"drain, two workers / one: {drains[1].rate / drains[0].rate:.2f}")
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from relay.api.deps import AdminDep, ServicesDep
 from relay.api.problems import Problem, invalid, problem_docs
 from relay.delivery.fanout import UnknownSubscription
-from relay.delivery.subscriptions import BlockedSubscriber
+from relay.delivery.subscriptions import InvalidSubscription
 from relay.domain.models import (
     DeliveryStatus,
     SecretRotated,
@@ -36,7 +36,7 @@ async def _answers() -> AsyncIterator[None]:
         yield
     except UnknownSubscription as exc:
         raise Problem(404, f"no subscription {exc.args[0]!r}") from None
-    except BlockedSubscriber as exc:
+    except InvalidSubscription as exc:
         raise Problem(422, str(exc)) from None
     except ValidationError as exc:  # e.g. {"url": null}: valid JSON, not a valid subscription
         raise invalid(exc) from None

@@ -27,6 +27,9 @@ log = structlog.get_logger("relay.worker")
 
 # A lane whose slots are all taken by other workers is looked at again this often.
 _FULL_POLL_S = 0.05
+# A retry due this soon is waited for in the job rather than by arming a new one: a new job
+# waits for ARQ's next poll, and short retries would drift late.
+_LINGER_S = 0.25
 
 
 class LaneRunner:
@@ -60,8 +63,9 @@ class LaneRunner:
                         tasks.add(loop.create_task(self._attempter.attempt(ctx)))
                 if tasks:
                     wait = max(0.0, deadline - loop.time()) if not exhausted else None
-                    if claim is not None and claim.status in ("rate", "full"):
-                        wait = min(wait or 1.0, self._wait_s(claim))
+                    pause = None if claim is None else self._wait_s(claim)
+                    if pause is not None:
+                        wait = min(wait or pause, pause)
                     done, tasks = await asyncio.wait(
                         tasks, timeout=wait, return_when=asyncio.FIRST_COMPLETED
                     )
@@ -72,11 +76,13 @@ class LaneRunner:
                 if claim is not None and claim.status == "paused":
                     waiting = await self._store.lanes.waiting(sub_id)
                     log.info("lane.paused", subscription_id=sub_id, waiting=waiting)
-                if claim is not None and claim.status in ("rate", "full") and not exhausted:
-                    # Others hold the lane's slots, or its next token is a moment away: that
-                    # is sooner than a new job would start.
-                    await asyncio.sleep(min(self._wait_s(claim), deadline - loop.time()))
-                    continue
+                if claim is not None and not exhausted:
+                    # Others hold the lane's slots, its next token or a short retry is a
+                    # moment away: sooner than a new job would start, so wait here.
+                    pause = self._wait_s(claim)
+                    if pause is not None and pause < deadline - loop.time():
+                        await asyncio.sleep(pause)
+                        continue
                 decision = await self._store.lanes.yield_(
                     sub_id, job_id, now_ms(), exhausted=exhausted
                 )
@@ -92,10 +98,14 @@ class LaneRunner:
                     await asyncio.gather(*tasks, return_exceptions=True)
 
     @staticmethod
-    def _wait_s(claim: Claim) -> float:
-        if claim.status == "rate" and claim.next_due_ms is not None:
-            return max(0.001, min(1.0, (claim.next_due_ms - now_ms()) / 1000))
-        return _FULL_POLL_S
+    def _wait_s(claim: Claim) -> float | None:
+        """How long to wait in this job before claiming again; None: end it instead."""
+        if claim.status == "full":
+            return _FULL_POLL_S
+        if claim.status in ("rate", "empty") and claim.next_due_ms is not None:
+            wait = max(0.001, (claim.next_due_ms - now_ms()) / 1000)
+            return wait if claim.status == "rate" or wait <= _LINGER_S else None
+        return None
 
 
 async def observe_lanes(store: Store, now: int) -> None:

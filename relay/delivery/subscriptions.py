@@ -26,19 +26,25 @@ from relay.domain.models import (
     TEST_SOURCE,
     Delivery,
     DeliveryMode,
+    Ordering,
     SecretRotated,
     Subscription,
     SubscriptionIn,
     SubscriptionPatch,
     Trigger,
 )
+from relay.domain.ordering import HEADER_PREFIX
 from relay.domain.signing import generate_secret
 from relay.storage import NewDeliveries, NewDelivery, Store
 
 log = structlog.get_logger("relay.admin")
 
 
-class BlockedSubscriber(ValueError):
+class InvalidSubscription(ValueError):
+    """Valid JSON that makes no usable subscription here."""
+
+
+class BlockedSubscriber(InvalidSubscription):
     """The URL's host is an address the relay may not call."""
 
 
@@ -53,6 +59,18 @@ class Subscriptions:
         self._store = store
         self._attempter = attempter
         self._settings = settings
+
+    def _check_ordering(self, spec: Ordering | None) -> None:
+        """A header can only order deliveries if the relay keeps it with the event: fan-out
+        after a crash reads the event back from Redis, and must find the same key."""
+        if spec is None or spec.key is None or not spec.key.startswith(HEADER_PREFIX):
+            return
+        name = spec.key[len(HEADER_PREFIX) :]
+        if name not in self._settings.stored_headers:
+            raise InvalidSubscription(
+                f"ordering key header {name!r} is not stored with events; add it to "
+                "RELAY_STORED_HEADERS"
+            )
 
     def _check_reachable(self, url: object) -> None:
         """Refuse, up front, a URL whose host is an address the relay may not call
@@ -74,6 +92,7 @@ class Subscriptions:
     async def create(self, spec: SubscriptionIn) -> Subscription:
         """A new subscription with a fresh signing secret."""
         self._check_reachable(spec.url)
+        self._check_ordering(spec.ordering)
         now = now_ms()
         sub = Subscription(
             id=new_id("sub", now), secret=generate_secret(), created_at=now, updated_at=now,
@@ -106,6 +125,7 @@ class Subscriptions:
         subscription (``{"url": null}``)."""
         if patch.url is not None:
             self._check_reachable(patch.url)
+        self._check_ordering(patch.ordering)
         changes = patch.model_dump(exclude_unset=True)
         if changes.get("enabled") is True:
             changes["disabled_reason"] = None
