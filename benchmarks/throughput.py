@@ -175,8 +175,9 @@ class Tally:
 class ReceiverClient:
     """The fast receiver in ``_floor.py``, read over HTTP (it runs in its own process)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, check_alive: Callable[[], None]) -> None:
         self.url = url
+        self.check_alive = check_alive  # raises, with its log, if the receiver died
         self.client = httpx.Client(base_url=url, trust_env=False, timeout=HTTP_TIMEOUT_S)
 
     def close(self) -> None:
@@ -206,6 +207,7 @@ class ReceiverClient:
             if stall_s and now - last_change > stall_s:
                 return got
             check()
+            self.check_alive()
             time.sleep(0.05)
 
 
@@ -886,41 +888,59 @@ def pick_tool(wanted: str) -> str:
     return "wrk" if wanted == "wrk" or (wanted == "auto" and has_wrk) else "python"
 
 
-def run(args: argparse.Namespace, plan: LoadPlan, log_dir: Path) -> None:
-    body = plan.body
+def run_targets(
+    args: argparse.Namespace, plan: LoadPlan, log_dir: Path, receiver: ReceiverClient
+) -> list[Row]:
     rows: list[Row] = []
+    for key in args.targets:
+        if key in "ab":
+            rows.append(run_floor(plan, log_dir, key, durable=key == "b"))
+        else:
+            mode = {"c": None, "d": "reliable", "e": "best_effort"}[key]
+            rows.append(run_relay_target(plan, log_dir, key, receiver, mode, args.delivery_wait))
+    return rows
+
+
+def run_drains(
+    args: argparse.Namespace, body: bytes, log_dir: Path, receiver: ReceiverClient
+) -> tuple[list[Drain], Memory | None]:
     drains: list[Drain] = []
     memory: Memory | None = None
-    with Procs(log_dir, "receiver") as shared:
+    if args.drain_events <= 0:
+        return drains, memory
+    for workers in (1, 2):
+        drain, mem = run_drain(
+            log_dir, receiver, args.drain_events, workers, args.drain_connections, body,
+            args.drain_timeout, with_memory=workers == 1,
+        )  # fmt: skip
+        drains.append(drain)
+        memory = memory or mem
+    return drains, memory
+
+
+@contextlib.contextmanager
+def running_receiver(log_dir: Path) -> Iterator[ReceiverClient]:
+    """One receiver for the whole run; reset before each step that delivers to it."""
+    with Procs(log_dir, "receiver") as procs:
         port = free_port()
-        shared.spawn("receiver", floor_command("receiver", port), dict(os.environ))
-        receiver_url = f"http://127.0.0.1:{port}"
-        shared.wait_http("receiver", f"{receiver_url}/count")
-        receiver = ReceiverClient(receiver_url)
+        procs.spawn("receiver", floor_command("receiver", port), dict(os.environ))
+        url = f"http://127.0.0.1:{port}"
+        procs.wait_http("receiver", f"{url}/count")
+        receiver = ReceiverClient(url, procs.check_alive)
         try:
-            for key in args.targets:
-                if key in "ab":
-                    rows.append(run_floor(plan, log_dir, key, durable=key == "b"))
-                else:
-                    mode = {"c": None, "d": "reliable", "e": "best_effort"}[key]
-                    rows.append(
-                        run_relay_target(plan, log_dir, key, receiver, mode, args.delivery_wait)
-                    )
-                shared.check_alive()
-            if args.drain_events > 0:
-                for workers in (1, 2):
-                    drain, mem = run_drain(
-                        log_dir, receiver, args.drain_events, workers, args.drain_connections,
-                        body, args.drain_timeout, with_memory=workers == 1,
-                    )  # fmt: skip
-                    drains.append(drain)
-                    memory = memory or mem
+            yield receiver
         finally:
             receiver.close()
+
+
+def run(args: argparse.Namespace, plan: LoadPlan, log_dir: Path) -> None:
+    with running_receiver(log_dir) as receiver:
+        rows = run_targets(args, plan, log_dir, receiver)
+        drains, memory = run_drains(args, plan.body, log_dir, receiver)
     print_table(rows)
     print_drains(drains)
     if memory is not None:
-        print_memory(memory, len(body))
+        print_memory(memory, len(plan.body))
     print_logs(rows, drains)
 
 
@@ -933,18 +953,24 @@ def keep_logs(work_dir: Path, to: Path | None) -> None:
     log(f"logs copied to {to}")
 
 
+def describe_tool(tool: str, args: argparse.Namespace) -> str:
+    if tool == "wrk":
+        text = f"wrk ({WRK}), -t{args.threads} -c{args.connections} -d{args.duration:g}s"
+    else:
+        why = "--tool python" if args.tool == "python" else f"no {WRK}"
+        text = (
+            f"Python client (uvloop + httptools; wrk not used: {why}), "
+            f"{args.connections} connections, {args.duration:g} s"
+        )
+    return f"{text}, {args.warmup:g} s warm-up first; {BODY_BYTES}-byte JSON body"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stop_on_sigterm()
     tool = pick_tool(args.tool)
     print_header()
-    tool_text = (
-        f"wrk ({WRK}), -t{args.threads} -c{args.connections} -d{args.duration:g}s"
-        if tool == "wrk"
-        else f"Python client (uvloop + httptools; wrk not used), {args.connections} connections, "
-        f"{args.duration:g} s"
-    )
-    print(f"load tool: {tool_text}, {args.warmup:g} s warm-up first; {BODY_BYTES}-byte JSON body")
+    print(f"load tool: {describe_tool(tool, args)}")
     sys.stdout.flush()
     started = time.perf_counter()
     try:

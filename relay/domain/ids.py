@@ -1,6 +1,9 @@
 """Sortable, prefixed identifiers (ULID layout: 48-bit milliseconds + 80 random bits).
 
 Ids sort by creation time as plain strings, which keeps Redis listings and logs in order.
+Within one process they are monotonic, as ULID's spec allows: an id made in the same
+millisecond as the one before it takes that one's random part plus one, so a lane's ties
+(deliveries due in the same millisecond) go out in the order they were made.
 
     >>> new_id("evt", now_ms=0)[:14]
     'evt_0000000000'
@@ -24,10 +27,24 @@ def _encode(value: int, length: int) -> str:
     return "".join(reversed(chars))
 
 
+_RANDOM_BITS = 80
+# (millisecond, random part) of the last id made here.
+_last = (-1, 0)
+
+
 def new_id(prefix: str, now_ms: int | None = None) -> str:
-    """``<prefix>_`` + 26 Crockford base32 characters, time-ordered to the millisecond."""
+    """``<prefix>_`` + 26 Crockford base32 characters, time-ordered to the millisecond and
+    monotonic within this process."""
+    global _last
     ms = clock.now_ms() if now_ms is None else now_ms
-    return f"{prefix}_{_encode(ms, 10)}{_encode(secrets.randbits(80), 16)}"
+    last_ms, last_random = _last
+    if ms == last_ms and last_random + 1 < 1 << _RANDOM_BITS:
+        random = last_random + 1
+    else:
+        # Leave room below the top so a busy millisecond keeps counting up.
+        random = secrets.randbits(_RANDOM_BITS - 1)
+    _last = (ms, random)
+    return f"{prefix}_{_encode(ms, 10)}{_encode(random, 16)}"
 
 
 def id_time_ms(identifier: str) -> int:
