@@ -73,9 +73,6 @@ class Settings(BaseSettings):
     fanout_grace_s: float = Field(default=30.0, ge=0)
     recovery_interval_s: int = Field(default=10, ge=1, le=60)
     recovery_batch: int = Field(default=500, ge=1)
-    # How long past due a delivery may sit before reconciliation queues it again: a job that
-    # starts on time needs no help, and ARQ's poll needs a moment.
-    reconcile_grace_s: float = Field(default=10.0, ge=0)
 
     # Delivery. Subscribers must be at globally routable addresses, or in these networks
     # (comma-separated CIDRs in the environment: RELAY_ALLOWED_PRIVATE_NETWORKS=10.0.0.0/8).

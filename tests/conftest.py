@@ -72,7 +72,6 @@ def make_settings(redis_url: str) -> Callable[..., Settings]:
                 max_attempts=4, initial_s=0.05, exp_base=2, max_wait_s=0.2, jitter_s=0
             ),
             "fanout_grace_s": 0,
-            "reconcile_grace_s": 0,
             "delivery_timeout_s": 2,
             "best_effort_timeout_s": 1,
             "job_timeout_s": 10,
