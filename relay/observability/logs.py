@@ -82,7 +82,7 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def configure(fmt: str = "auto", level: str = "INFO") -> None:
+def configure(fmt: str = "auto", level: str = "INFO", *, access_log: bool = False) -> None:
     """Route structlog and the standard library (uvicorn, arq) through one pipeline."""
     console = fmt == "console" or (fmt == "auto" and sys.stdout.isatty())
     shared: list[Processor] = [
@@ -125,6 +125,10 @@ def configure(fmt: str = "auto", level: str = "INFO") -> None:
         lib = logging.getLogger(name)
         lib.handlers[:] = []
         lib.propagate = True
+    # uvicorn skips its access line, formatting and all, when its logger has no handler to
+    # reach. Its own access_log=False does this too, but `relay serve` configures logging
+    # again after uvicorn has (in serve_app), so the choice is made here as well.
+    logging.getLogger("uvicorn.access").propagate = access_log
     # arq logs every job start and end (the recovery cron every few seconds); our delivery
     # lines carry the same facts with context, so only its warnings and errors stay.
     logging.getLogger("arq.worker").setLevel(logging.WARNING)

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import structlog
@@ -38,11 +40,25 @@ def test_redact_masks_secret_keys_headers_and_urls_in_text() -> None:
 
 
 @pytest.fixture
-def json_logs(capsys: pytest.CaptureFixture[str]):
-    configure("json", "INFO")
-    yield capsys
+def reset_logging() -> Iterator[None]:
+    yield
     structlog.reset_defaults()
     logging.getLogger().handlers.clear()
+    logging.getLogger("uvicorn.access").propagate = True
+
+
+@pytest.fixture
+def json_logs(
+    capsys: pytest.CaptureFixture[str], reset_logging: None
+) -> pytest.CaptureFixture[str]:
+    # The access line is opt-in; a test here reads it.
+    configure("json", "INFO", access_log=True)
+    return capsys
+
+
+def last_line(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    line: dict[str, Any] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    return line
 
 
 def test_json_lines_with_exceptions_but_no_locals(json_logs: pytest.CaptureFixture[str]) -> None:
@@ -51,7 +67,7 @@ def test_json_lines_with_exceptions_but_no_locals(json_logs: pytest.CaptureFixtu
         raise ValueError("boom")
     except ValueError:
         structlog.get_logger("t").exception("delivery.job_error", delivery_id="dlv_1")
-    line = json.loads(json_logs.readouterr().out.strip().splitlines()[-1])
+    line = last_line(json_logs)
     assert line["event"] == "delivery.job_error"
     assert line["level"] == "error"
     assert line["delivery_id"] == "dlv_1"
@@ -63,13 +79,21 @@ def test_access_log_request_lines_lose_their_query(json_logs: pytest.CaptureFixt
     logging.getLogger("uvicorn.access").info(
         '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "POST", "/ingest/gh?token=SUPERSECRET", "1.1", 202
     )
-    line = json.loads(json_logs.readouterr().out.strip().splitlines()[-1])
+    line = last_line(json_logs)
     assert line["event"] == '127.0.0.1:5 - "POST /ingest/gh HTTP/1.1" 202'
 
 
 def test_stdlib_records_are_json_too(json_logs: pytest.CaptureFixture[str]) -> None:
     logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
-    line = json.loads(json_logs.readouterr().out.strip().splitlines()[-1])
+    line = last_line(json_logs)
     assert line["event"] == "Started server process [42]"
     assert line["logger"] == "uvicorn.error"
     assert "color_message" not in line
+
+
+def test_the_access_line_is_opt_in(capsys: pytest.CaptureFixture[str], reset_logging: None) -> None:
+    configure("json", "INFO")
+    # uvicorn asks this for each connection: without a handler it never formats the line.
+    assert not logging.getLogger("uvicorn.access").hasHandlers()
+    logging.getLogger("uvicorn.access").info("%s", '127.0.0.1:5 - "GET / HTTP/1.1" 200')
+    assert capsys.readouterr().out == ""
