@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     # Logging.
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # uvicorn's line per request: `ingest.accepted` already says method, path and status,
+    # and a second line per webhook doubled the cost of logging on the hot path.
+    access_log: bool = False
 
     @field_validator("stored_headers", "allowed_private_networks", mode="before")
     @classmethod

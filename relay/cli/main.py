@@ -66,7 +66,7 @@ def serve(
 ) -> None:
     """Run the HTTP API (ingest and admin). Needs RELAY_REDIS_URL."""
     settings = _settings(host=host, port=port)
-    logs.configure(settings.log_format, settings.log_level)
+    logs.configure(settings.log_format, settings.log_level, access_log=settings.access_log)
     settings.require_redis_url()
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Several processes serve /metrics: each must report the sum over all of them.
@@ -79,6 +79,7 @@ def serve(
         port=settings.port,
         workers=workers,
         log_config=None,
+        access_log=settings.access_log,
         proxy_headers=False,
     )
 
@@ -112,6 +113,7 @@ async def _run_dev(settings: Settings) -> None:
             host=settings.host,
             port=settings.port,
             log_config=None,
+            access_log=settings.access_log,
             proxy_headers=False,
         )
     )
@@ -151,7 +153,7 @@ async def _run_dev(settings: Settings) -> None:
 def dev(host: HostOpt = None, port: PortOpt = None) -> None:
     """API and worker in one process; starts an embedded Redis if RELAY_REDIS_URL is unset."""
     settings = _settings(host=host, port=port)
-    logs.configure(settings.log_format, settings.log_level)
+    logs.configure(settings.log_format, settings.log_level, access_log=settings.access_log)
     redis: EmbeddedRedis | None = None
     if not settings.redis_url:
         redis = EmbeddedRedis(settings.data_dir).start()

@@ -13,6 +13,11 @@ def named(logs: list[dict[str, object]], event: str) -> list[dict[str, object]]:
     return [entry for entry in logs if entry["event"] == event]
 
 
+def access(line: dict[str, object]) -> tuple[object, ...]:
+    """What uvicorn's access line said: the ingest lines stand in for it (it is off by default)."""
+    return line["method"], line["path"], line["status"]
+
+
 async def test_one_line_per_step_with_context(
     api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
 ) -> None:
@@ -40,8 +45,13 @@ async def test_one_line_per_step_with_context(
     assert accepted["source"] == "github"
     assert accepted["event_type"] == "push"
     assert accepted["bytes"] == 2
-    assert named(logs, "ingest.duplicate")[0]["event_id"] == event_id
-    assert named(logs, "ingest.rejected")[0]["reason"] == "unknown_source"
+    assert access(accepted) == ("POST", "/ingest/github", 202)
+    [duplicate] = named(logs, "ingest.duplicate")
+    assert duplicate["event_id"] == event_id
+    assert access(duplicate) == ("POST", "/ingest/github", 200)
+    [rejected] = named(logs, "ingest.rejected")
+    assert rejected["reason"] == "unknown_source"
+    assert access(rejected) == ("POST", "/ingest/missing", 404)
 
     lines = [
         *named(logs, "delivery.retry_scheduled"),

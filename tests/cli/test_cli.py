@@ -593,3 +593,20 @@ def test_help_lists_every_command(app: typer.Typer) -> None:
     commands = ("serve", "dev", "events", "deliveries", "replay", "subscriptions", "sources")
     for command in (*commands, "apply"):
         assert f" {command} " in out
+
+
+@pytest.mark.parametrize(("access_log", "expected"), [(None, False), ("true", True)])
+def test_serve_leaves_the_access_line_to_ingest_accepted_unless_asked(
+    app: typer.Typer, monkeypatch: pytest.MonkeyPatch, access_log: str | None, expected: bool
+) -> None:
+    passed: dict[str, Any] = {}
+    configured: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *_, **kwargs: passed.update(kwargs))
+    # Recorded, not run: configuring the process's logging here would outlive the test.
+    monkeypatch.setattr(
+        "relay.observability.logs.configure", lambda *_, **kwargs: configured.update(kwargs)
+    )
+    env = {"RELAY_REDIS_URL": "redis://127.0.0.1:1/0", "RELAY_ACCESS_LOG": access_log}
+    result = CliRunner().invoke(app, ["serve"], env=env)
+    assert result.exit_code == 0, result.output
+    assert passed["access_log"] is configured["access_log"] is expected

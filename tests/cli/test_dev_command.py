@@ -73,6 +73,9 @@ def test_dev_delivers_and_keeps_events_across_restarts(tmp_path: Path) -> None:
     finally:
         out = stop_dev(proc)
     assert '"event":"dev.redis_stopped"' in out
+    # One line per webhook: ours, with method, path and status; uvicorn's access line is opt-in.
+    assert '"event":"ingest.accepted"' in out
+    assert '"logger":"uvicorn.access"' not in out
     assert list((tmp_path / "data").glob("appendonly*")), "no append-only file was written"
 
     proc = start_dev(tmp_path / "data", port)

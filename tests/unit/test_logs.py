@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import io
 import json
 import logging
+import sys
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import structlog
@@ -38,11 +42,26 @@ def test_redact_masks_secret_keys_headers_and_urls_in_text() -> None:
 
 
 @pytest.fixture
-def json_logs(capsys: pytest.CaptureFixture[str]):
-    configure("json", "INFO")
-    yield capsys
+def reset_logging() -> Iterator[None]:
+    yield
     structlog.reset_defaults()
     logging.getLogger().handlers.clear()
+    logging.getLogger("uvicorn.access").propagate = True
+
+
+@pytest.fixture
+def json_logs(
+    capsys: pytest.CaptureFixture[str], reset_logging: None
+) -> pytest.CaptureFixture[str]:
+    # Loggers are cached as in production: only those these tests make, which go with them.
+    # The access line is opt-in; a test here reads it.
+    configure("json", "INFO", access_log=True)
+    return capsys
+
+
+def last_line(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    line: dict[str, Any] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    return line
 
 
 def test_json_lines_with_exceptions_but_no_locals(json_logs: pytest.CaptureFixture[str]) -> None:
@@ -51,7 +70,7 @@ def test_json_lines_with_exceptions_but_no_locals(json_logs: pytest.CaptureFixtu
         raise ValueError("boom")
     except ValueError:
         structlog.get_logger("t").exception("delivery.job_error", delivery_id="dlv_1")
-    line = json.loads(json_logs.readouterr().out.strip().splitlines()[-1])
+    line = last_line(json_logs)
     assert line["event"] == "delivery.job_error"
     assert line["level"] == "error"
     assert line["delivery_id"] == "dlv_1"
@@ -63,13 +82,64 @@ def test_access_log_request_lines_lose_their_query(json_logs: pytest.CaptureFixt
     logging.getLogger("uvicorn.access").info(
         '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "POST", "/ingest/gh?token=SUPERSECRET", "1.1", 202
     )
-    line = json.loads(json_logs.readouterr().out.strip().splitlines()[-1])
+    line = last_line(json_logs)
     assert line["event"] == '127.0.0.1:5 - "POST /ingest/gh HTTP/1.1" 202'
 
 
 def test_stdlib_records_are_json_too(json_logs: pytest.CaptureFixture[str]) -> None:
     logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
-    line = json.loads(json_logs.readouterr().out.strip().splitlines()[-1])
+    line = last_line(json_logs)
     assert line["event"] == "Started server process [42]"
     assert line["logger"] == "uvicorn.error"
     assert "color_message" not in line
+
+
+def test_our_lines_and_the_libraries_have_the_same_shape(
+    json_logs: pytest.CaptureFixture[str],
+) -> None:
+    structlog.get_logger("relay.ingest").warning("ingest.rejected", status=401)
+    ours = last_line(json_logs)
+    logging.getLogger("uvicorn.error").warning("Invalid HTTP request received.")
+    theirs = last_line(json_logs)
+    assert (ours["logger"], ours["level"]) == ("relay.ingest", "warning")
+    assert (theirs["logger"], theirs["level"]) == ("uvicorn.error", "warning")
+    assert set(ours) - {"status"} == set(theirs) == {"event", "level", "logger", "timestamp"}
+
+
+def test_our_lines_bypass_the_standard_library_and_below_level_ones_are_dropped(
+    json_logs: pytest.CaptureFixture[str],
+) -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger().addHandler(handler)
+    log = structlog.get_logger("relay.ingest")
+    log.debug("not.shown")
+    log.info("ingest.accepted", status=202)
+    lines = json_logs.readouterr().out.splitlines()
+    assert [json.loads(line)["event"] for line in lines] == ["ingest.accepted"]
+    assert records == []
+
+
+def test_cached_loggers_write_to_the_stdout_of_the_moment(
+    json_logs: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = structlog.get_logger("relay.cli")
+    log.info("first")  # built and cached now, while pytest's capture is stdout
+    assert last_line(json_logs)["event"] == "first"
+    raw = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, write_through=True))
+    log.info("to.binary")
+    text_only = io.StringIO()  # no binary buffer underneath
+    monkeypatch.setattr(sys, "stdout", text_only)
+    log.info("to.text")
+    assert json.loads(raw.getvalue())["event"] == "to.binary"
+    assert json.loads(text_only.getvalue())["event"] == "to.text"
+
+
+def test_the_access_line_is_opt_in(capsys: pytest.CaptureFixture[str], reset_logging: None) -> None:
+    configure("json", "INFO")
+    # uvicorn asks this for each connection: without a handler it never formats the line.
+    assert not logging.getLogger("uvicorn.access").hasHandlers()
+    logging.getLogger("uvicorn.access").info("%s", '127.0.0.1:5 - "GET / HTTP/1.1" 200')
+    assert capsys.readouterr().out == ""
