@@ -78,8 +78,8 @@ def log(message: str) -> None:
 def make_body() -> bytes:
     """A JSON body of exactly BODY_BYTES bytes, shaped like a small GitHub push."""
     head = '{"ref":"refs/heads/main","repository":{"full_name":"acme/widgets"},"commits":"'
-    tail_ = '"}'
-    return (head + "x" * (BODY_BYTES - len(head) - len(tail_)) + tail_).encode()
+    end = '"}'
+    return (head + "x" * (BODY_BYTES - len(head) - len(end)) + end).encode()
 
 
 # --- processes -----------------------------------------------------------------------------
