@@ -19,8 +19,11 @@ from dataclasses import dataclass
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class BlockedAddress(OSError):
-    """The subscriber's host is, or resolves to, an address the relay may not call."""
+class BlockedAddress(Exception):
+    """The subscriber's host is, or resolves to, an address the relay may not call.
+
+    Not an ``OSError``: the connection pool would wrap that into a DNS error, and this is a
+    refusal, not a failure worth retrying."""
 
 
 @dataclass(frozen=True)
