@@ -16,6 +16,7 @@ from typing import Annotated
 import structlog
 import typer
 import uvicorn
+import uvloop
 
 from config.settings import Settings
 from relay.api.app import create_app
@@ -90,7 +91,7 @@ def worker() -> None:
     settings = _settings()
     logs.configure(settings.log_format, settings.log_level)
     settings.require_redis_url()
-    asyncio.run(run_worker(settings))
+    uvloop.run(run_worker(settings))
 
 
 def _dev_token(data_dir: Path) -> str:
@@ -170,7 +171,7 @@ def dev(host: HostOpt = None, port: PortOpt = None) -> None:
         settings = settings.model_copy(update={"allowed_private_networks": DEV_NETWORKS})
     typer.echo(f"Relay listening on http://{settings.host}:{settings.port}", err=True)
     try:
-        asyncio.run(_run_dev(settings))
+        uvloop.run(_run_dev(settings))
     finally:
         if redis is not None:
             redis.stop()

@@ -52,7 +52,9 @@ class LaneRunner:
             while True:
                 exhausted = loop.time() >= deadline
                 claim: Claim | None = None
-                if not exhausted and len(tasks) < cap:
+                # Refill once half the slots are free: a claim per finished attempt would
+                # cost a Redis round trip per delivery.
+                if not exhausted and len(tasks) <= cap // 2:
                     now = now_ms()
                     claim = await self._store.lanes.claim(
                         sub_id, cap - len(tasks), now, now + self._lease_ms, default_cap
