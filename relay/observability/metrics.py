@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from functools import cache
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -85,6 +86,17 @@ def observe_queue(
     for sub_id, waiting, in_flight in deepest:
         LANE_DEPTH.labels(sub_id).set(waiting)
         LANE_IN_FLIGHT.labels(sub_id).set(in_flight)
+
+
+@cache
+def _ingested(source: str, outcome: str) -> Counter:
+    # Sources are names an admin created, outcomes a fixed set: the children can be kept,
+    # which spares the hot path labels()' lock and lookup.
+    return INGESTED.labels(source, outcome, "")
+
+
+def count_ingested(source: str, outcome: str) -> None:
+    _ingested(source, outcome).inc()
 
 
 def status_class(status_code: int | None) -> str:

@@ -11,6 +11,7 @@ in front of the script.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -64,11 +65,19 @@ class ScriptCall:
 
 
 class Scripts:
-    """Every script registered once on a client; ``await scripts.run(call)`` runs one."""
+    """Every script registered once on a client; ``await scripts.run(call)`` runs one.
+
+    Calls made in the same turn of the event loop (concurrent requests, attempts finishing
+    together) share one pipeline: one connection checkout, one write, one read for all of
+    them. Each script is still its own atomic step, and each caller gets its own reply or
+    error; a call made alone goes out at once, as it would without batching.
+    """
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._scripts: dict[str, AsyncScript] = {}
+        self._pending: list[tuple[ScriptCall, asyncio.Future[Any]]] = []
+        self._flushing: set[asyncio.Task[None]] = set()
 
     def script(self, name: str) -> AsyncScript:
         if name not in self._scripts:
@@ -77,7 +86,51 @@ class Scripts:
 
     async def run(self, call: ScriptCall, client: Any = None) -> Any:
         """Run a call; with ``client`` (a pipeline) it is queued there instead."""
-        return await self.script(call.SCRIPT)(keys=call.keys(), args=call.argv(), client=client)
+        if client is not None:
+            return await self.script(call.SCRIPT)(keys=call.keys(), args=call.argv(), client=client)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((call, future))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._send(pending))
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _send(self, pending: list[tuple[ScriptCall, asyncio.Future[Any]]]) -> None:
+        try:
+            if len(pending) == 1:
+                call, _ = pending[0]
+                replies: list[Any] = [
+                    await self.script(call.SCRIPT)(keys=call.keys(), args=call.argv())
+                ]
+            else:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for call, _ in pending:
+                        await self.script(call.SCRIPT)(
+                            keys=call.keys(), args=call.argv(), client=pipe
+                        )
+                    replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            for _, future in pending:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except BaseException:
+            for _, future in pending:
+                future.cancel()
+            raise
+        for (_, future), reply in zip(pending, replies, strict=True):
+            if future.done():  # its caller was cancelled
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
 
 
 # --- one call class per script, in the order of a delivery's life -------------------------

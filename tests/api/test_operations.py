@@ -79,11 +79,12 @@ async def test_event_status_filter_finds_failed_deliveries(
     make_settings, api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
 ) -> None:
     await create_source(api)
-    await create_subscription(api, receiver.url)
+    # One attempt at a time, in the lane's order: the scripted 400 goes to `bad`.
+    await create_subscription(api, receiver.url, max_concurrency=1)
     receiver.script(Reply(status=400))
     bad = await ingest(api)
     good = await ingest(api)
-    await run_worker(make_settings(worker_max_jobs=1))  # in queue order: the 400 goes to `bad`
+    await run_worker()
     dead = await get(api, "/api/events", status="dead")
     assert [e["id"] for e in dead["data"]] == [bad]
     ok = await get(api, "/api/events", status="succeeded")

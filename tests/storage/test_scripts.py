@@ -63,3 +63,29 @@ def test_installed_packages_carry_every_script() -> None:
     package = LUA_DIR.parent
     shipped = {p for g in globs for p in package.glob(g)}
     assert set(LUA_DIR.rglob("*.lua")) <= shipped
+
+
+async def test_calls_in_one_turn_share_a_round_trip_but_not_their_errors(redis) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from redis.exceptions import ResponseError
+
+    from relay.storage.scripts import ForgetEmptyIndexes, Scripts
+
+    scripts = Scripts(redis)
+    await redis.sadd("reg", "empty", "full", "text")
+    await redis.zadd("full", {"x": 0})
+    await redis.set("text", "not a sorted set")
+    calls = [
+        ForgetEmptyIndexes(registry_key="reg", candidates=["empty"]),
+        ForgetEmptyIndexes(registry_key="reg", candidates=["text"]),  # WRONGTYPE inside
+        ForgetEmptyIndexes(registry_key="reg", candidates=["full"]),
+    ]
+    before = int((await redis.info("stats"))["total_connections_received"])
+    results = await asyncio.gather(*(scripts.run(c) for c in calls), return_exceptions=True)
+    assert results[0] == 1
+    assert isinstance(results[1], ResponseError)
+    assert results[2] == 0
+    assert await redis.smembers("reg") == {b"full", b"text"}
+    # One pipeline on the pool's connection: no extra connections were opened for the batch.
+    assert int((await redis.info("stats"))["total_connections_received"]) - before <= 1
