@@ -459,8 +459,8 @@ class Relay:
             idempotency_header=DELIVERY_HEADER,
         )
 
-    def subscribe(self, receiver_url: str, mode: str) -> None:
-        self.admin("POST", "/api/subscriptions", url=receiver_url, sources=[SOURCE], mode=mode)
+    def subscribe(self, receiver_url: str, mode: str, source: str = SOURCE) -> None:
+        self.admin("POST", "/api/subscriptions", url=receiver_url, sources=[source], mode=mode)
 
     def accepted(self, source: str) -> int | None:
         """Events the relay answered 202 for, from its own counter: unlike the client's count,
@@ -706,19 +706,27 @@ def fill_queue(
     connections: int,
     body: bytes,
     with_memory: bool,
+    lanes: int,
 ) -> tuple[int, Memory | None]:
-    """``n`` events for the subscribed source with no worker running (with ``with_memory``,
-    ``n`` for a source with no subscription first); how many were accepted, and memory."""
+    """``n`` events spread over ``lanes`` subscribed sources (one subscription each, so one
+    lane each) with no worker running (with ``with_memory``, ``n`` for a source with no
+    subscription first); how many were accepted, and memory."""
     nosub = m0 = m1 = 0
     if with_memory:
         relay.put_source(NOSUB_SOURCE)
         m0 = settled_memory(r)
         nosub = ingest_exactly(relay, NOSUB_SOURCE, n, connections, body)
         m1 = settled_memory(r)
-    relay.subscribe(receiver.url, "reliable")
+    sources = [f"{SOURCE}{k}" for k in range(lanes)]
+    for source in sources:
+        relay.put_source(source)
+        relay.subscribe(receiver.url, "reliable", source)
     receiver.reset()
     m2 = settled_memory(r)
-    accepted = ingest_exactly(relay, SOURCE, n, connections, body)
+    accepted = sum(
+        ingest_exactly(relay, source, n // lanes + (k < n % lanes), connections, body)
+        for k, source in enumerate(sources)
+    )
     m3 = settled_memory(r)
     if not (with_memory and nosub and accepted):
         return accepted, None
@@ -760,9 +768,10 @@ def run_drain(
     body: bytes,
     timeout_s: float,
     with_memory: bool,
+    lanes: int,
 ) -> tuple[Drain, Memory | None]:
     key = f"drain{workers}"
-    log(f"[{key}] {n} deliveries queued, then {workers} worker(s)")
+    log(f"[{key}] {n} deliveries queued over {lanes} lanes, then {workers} worker(s)")
     with Procs(log_dir, key) as procs:
         redis_server = procs.start_redis()
         redis_pid = redis_server.process.pid if redis_server.process else None
@@ -771,7 +780,9 @@ def run_drain(
             redis.Redis.from_url(redis_server.url) as r,
         ):
             relay.put_source(SOURCE)
-            expected, memory = fill_queue(relay, r, receiver, n, connections, body, with_memory)
+            expected, memory = fill_queue(
+                relay, r, receiver, n, connections, body, with_memory, lanes
+            )
             got, wall, shares = timed_drain(
                 procs, relay, receiver, workers, expected, timeout_s, redis_pid
             )
@@ -870,6 +881,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--targets", default="abcde", help="which targets to run (abcde)")
     add("-n", "--drain-events", type=int, default=3000, help="deliveries to drain; 0: skip")
     add("--drain-connections", type=int, default=8, help="connections queueing them (8)")
+    # One job drains a lane at a time, so a second worker only helps with a second lane.
+    add("--drain-lanes", type=int, default=4, help="subscriptions they are spread over (4)")
     add("--delivery-wait", type=parse_duration, default=60.0, help="d/e wait for deliveries")
     add("--drain-timeout", type=parse_duration, default=120.0, help="longest drain (120s)")
     add("--keep-logs", type=Path, help="copy every process's log to this directory at the end")
@@ -911,7 +924,7 @@ def run_drains(
     for workers in (1, 2):
         drain, mem = run_drain(
             log_dir, receiver, args.drain_events, workers, args.drain_connections, body,
-            args.drain_timeout, with_memory=workers == 1,
+            args.drain_timeout, with_memory=workers == 1, lanes=args.drain_lanes,
         )  # fmt: skip
         drains.append(drain)
         memory = memory or mem

@@ -86,6 +86,9 @@ def build_worker(
             worker_id=worker_id,
             queue=settings.queue_name,
             max_jobs=settings.worker_max_jobs,
+        # Lane jobs run for seconds: a worker that took every due job in one poll would leave
+        # its peers idle. A few per poll still fills 100 slots within half a second.
+        queue_read_limit=max(2, settings.worker_max_jobs // 20),
             metrics_port=settings.worker_metrics_port,
         )
 
@@ -126,6 +129,9 @@ def build_worker(
         handle_signals=handle_signals,
         job_completion_wait=settings.job_timeout_s if handle_signals else 0,
         max_jobs=settings.worker_max_jobs,
+        # Lane jobs run for seconds: a worker that took every due job in one poll would leave
+        # its peers idle. A few per poll still fills 100 slots within half a second.
+        queue_read_limit=max(2, settings.worker_max_jobs // 20),
         job_timeout=settings.job_timeout_s,
         keep_result=0,
         poll_delay=settings.worker_poll_delay_s,

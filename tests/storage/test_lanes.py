@@ -201,3 +201,16 @@ async def test_the_upgrade_moves_the_old_due_index_and_parked_sets_into_lanes(
     ]
     assert await armed_job(redis, sub.id) is not None
     assert await store.lanes.migrate_legacy(now) == 0  # done once
+
+
+async def test_reconciliation_waits_for_an_in_flight_lease_to_run_out(
+    store: Store, redis: aioredis.Redis
+) -> None:
+    sub = await subscription(store)
+    await fan_out(store, sub)
+    now = now_ms()
+    [ctx] = (await store.lanes.claim(sub.id, 10, now, now + 60_000, 16)).contexts
+    await redis.hdel(Keys.lane(sub.id, "state"), "job")  # its job ended; the attempt goes on
+    assert await store.lanes.arm_idle([sub.id], now) == []  # a live lease needs no job
+    assert await store.lanes.arm_idle([sub.id], now + 60_001) == [sub.id]  # its holder died
+    assert ctx.delivery.attempts == 0

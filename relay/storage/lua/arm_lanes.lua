@@ -21,11 +21,13 @@ for i = 5, #ARGV do
   if not job and not (sub[1] == '1' and sub[2] == '1') then
     local waiting = redis.call('ZRANGE', prefix .. 'lane:' .. sub_id, 0, 0, 'WITHSCORES')[2]
     local lease = redis.call('ZRANGE', prefix .. 'lane:' .. sub_id .. ':flight', 0, 0, 'WITHSCORES')[2]
-    if waiting or lease then
+    -- Attempts in flight under a live lease (a best-effort attempt the API is making) need
+    -- no job yet: if their process dies, a later run finds the lease expired.
+    if waiting or (lease and tonumber(lease) <= tonumber(now_ms)) then
       local when = math.min(tonumber(waiting or lease), tonumber(lease or waiting))
       arm_lane(prefix, queue_key, job_prefix, sub_id, math.max(when, tonumber(now_ms)), now_ms)
       armed[#armed + 1] = sub_id
-    elseif redis.call('HLEN', prefix .. 'lane:' .. sub_id .. ':heads') == 0 then
+    elseif not lease and redis.call('HLEN', prefix .. 'lane:' .. sub_id .. ':heads') == 0 then
       redis.call('SREM', prefix .. 'lanes', sub_id)
     end
   end
