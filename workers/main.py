@@ -86,9 +86,6 @@ def build_worker(
             worker_id=worker_id,
             queue=settings.queue_name,
             max_jobs=settings.worker_max_jobs,
-            # Lane jobs run for seconds: a worker that took every due job in one poll would leave
-            # its peers idle. A few per poll still fills 100 slots within half a second.
-            queue_read_limit=max(2, settings.worker_max_jobs // 20),
             metrics_port=settings.worker_metrics_port,
         )
 
