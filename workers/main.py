@@ -28,6 +28,7 @@ from relay.delivery.attempt import Attempter
 from relay.delivery.fanout import SubscriptionCache
 from relay.delivery.lane import LaneRunner, observe_lanes
 from relay.domain.clock import now_ms
+from relay.runtime import settle_after_startup
 from relay.storage import HEARTBEAT_S, Store
 from workers.delivery import deliver, lane
 from workers.deps import WorkerDeps
@@ -79,6 +80,7 @@ def build_worker(
         )
         deps.heartbeat = asyncio.create_task(_heartbeat(store, worker_id))
         ctx["deps"] = deps
+        settle_after_startup()
         if settings.worker_metrics_port:
             prometheus_client.start_http_server(settings.worker_metrics_port, settings.host)
         log.info(

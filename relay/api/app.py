@@ -15,6 +15,7 @@ from relay.api.services import Services
 from relay.delivery import outbound, queue
 from relay.delivery.attempt import Attempter
 from relay.observability import logs
+from relay.runtime import settle_after_startup
 from relay.storage import Store
 
 log = structlog.get_logger("relay.api")
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 log.warning("source.unverified", source=source.name, scheme="none")
         if settings.admin_token is None:
             log.warning("api.admin_disabled", reason="RELAY_ADMIN_TOKEN is not set")
+        settle_after_startup()
         log.info("api.started")
         try:
             yield

@@ -42,7 +42,7 @@ class Services:
                 store,
                 SubscriptionCache(store),
                 window_s=settings.fanout_batch_window_ms / 1000,
-                max_batch=256,
+                max_batch=32,
                 inline_lease_ms=attempter.lease_ms(DeliveryMode.BEST_EFFORT),
                 after_commit=attempt_best_effort,
             ),
