@@ -883,6 +883,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--drain-connections", type=int, default=8, help="connections queueing them (8)")
     # One job drains a lane at a time, so a second worker only helps with a second lane.
     add("--drain-lanes", type=int, default=4, help="subscriptions they are spread over (4)")
+    add("--rate-limit", type=float, default=50, help="rate_limit of the rate check (50/s)")
+    add("--rate-events", type=int, default=250, help="deliveries for the rate check; 0: skip")
     add("--delivery-wait", type=parse_duration, default=60.0, help="d/e wait for deliveries")
     add("--drain-timeout", type=parse_duration, default=120.0, help="longest drain (120s)")
     add("--keep-logs", type=Path, help="copy every process's log to this directory at the end")
@@ -946,12 +948,60 @@ def running_receiver(log_dir: Path) -> Iterator[ReceiverClient]:
             receiver.close()
 
 
+@dataclass
+class RateCheck:
+    limit: float
+    workers: int
+    delivered: int
+    rate: float
+
+
+def run_rate_limit(
+    args: argparse.Namespace, body: bytes, log_dir: Path, receiver: ReceiverClient
+) -> RateCheck | None:
+    """One subscription with ``rate_limit`` and two workers: the rate the receiver sees,
+    from its first delivery to its last (the limit holds across workers, or it does not)."""
+    if args.rate_events <= 0:
+        return None
+    workers = 2
+    log(
+        f"[rate] {args.rate_events} deliveries at rate_limit {args.rate_limit:g}/s, {workers} workers"
+    )
+    with Procs(log_dir, "rate") as procs:
+        redis_server = procs.start_redis()
+        with running_relay(procs, redis_server.url) as relay:
+            relay.put_source(SOURCE)
+            relay.admin(
+                "POST", "/api/subscriptions", url=receiver.url, sources=[SOURCE],
+                rate_limit=args.rate_limit,
+            )  # fmt: skip
+            receiver.reset()
+            expected = ingest_exactly(relay, SOURCE, args.rate_events, args.drain_connections, body)
+            start_workers(procs, relay, workers, wait=False)
+            got = receiver.wait_for(expected, args.drain_timeout, procs.check_alive)
+    span = got.last_new - got.first
+    rate = (got.unique - 1) / span if span > 0 else 0.0
+    return RateCheck(args.rate_limit, workers, got.unique, rate)
+
+
+def print_rate(check: RateCheck | None) -> None:
+    if check is None:
+        return
+    off = (check.rate - check.limit) / check.limit
+    print(
+        f"\nrate_limit {check.limit:g}/s across {check.workers} workers: {check.rate:.1f} "
+        f"deliveries/s at the receiver ({off:+.1%}), {check.delivered} delivered"
+    )
+
+
 def run(args: argparse.Namespace, plan: LoadPlan, log_dir: Path) -> None:
     with running_receiver(log_dir) as receiver:
         rows = run_targets(args, plan, log_dir, receiver)
         drains, memory = run_drains(args, plan.body, log_dir, receiver)
+        rate = run_rate_limit(args, plan.body, log_dir, receiver)
     print_table(rows)
     print_drains(drains)
+    print_rate(rate)
     if memory is not None:
         print_memory(memory, len(plan.body))
     print_logs(rows, drains)
