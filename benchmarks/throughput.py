@@ -964,9 +964,7 @@ def run_rate_limit(
     if args.rate_events <= 0:
         return None
     workers = 2
-    log(
-        f"[rate] {args.rate_events} deliveries at rate_limit {args.rate_limit:g}/s, {workers} workers"
-    )
+    log(f"[rate] {args.rate_events} deliveries at {args.rate_limit:g}/s, {workers} workers")
     with Procs(log_dir, "rate") as procs:
         redis_server = procs.start_redis()
         with running_relay(procs, redis_server.url) as relay:
