@@ -14,13 +14,14 @@ import asyncio
 
 import redis.asyncio as aioredis
 
+from relay.delivery import queue
 from relay.devtools.embedded_redis import EmbeddedRedis
 from relay.domain.clock import now_ms
 from relay.domain.failing import FailingUpdate
 from relay.domain.ids import new_id
 from relay.domain.models import Attempt, DeliveryMode, DeliveryStatus, SourceIn, Trigger
-from relay.storage import NewDelivery, NewEvent, Store
-from relay.storage.keys import Keys
+from relay.storage import NewDeliveries, NewDelivery, NewEvent, Store
+from relay.storage.keys import DEFAULT_QUEUE, Keys
 
 HEADERS = {"user-agent": "GitHub-Hookshot/abc123", "x-github-event": "push"}
 
@@ -37,7 +38,10 @@ async def fill(store: Store, events: int, body: bytes, rev: str) -> tuple[str, s
         )  # fmt: skip
         await store.events.ingest(event, idempotency_ttl_s=86400)
         delivery = NewDelivery(new_id("dlv", now), "sub_bench", DeliveryMode.RELIABLE, now)
-        await store.deliveries.add(event_id, now, [delivery], fan_out=True)
+        subs_rev = await store.subscriptions.revision()
+        await store.deliveries.add(
+            [NewDeliveries(event_id, [delivery])], now, fan_out=True, subs_rev=subs_rev
+        )
         ctx = await store.deliveries.context(delivery.id)
         assert ctx is not None
         attempt = Attempt(
@@ -63,7 +67,7 @@ async def fill(store: Store, events: int, body: bytes, rev: str) -> tuple[str, s
 async def main(events: int, body_bytes: int) -> None:
     with EmbeddedRedis() as server:
         redis = aioredis.Redis.from_url(server.url)
-        store = Store(redis)
+        store = Store(redis, queue.job_queue(DEFAULT_QUEUE))
         await store.sources.put("bench", SourceIn(), now_ms())
         found = await store.sources.get("bench")
         assert found is not None
