@@ -46,6 +46,10 @@ def relay_env(redis_url: str, token: str, port: int, log_level: str) -> dict[str
         RELAY_ALLOWED_PRIVATE_NETWORKS="127.0.0.0/8,::1/128",
         RELAY_LOG_FORMAT="json",
     )
+    # The checkout this module comes from, ahead of what an editable install points at:
+    # from a second git worktree, the `relay` script would otherwise run the first one's code.
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
 
 
