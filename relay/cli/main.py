@@ -20,6 +20,7 @@ import uvloop
 
 from config.settings import Settings
 from relay.api.app import create_app
+from relay.api.protocol import server_options
 from relay.cli.admin import admin_app
 from relay.delivery import queue
 from relay.devtools.embedded_redis import EmbeddedRedis
@@ -79,9 +80,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         workers=workers,
-        log_config=None,
-        access_log=settings.access_log,
-        proxy_headers=False,
+        **server_options(settings),
     )
 
 
@@ -113,9 +112,7 @@ async def _run_dev(settings: Settings) -> None:
             create_app(settings),
             host=settings.host,
             port=settings.port,
-            log_config=None,
-            access_log=settings.access_log,
-            proxy_headers=False,
+            **server_options(settings),
         )
     )
     pool = await queue.connect(settings.require_redis_url(), settings.queue_name)
