@@ -92,6 +92,7 @@ SOURCE_COLUMNS: list[Column] = [
 SOURCE_DETAILS: list[Column] = [
     *SOURCE_COLUMNS,
     ("Verification config", field("verification")),
+    ("Max body bytes", field("max_body_bytes")),
     ("Created", time_field("created_at")),
     ("Updated", time_field("updated_at")),
 ]
