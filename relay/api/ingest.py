@@ -24,9 +24,9 @@ log = structlog.get_logger("relay.ingest")
 
 
 def _too_large(cap: int) -> Problem:
-    # Closing stops the rest of the upload: kept alive, the server would read it all to
-    # find the next request.
-    return Problem(413, f"the body exceeds {cap} bytes", headers={"connection": "close"})
+    # relay.api.protocol closes the connection after this answer, once the client stops
+    # sending (or after a short while): the rest of the upload is not read.
+    return Problem(413, f"the body exceeds {cap} bytes")
 
 
 async def read_capped(request: Request, cap: int) -> bytes:

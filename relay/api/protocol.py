@@ -13,8 +13,9 @@ subclass of uvicorn's httptools protocol adds, per connection:
   ``408``;
 - a bound on the connections one process holds: ``503`` at once, before reading anything.
 
-A refusal answers problem+json, closes the connection and logs ``http.refused``; if the app
-was already reading that request, it sees a disconnect and its answer goes nowhere.
+A refusal answers problem+json, closes the connection (lingering, so that the client reads
+the answer) and logs ``http.refused``; if the app was already reading that request, it sees
+a disconnect and its answer goes nowhere.
 
     uvicorn.run(app, **server_options(settings))
 """
@@ -74,6 +75,12 @@ def server_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+# Longest a refused connection is kept to drain what the client is still sending.
+LINGER_S = 2.0
+# Where a connection is in its current request; the deadline's meaning depends on it.
+_IDLE, _HEADERS, _BODY = 0, 1, 2
+
+
 class LimitedHttpProtocol(HttpToolsProtocol):
     def __init__(
         self,
@@ -86,10 +93,12 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.limits = limits
-        self._refused = False
-        # Between requests too: the next byte read starts a request's headers.
-        self._reading_headers = True
-        self._header_bytes = 0
+        self._closing = False
+        self._phase = _HEADERS
+        self._header_bytes = 0  # of the current request, in reads that did not end them
+        self._read_size = 0  # of the read being parsed
+        # One timer per connection, armed once and moved on only when it fires: setting and
+        # cancelling one per request cost more than everything else here together.
         self._deadline: asyncio.TimerHandle | None = None
         self._request_started = 0.0
         self._last_read = 0.0
@@ -104,21 +113,29 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             )
             return
         # A connection that never sends a byte is on the headers' clock from the start.
-        self._start_request()
+        self._request_started = self.loop.time()
+        self._arm(self._headers_wait(self._request_started))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_deadline()
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:
+        if self._closing:
             return
-        if not self._reading_headers:
+        if self._phase == _BODY:
             self._last_read = self.loop.time()
-        elif self._deadline is None:  # the first byte of a further request on this connection
-            self._start_request()
+        elif self._phase == _IDLE:  # the first byte of a further request on this connection
+            self._phase = _HEADERS
+            self._header_bytes = 0
+            self._request_started = self.loop.time()
+            if self._deadline is None:
+                self._arm(self._headers_wait(self._request_started))
+        self._read_size = len(data)
         super().data_received(data)
-        if self._reading_headers and not self._refused and not self.transport.is_closing():
+        if self._phase == _HEADERS and not self._closing and not self.transport.is_closing():
             # The headers are still incomplete after this read, so all of it belonged to them
             # (except, with pipelining, the end of the previous request read in the same go:
             # an over-count that only makes the bound stricter).
@@ -129,41 +146,52 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     # --- parser callbacks ------------------------------------------------------------------
 
     def on_headers_complete(self) -> None:
-        # Headers that came in one read (with or without the body) were not counted above.
-        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if size > self.limits.max_header_bytes:
-            self._too_large()
-            return
-        if len(self.headers) > self.limits.max_header_count:
+        limits = self.limits
+        if self._header_bytes + self._read_size > limits.max_header_bytes:
+            # They ended in this read, which may hold the body too: count them exactly.
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > limits.max_header_bytes:
+                self._too_large()
+                return
+        if len(self.headers) > limits.max_header_count:
             self._refuse(
                 431,
                 "too_many_headers",
-                f"the request has more than {self.limits.max_header_count} header fields",
+                f"the request has more than {limits.max_header_count} header fields",
             )
             return
-        self._reading_headers = False
-        self._last_read = self.loop.time()
-        self._arm(self._body_wait(self._last_read))
+        self._phase = _BODY
+        now = self._last_read = self.loop.time()
+        if limits.body_timeout_s < min(limits.headers_timeout_s, limits.request_timeout_s):
+            # Else the timer, set for the headers, fires before the body can be late.
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._arm(self._body_wait(now))
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
         # After a refusal the parser still hands over the rest of the read it was given.
-        if not self._refused:
+        if not self._closing:
             super().on_body(body)
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._phase == _BODY and not self._closing and not self.transport.is_closing():
+            # The app answered before the body ended (a 413, a 404): the rest of the body
+            # is of no use, and reading on to find the next request could take long.
+            self._close_lingering()
+
     def on_message_complete(self) -> None:
-        if self._refused:
+        if self._closing:
             return
-        self._cancel_deadline()
-        self._reading_headers = True
+        self._phase = _IDLE
         super().on_message_complete()
 
     # --- deadlines -------------------------------------------------------------------------
 
-    def _start_request(self) -> None:
-        self._header_bytes = 0
-        self._request_started = self.loop.time()
-        self._arm(min(self.limits.headers_timeout_s, self.limits.request_timeout_s))
+    def _headers_wait(self, now: float) -> float:
+        limit = min(self.limits.headers_timeout_s, self.limits.request_timeout_s)
+        return self._request_started + limit - now
 
     def _body_wait(self, now: float) -> float:
         """Seconds until the body has taken too long: between two reads, or in all."""
@@ -172,31 +200,29 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         return min(idle, total)
 
     def _arm(self, delay: float) -> None:
-        self._cancel_deadline()
         self._deadline = self.loop.call_later(max(delay, 0.0), self._on_deadline)
-
-    def _cancel_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
 
     def _on_deadline(self) -> None:
         self._deadline = None
-        if self._refused or self.transport.is_closing():
-            return
+        if self._closing or self.transport.is_closing() or self._phase == _IDLE:
+            return  # an idle connection is uvicorn's keep-alive timeout's to close
         limits = self.limits
-        if self._reading_headers:
-            seconds = min(limits.headers_timeout_s, limits.request_timeout_s)
-            self._refuse(408, "headers_timeout", f"the headers took more than {seconds:g} s")
-            return
         now = self.loop.time()
+        if self._phase == _HEADERS:
+            left = self._headers_wait(now)
+            if left > 0:  # a later request on this connection
+                self._arm(left)
+            else:
+                seconds = min(limits.headers_timeout_s, limits.request_timeout_s)
+                self._refuse(408, "headers_timeout", f"the headers took more than {seconds:g} s")
+            return
         if self.flow.read_paused:
             # The app has not taken what was read yet: the wait is ours, not the client's.
             self._last_read = now
             self._arm(limits.body_timeout_s)
             return
         left = self._body_wait(now)
-        if left > 0:  # a read came in since this deadline was set
+        if left > 0:
             self._arm(left)
         elif now - self._request_started >= limits.request_timeout_s:
             self._refuse(
@@ -217,8 +243,6 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         )
 
     def _refuse(self, status: int, reason: str, detail: str) -> None:
-        self._refused = True
-        self._cancel_deadline()
         cycle = self.cycle
         answered = False
         if cycle is not None and not cycle.response_complete:
@@ -227,13 +251,29 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             answered = cycle.response_started
             cycle.disconnected = True
             cycle.message_event.set()
-        elif cycle is not None and not self._reading_headers:
+        elif cycle is not None and self._phase == _BODY:
             answered = True  # it answered early (a 404, say) while the body still came
         if not answered:
             self.transport.write(self._problem(status, reason, detail))
-        self.transport.close()
+        self._close_lingering()
         client = self.client[0] if self.client else None
         log.info("http.refused", reason=reason, status=status, client=client)
+
+    def _close_lingering(self) -> None:
+        """Stop answering; close once the client stops sending, or after ``LINGER_S``.
+
+        Closing with the client's bytes unread makes the kernel reset the connection, and
+        the client then loses the answer it was sent (a 431 for 4 MB of headers, a 413 for a
+        body still coming): nginx's lingering close, for the same reason. What is read
+        meanwhile is dropped unparsed.
+        """
+        self._closing = True
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.flow.resume_reading()
+        self._deadline = self.loop.call_later(LINGER_S, self.transport.close)
 
     def _problem(self, status: int, reason: str, detail: str) -> bytes:
         body = orjson.dumps(Problem(status, detail, reason=reason).body())
