@@ -30,7 +30,8 @@ class TooLong(ValueError):
     """
 
     def __init__(self, field: str, header: str | None, scheme: str, limit: int) -> None:
-        origin = f"the {header} header" if header else f"the {field} (from the {scheme} scheme)"
+        what = field.replace("_", " ")
+        origin = f"the {header} header" if header else f"the {what} the {scheme} scheme reads"
         super().__init__(f"{origin} is longer than {limit} characters")
         self.field = field
         self.header = header

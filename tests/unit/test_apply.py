@@ -262,3 +262,19 @@ def test_masked_credential_headers_compare_equal_unless_secrets_are_pushed() -> 
     [_, change] = plan(desired(billing=with_token), sources, current, push_secrets=True)
     assert change.action == "update"
     assert change.body == {"headers": {"Authorization": "Bearer new", "X-Team": "pay"}}
+
+
+def test_a_sources_body_cap_is_applied_and_compared() -> None:
+    capped = {**GITHUB, "max_body_bytes": 5_000_000}
+    doc = desired_state(parse("[sources.github]\nmax_body_bytes = 5000000\n", ".toml"))
+    assert doc.sources["github"] == {"max_body_bytes": 5_000_000}
+    [change] = plan(
+        desired_state({"sources": {"github": capped}}), [api_source("github", **GITHUB)], []
+    )
+    assert (change.action, change.fields) == ("update", ("max_body_bytes",))
+    [same] = plan(
+        desired_state({"sources": {"github": capped}}), [api_source("github", **capped)], []
+    )
+    assert same.action == "unchanged"
+    with pytest.raises(ApplyError, match=r"sources\.github\.max_body_bytes"):
+        desired_state({"sources": {"github": {"max_body_bytes": 0}}})
