@@ -304,6 +304,11 @@ def test_events_list_filters_and_pages(relay: Cli, http: httpx.Client, receiver:
     assert [e["id"] for e in every["data"]] == [second, first]
     assert every["next_cursor"] is None
 
+    # At 80 columns every id stays whole on its row's one line.
+    narrow = ok(relay("events", "list", "--source", "github", env={"COLUMNS": "80"}))
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    assert [first in line or second in line for line in narrow.splitlines()].count(True) == 2
+
     typed = as_json(relay("events", "list", "--event-type", "issues", "--json"))
     assert [e["id"] for e in typed["data"]] == [second]
     future = as_json(relay("events", "list", "--since", "2999-01-01T00:00:00Z", "--json"))
