@@ -268,14 +268,29 @@ def test_subscription_rotate_pause_resume_delete(relay: Cli, receiver: Receiver)
 
 def test_subscription_test_reports_what_the_receiver_said(relay: Cli, receiver: Receiver) -> None:
     sub_id = setup_github(relay, receiver)
-    receiver.script(Reply(status=503))
+    receiver.script(Reply(status=503), Reply(status=400))
 
-    failing = ok(relay("subscriptions", "test", sub_id))
-    assert "(503)" in failing
+    failing = relay("subscriptions", "test", sub_id)
+    assert failing.exit_code == 1
+    assert "(503)" in failing.stdout
+    rejected = relay("subscriptions", "test", sub_id, "--json")
+    assert rejected.exit_code == 1
+    assert json.loads(rejected.stdout)["status_code"] == 400
     result = as_json(relay("subscriptions", "test", sub_id, "--json"))
     assert (result["status"], result["status_code"]) == ("succeeded", 200)
-    got = receiver.wait_for(2)
-    assert got[1].headers["x-relay-event-type"] == "relay.test"
+    got = receiver.wait_for(3)
+    assert got[2].headers["x-relay-event-type"] == "relay.test"
+
+    # Nothing listens on port 9 of loopback: no answer at all is a failure too.
+    ok(relay("subscriptions", "create", "--url", "http://127.0.0.1:9/", "--source", "github"))
+    [dead_end] = [
+        s
+        for s in as_json(relay("subscriptions", "list", "--json"))["data"]
+        if s["url"] == "http://127.0.0.1:9/"
+    ]
+    unreachable = relay("subscriptions", "test", dead_end["id"])
+    assert unreachable.exit_code == 1
+    assert "ConnectError" in unreachable.stdout
 
 
 # --- events and deliveries ----------------------------------------------------------------
