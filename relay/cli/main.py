@@ -21,6 +21,7 @@ import uvloop
 from config.settings import Settings
 from relay.api.app import create_app
 from relay.cli.admin import admin_app
+from relay.cli.client import DEV_TOKEN_NAME
 from relay.delivery import queue
 from relay.devtools.embedded_redis import EmbeddedRedis
 from relay.observability import logs
@@ -95,8 +96,9 @@ def worker() -> None:
 
 
 def _dev_token(data_dir: Path) -> str:
-    """A stable admin token for a laptop: made once, kept beside the data (mode 0600)."""
-    path = data_dir / "admin-token"
+    """A stable admin token for a laptop: made once, kept beside the data (mode 0600), where
+    the admin commands find it."""
+    path = data_dir / DEV_TOKEN_NAME
     if path.exists():
         return path.read_text().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -165,7 +167,8 @@ def dev(host: HostOpt = None, port: PortOpt = None) -> None:
 
         token = _dev_token(settings.data_dir)
         settings = settings.model_copy(update={"admin_token": SecretStr(token)})
-        typer.echo(f"Admin token (also in {settings.data_dir / 'admin-token'}): {token}", err=True)
+        kept = settings.data_dir / DEV_TOKEN_NAME
+        typer.echo(f"Admin token (also in {kept}, which relay's commands read): {token}", err=True)
     if not settings.allowed_private_networks:
         # On a laptop the receivers are local: allow them here, and only here.
         settings = settings.model_copy(update={"allowed_private_networks": DEV_NETWORKS})

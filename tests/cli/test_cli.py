@@ -86,12 +86,14 @@ def app() -> typer.Typer:
 
 
 @pytest.fixture
-def relay(app: typer.Typer, relay_url: str) -> Cli:
-    """``relay("events", "list")``: runs the command with RELAY_URL and RELAY_ADMIN_TOKEN."""
+def relay(app: typer.Typer, relay_url: str, tmp_path: Path) -> Cli:
+    """``relay("events", "list")``: runs the command with RELAY_URL and RELAY_ADMIN_TOKEN
+    (and a RELAY_DATA_DIR of its own: a `relay dev` token of the developer's is not read)."""
     runner = CliRunner()
 
     def run(*args: str, env: dict[str, str | None] | None = None, **kwargs: Any) -> Result:
         base: dict[str, str | None] = {"RELAY_URL": relay_url, "RELAY_ADMIN_TOKEN": ADMIN_TOKEN}
+        base["RELAY_DATA_DIR"] = str(tmp_path / "no-relay-dev")
         return runner.invoke(app, list(args), env={**base, **(env or {})}, **kwargs)
 
     return run
@@ -630,3 +632,37 @@ def test_serve_leaves_the_access_line_to_ingest_accepted_unless_asked(
     result = CliRunner().invoke(app, ["serve"], env=env)
     assert result.exit_code == 0, result.output
     assert passed["access_log"] is configured["access_log"] is expected
+
+
+# --- relay dev's token -----------------------------------------------------------------------
+
+
+def test_a_relay_on_this_machine_is_asked_with_relay_devs_token(
+    relay: Cli, relay_url: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    no_token = {"RELAY_ADMIN_TOKEN": None, "RELAY_DATA_DIR": str(data)}
+    missing = failed(relay("sources", "list", env=no_token), 2)
+    assert "RELAY_ADMIN_TOKEN" in missing
+    assert str(data / "admin-token") in missing
+
+    data.mkdir()
+    (data / "admin-token").write_text(ADMIN_TOKEN + "\n")
+    ok(relay("sources", "put", "github", env=no_token))
+    assert "github" in ok(relay("sources", "list", env=no_token))
+    # Spelled another way, still this machine.
+    localhost = relay_url.replace("127.0.0.1", "localhost")
+    assert "github" in ok(relay("sources", "list", "--url", localhost, env=no_token))
+
+    # Another relay's token file: the refusal says where the token came from.
+    (data / "admin-token").write_text("rly_stale\n")
+    refused = failed(relay("sources", "list", env=no_token))
+    assert refused.startswith("error: 401 ")
+    assert str(data / "admin-token") in refused
+    assert "rly_stale" not in refused
+    # A given token wins over the file.
+    assert "github" in ok(relay("sources", "list", env={"RELAY_DATA_DIR": str(data)}))
+
+    # Never sent to a relay elsewhere: refused before any request is made.
+    remote = relay("sources", "list", "--url", "http://relay.example.com:8000", env=no_token)
+    assert "no admin token" in failed(remote, 2)
