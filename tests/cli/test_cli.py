@@ -411,6 +411,7 @@ async def test_dead_letters_story(
     # The receiver is fixed (it answers 200 from now on).
     out = relay("replay", "dead-letters", "--subscription", sub_id, "--batch", "1")
     assert ok(out).strip().endswith("Requeued 2 dead delivery(ies).")
+    assert "2/2" in out.stderr, out.stderr  # the progress bar counts
     await run_worker()
 
     got = receiver.wait_for(10)
@@ -422,6 +423,9 @@ async def test_dead_letters_story(
     assert "succeeded" in ok(relay("deliveries", "show", dead[0]))
     nothing = as_json(relay("replay", "dead-letters", "--json"))
     assert nothing == {"requeued": 0, "remaining": 0}
+    idle = relay("replay", "dead-letters")
+    assert ok(idle).strip() == "Requeued 0 dead delivery(ies)."
+    assert idle.stderr == ""  # no empty progress bar
 
 
 # --- failures --------------------------------------------------------------------------------
