@@ -10,6 +10,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -191,9 +192,12 @@ def receiver(
 
     def show(got: Received, reply: Reply) -> None:
         attempt = got.headers.get("x-relay-attempt", "?")
+        # When each attempt came is the point of watching retries: RFC 3339, UTC, to the ms.
+        at = datetime.fromtimestamp(got.at, UTC).isoformat(timespec="milliseconds")
         typer.echo(
-            f"{reply.status} <- {got.headers.get('webhook-id', '-')} attempt {attempt} "
-            f"type={got.headers.get('x-relay-event-type', '-')} body={got.body[:200]!r}"
+            f"{at.replace('+00:00', 'Z')} {reply.status} <- {got.headers.get('webhook-id', '-')}"
+            f" attempt {attempt} type={got.headers.get('x-relay-event-type', '-')}"
+            f" body={got.body[:200]!r}"
         )
 
     server = Receiver(port=port, on_request=show)
