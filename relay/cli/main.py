@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +31,32 @@ from workers.main import build_worker, run_worker
 
 app = typer.Typer(help="Event-driven webhook relay.", no_args_is_help=True, add_completion=False)
 log = structlog.get_logger("relay.cli")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("webhook-relay")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"relay {_version()}")
+        raise typer.Exit
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Event-driven webhook relay."""
+
 
 HostOpt = Annotated[str | None, typer.Option(help="Listen address (default RELAY_HOST).")]
 PortOpt = Annotated[int | None, typer.Option(help="Listen port (default RELAY_PORT).")]

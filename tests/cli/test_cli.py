@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib.metadata
 import json
 import sys
 import threading
@@ -22,7 +23,6 @@ from typer.testing import CliRunner, Result
 from config.settings import Settings
 from relay import cli
 from relay.api.app import create_app
-from relay.cli.admin import admin_app
 from relay.devtools.receiver import Receiver, Reply
 from tests.conftest import ADMIN_TOKEN, AUTH, WorkerRun
 
@@ -78,11 +78,8 @@ def relay_url(settings: Settings) -> Iterator[str]:
 
 @pytest.fixture
 def app() -> typer.Typer:
-    """`relay` as shipped: the existing commands plus these, merged the way cli.py does."""
-    merged = typer.Typer()
-    merged.add_typer(cli.app)
-    merged.add_typer(admin_app)
-    return merged
+    """`relay` as shipped (its admin commands included)."""
+    return cli.app
 
 
 @pytest.fixture
@@ -670,3 +667,9 @@ def test_a_relay_on_this_machine_is_asked_with_relay_devs_token(
     # Never sent to a relay elsewhere: refused before any request is made.
     remote = relay("sources", "list", "--url", "http://relay.example.com:8000", env=no_token)
     assert "no admin token" in failed(remote, 2)
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(cli.app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"relay {importlib.metadata.version('webhook-relay')}"
