@@ -10,7 +10,6 @@ import signal
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated
@@ -26,6 +25,7 @@ from relay.cli.admin import admin_app
 from relay.cli.client import DEV_TOKEN_NAME
 from relay.delivery import queue
 from relay.devtools.embedded_redis import EmbeddedRedis
+from relay.domain.clock import rfc3339
 from relay.observability import logs
 from workers.main import build_worker, run_worker
 
@@ -219,10 +219,10 @@ def receiver(
 
     def show(got: Received, reply: Reply) -> None:
         attempt = got.headers.get("x-relay-attempt", "?")
-        # When each attempt came is the point of watching retries: RFC 3339, UTC, to the ms.
-        at = datetime.fromtimestamp(got.at, UTC).isoformat(timespec="milliseconds")
+        # When each attempt came is the point of watching retries.
+        at = rfc3339(int(got.at * 1000))
         typer.echo(
-            f"{at.replace('+00:00', 'Z')} {reply.status} <- {got.headers.get('webhook-id', '-')}"
+            f"{at} {reply.status} <- {got.headers.get('webhook-id', '-')}"
             f" attempt {attempt} type={got.headers.get('x-relay-event-type', '-')}"
             f" body={got.body[:200]!r}"
         )

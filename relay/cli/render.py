@@ -7,13 +7,14 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import typer
 from rich.console import Console, ConsoleOptions, RenderableType
 from rich.table import Table
 from rich.text import Text
+
+from relay.domain.clock import rfc3339
 
 EXCERPT_CHARS = 60
 # Wider than any table: only to learn how wide a table would like to be.
@@ -49,10 +50,14 @@ def emit(as_json: bool, data: Any, *people: RenderableType | str) -> None:
             out.print(item, highlight=False)
 
 
-def timestamp(ms: object) -> str:
-    if not isinstance(ms, int | float):
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+def timestamp(value: object) -> str:
+    """The API's RFC 3339 time as it is (what ``--since`` takes back); epoch milliseconds,
+    from a relay older than this CLI, written the same way."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return rfc3339(int(value))
+    return "-"
 
 
 def excerpt(text: object) -> str:

@@ -317,6 +317,11 @@ def test_events_list_filters_and_pages(relay: Cli, http: httpx.Client, receiver:
     )
     assert [e["id"] for e in every["data"]] == [second, first]
     assert every["next_cursor"] is None
+    # Times print as the API writes them, and go back into --since as they are.
+    received = every["data"][0]["received_at"]
+    assert received in ok(relay("events", "list", "--source", "github"))
+    since = as_json(relay("events", "list", "--source", "github", "--since", received, "--json"))
+    assert second in [e["id"] for e in since["data"]]
 
     # At 80 columns every id stays whole on its row's one line.
     narrow = ok(relay("events", "list", "--source", "github", env={"COLUMNS": "80"}))

@@ -12,7 +12,7 @@ from relay.cli.render import Column, table
 
 EVENT = {
     "id": "evt_01JD3Y9T0W6Y7Q1G8B3C5D7E9F",
-    "received_at": 1_764_000_000_000,
+    "received_at": "2026-11-24T18:10:03.123Z",
     "source": "github",
     "event_type": "pull_request.opened",
     "body_bytes": 10_240,
@@ -25,8 +25,8 @@ DELIVERY = {
     "attempts": 3,
     "last_status_code": None,
     "last_error": "ConnectError: All connection attempts failed",
-    "next_attempt_at": 1_764_000_080_000,
-    "updated_at": 1_764_000_000_000,
+    "next_attempt_at": "2026-11-24T18:11:23.000Z",
+    "updated_at": "2026-11-24T18:10:03.123Z",
 }
 SUBSCRIPTION = {
     "id": "sub_01JD3Y9T0W6Y7Q1G8B3C5D7E9H",
@@ -82,3 +82,11 @@ def test_a_table_too_narrow_even_so_wraps_the_other_columns_not_the_id() -> None
     assert all(len(line) <= 70 for line in lines)
     assert sum(str(long["id"]) in line for line in lines) == 1
     assert headers(lines) == ["ID", "URL"]
+
+
+def test_times_show_as_the_api_answers_them() -> None:
+    [row] = printed([EVENT], EVENT_COLUMNS, 120)[3:4]
+    assert "2026-11-24T18:10:03.123Z" in row  # what --since takes back
+    # A relay from before RFC 3339 answered epoch milliseconds: written the same way.
+    [old] = printed([{**EVENT, "received_at": 1_764_007_803_123}], EVENT_COLUMNS, 120)[3:4]
+    assert "2025-11-24T18:10:03.123Z" in old
