@@ -163,7 +163,8 @@ class Scripts:
 class Ingest(ScriptCall):
     SCRIPT = "ingest"
     KEYS = ("source_key", "idempotency_key", "event_key", "body_key", "events_key",
-            "source_events_key", "unfanned_key", "indexes_key")  # fmt: skip
+            "source_events_key", "unfanned_key", "indexes_key", "source_subs_key",
+            "every_source_subs_key")  # fmt: skip
     ARGV = ("source_rev", "use_idempotency", "idempotency_ttl_s", "event_id", "received_ms",
             "expire_at_ms", "meta", "body")  # fmt: skip
 
@@ -175,6 +176,8 @@ class Ingest(ScriptCall):
     source_events_key: str
     unfanned_key: str
     indexes_key: str
+    source_subs_key: str
+    every_source_subs_key: str
     source_rev: str
     use_idempotency: bool
     idempotency_ttl_s: int

@@ -386,6 +386,7 @@ async def test_replay_before_fan_out_is_refused(
     from relay.delivery.ingest import Ingestor
 
     await create_source(api)
+    await create_subscription(api, "http://x.test/")  # so the event waits for its fan-out
     outcome = await Ingestor(store, settings).ingest("github", {}, b"{}", "application/json")
     event_id = outcome.result.event_id  # type: ignore[union-attr]
     r = await api.post(f"/api/events/{event_id}/replay", json={}, headers=AUTH)
