@@ -123,7 +123,7 @@ async def home() -> RedirectResponse:
 
 @router.get("/login")
 async def login_form() -> HTMLResponse:
-    return render("login.html", None)
+    return render("login.html", None, error=None)
 
 
 @router.post("/login")
