@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from relay.storage import MinuteStats
 
-WIDTH = 720
-HEIGHT = 160
+WIDTH = 1200
+HEIGHT = 180
 # Room for the axis labels under and left of the plot.
 LEFT = 40
 BOTTOM = 20

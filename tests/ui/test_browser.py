@@ -234,14 +234,37 @@ def test_pause_and_resume_a_subscription(page: Any, relay: Relay) -> None:
 
 
 def test_screenshots(page: Any, relay: Relay) -> None:
+    """The README's pictures, of a relay with some life in it."""
     if os.environ.get("RELAY_UPDATE_SCREENSHOTS") != "1":
         pytest.skip("RELAY_UPDATE_SCREENSHOTS=1 rewrites docs/dashboard-*.png")
-    event_id = relay.api.get("/api/events", headers=AUTH).json()["data"][-1]["id"]
-    for name, path in (("overview", "/ui/overview"), ("events", "/ui/events"),
-                       ("event", f"/ui/events/{event_id}"), ("subscriptions", "/ui/subscriptions"),
-                       ("dead-letters", "/ui/dead-letters")):  # fmt: skip
-        page.goto(path)
-        page.screenshot(path=str(DOCS / f"dashboard-{name}.png"))
+    failing = Receiver()
+    failing.default = Reply(500, b'{"error": "upstream database unavailable"}')
+    subs = [
+        subscribe(relay, description="Billing service", event_types=["push", "order.*"]),
+        subscribe(relay, description="Analytics warehouse"),
+        subscribe(relay, description="Legacy CRM", url=failing.url, retry={"max_attempts": 1}),
+    ]
+    try:
+        relay.api.post(f"/api/subscriptions/{subs[1]}/pause", headers=AUTH).raise_for_status()
+        events = [relay.ingest(t) for t in ("push", "order.created", "order.paid", "push")]
+        for event_id in events:
+            wait_until(lambda e=event_id: _settled(relay, e), f"{event_id} to settle")
+        for name, path in (("overview", "/ui/overview"), ("events", "/ui/events"),
+                           ("event", f"/ui/events/{events[1]}"),
+                           ("subscriptions", "/ui/subscriptions"),
+                           ("dead-letters", "/ui/dead-letters")):  # fmt: skip
+            page.goto(path)
+            page.screenshot(path=str(DOCS / f"dashboard-{name}.png"))
+    finally:
+        for sub_id in subs:
+            unsubscribe(relay, sub_id)
+        failing.close()
+
+
+def _settled(relay: Relay, event_id: str) -> bool:
+    """Every delivery of the event reached the status it will keep (paused ones wait)."""
+    found = relay.api.get(f"/api/events/{event_id}", headers=AUTH).json()["deliveries"]
+    return len(found) == 3 and sum(d["status"] in ("succeeded", "dead") for d in found) == 2
 
 
 def test_hostile_content_stays_inert(page: Any, relay: Relay) -> None:
