@@ -358,7 +358,7 @@ async def replay_dead_letters(
     except InFlight:
         requeued, remaining, last = 0, await services.replays.count_dead(which), which.after
     done = int(form.get("done") or 0) + requeued
-    more = last is not None and last != which.after
+    more = last is not None and remaining > 0
     fields = {"subscription_id": form.get("subscription_id", ""), "since": form.get("since", ""),
               "until": form.get("until", ""), "after": last or "", "done": str(done)}  # fmt: skip
     # htmx swaps the progress into the page; a browser without script gets a whole page.

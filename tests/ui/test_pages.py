@@ -7,6 +7,7 @@ browser cannot easily show: cookie flags, refused actions and the exact bytes of
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 from structlog.testing import capture_logs
@@ -15,6 +16,7 @@ from config.settings import Settings
 from relay.api.app import create_app
 from relay.devtools.receiver import Receiver
 from relay.storage import Store
+from relay.ui import pages
 from tests.conftest import (
     ADMIN_TOKEN,
     AUTH,
@@ -219,3 +221,97 @@ async def test_overview_counts_the_last_hour(
     assert 'id="depth-dead"><a href="/ui/dead-letters">1<' in page
     # Its newest delivery died: it is listed among those that need a look.
     assert '<span class="badge failing">failing</span>' in page
+
+
+async def test_subscription_actions_show_their_results(
+    api: httpx.AsyncClient, receiver: Receiver, store: Store
+) -> None:
+    await create_source(api)
+    sub = await create_subscription(api, receiver.url)
+    csrf = await sign_in(api)
+    base = f"/ui/subscriptions/{sub['id']}"
+    page = (await api.post(f"{base}/test", data={"csrf_token": csrf})).text
+    assert "The receiver answered HTTP <strong>200</strong>" in page
+    assert receiver.wait_for(1)[0].headers["x-relay-event-type"] == "relay.test"
+
+    r = await api.post(f"{base}/rotate-secret", data={"csrf_token": csrf})
+    stored = await store.subscriptions.get(sub["id"])
+    assert stored is not None
+    assert stored.secret != sub["secret"]
+    assert f'id="new-secret">{stored.secret}</p>' in r.text  # shown once, here
+    assert r.headers["cache-control"] == "no-store"
+    assert stored.secret not in (await api.get("/ui/subscriptions")).text
+
+    await api.patch(f"/api/subscriptions/{sub['id']}", json={"enabled": False}, headers=AUTH)
+    assert 'data-state="disabled"' in (await api.get("/ui/subscriptions")).text
+    r = await api.post(f"{base}/enable", data={"csrf_token": csrf})
+    assert r.status_code == 303
+    assert (await get(api, f"/api/subscriptions/{sub['id']}"))["enabled"] is True
+    assert (await api.post(f"{base}/explode", data={"csrf_token": csrf})).status_code == 404
+    r = await api.post("/ui/subscriptions/sub_nope/pause", data={"csrf_token": csrf})
+    assert r.status_code == 404
+
+
+async def test_retry_one_dead_letter(
+    api: httpx.AsyncClient, receiver: Receiver, run_worker: WorkerRun
+) -> None:
+    await create_source(api)
+    await create_subscription(api, receiver.url)
+    receiver.script(400)
+    await ingest(api)
+    await run_worker()
+    csrf = await sign_in(api)
+    page = (await api.get("/ui/dead-letters")).text
+    assert 'id="dead-total">(1)<' in page
+    delivery_id = (await get(api, "/api/dead-letters"))["data"][0]["id"]
+    r = await api.post(
+        f"/ui/deliveries/{delivery_id}/retry", data={"csrf_token": csrf, "back": "dead-letters"}
+    )
+    assert (r.status_code, r.headers["location"]) == (303, "/ui/dead-letters")
+    await run_worker()
+    assert len(receiver.wait_for(2)) == 2
+    assert (await get(api, f"/api/deliveries/{delivery_id}"))["status"] == "succeeded"
+    assert 'id="dead-total">(0)<' in (await api.get("/ui/dead-letters")).text
+
+
+async def test_bulk_replay_works_through_batches(
+    api: httpx.AsyncClient, receiver: Receiver, run_worker: WorkerRun, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(pages, "REPLAY_BATCH", 2)
+    await create_source(api)
+    await create_subscription(api, receiver.url)
+    receiver.script(400, 400, 400)
+    for _ in range(3):
+        await ingest(api)
+    await run_worker()
+    csrf = await sign_in(api)
+    form = {"csrf_token": csrf, "subscription_id": "", "since": "", "until": ""}
+    # htmx posts each batch and swaps in the progress, which asks for the next batch.
+    r = await api.post("/ui/dead-letters/replay", data=form, headers={"hx-request": "true"})
+    assert "<h1>" not in r.text
+    assert 'data-done="no"' in r.text
+    assert 'id="replay-done">2<' in r.text
+    assert 'hx-trigger="load"' in r.text
+    after = r.text.split('name="after" value="')[1].split('"')[0]
+    assert (await get(api, "/api/dead-letters"))["total"] == 1
+    # Without htmx, a whole page.
+    r = await api.post("/ui/dead-letters/replay", data={**form, "after": after, "done": "2"})
+    assert "<h1>Replay dead letters</h1>" in r.text
+    assert 'data-done="yes"' in r.text
+    assert 'id="replay-done">3<' in r.text
+    assert (await get(api, "/api/dead-letters"))["total"] == 0
+    await run_worker()
+    assert len(receiver.wait_for(6)) == 6
+
+
+async def test_sources_show_scheme_and_rejections_never_secrets(api: httpx.AsyncClient) -> None:
+    secret = "gh-secret-value"
+    await create_source(api, verification={"scheme": "github", "secrets": [secret]})
+    r = await api.post("/ingest/github", content=b"{}", headers={"X-GitHub-Event": "push"})
+    assert r.status_code == 401
+    await sign_in(api)
+    page = (await api.get("/ui/sources")).text
+    assert '<span class="badge ok">github</span>' in page
+    assert "1 secret<" in page
+    assert secret not in page
+    assert r.json()["reason"] in page
