@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
+import structlog
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
@@ -53,6 +54,7 @@ SECURITY_HEADERS = {
     # Pages show secrets once (rotate) and data an SRE should not leave in a shared cache.
     "cache-control": "no-store",
 }
+log = structlog.get_logger("relay.ui")
 PAGE_SIZE = 50
 # Dead letters re-queued per request of a bulk replay: each answer shows the progress.
 REPLAY_BATCH = 200
@@ -130,8 +132,11 @@ async def login_form() -> HTMLResponse:
 async def login(request: Request, services: ServicesDep) -> Response:
     form = await form_data(request)
     response = see_other("/ui/overview")
+    client = request.client.host if request.client else None
     if not await sign_in(services, form.get("token", ""), request, response):
+        log.warning("ui.sign_in_refused", client=client)
         return render("login.html", None, 401, error="That is not the admin token.")
+    log.info("ui.signed_in", client=client)
     return response
 
 
@@ -139,6 +144,7 @@ async def login(request: Request, services: ServicesDep) -> Response:
 async def logout(session: SessionDep, services: ServicesDep, _: ActionForm) -> Response:
     response = see_other("/ui/login")
     await sign_out(services, session, response)
+    log.info("ui.signed_out")
     return response
 
 

@@ -67,7 +67,12 @@ async def test_sign_in_sets_a_strict_session_cookie(api: httpx.AsyncClient) -> N
         assert flag in cookie
     assert "Secure" not in cookie  # plain HTTP here; over HTTPS the cookie is Secure
     assert ADMIN_TOKEN not in cookie
+    assert [e["event"] for e in logs if e["event"].startswith("ui.")] == [
+        "ui.sign_in_refused",
+        "ui.signed_in",
+    ]
     assert ADMIN_TOKEN not in repr(logs)
+    assert "guess" not in repr(logs)
     assert (await api.get("/ui/overview")).status_code == 200
 
 
