@@ -115,6 +115,17 @@ def _moment(value: str | None, name: str) -> datetime | None:
 Text = Annotated[str | None, Query(max_length=200)]
 
 
+def _active(filters: dict[str, str | None]) -> dict[str, str]:
+    return {k: v for k, v in filters.items() if v}
+
+
+def _next_page(path: str, filters: dict[str, str | None], cursor: str | None) -> str | None:
+    """The link to the next page: the same filters, from the listing's cursor."""
+    if cursor is None:
+        return None
+    return f"{path}?" + urlencode({**_active(filters), "cursor": cursor})
+
+
 # --- sign-in ---------------------------------------------------------------------------------
 
 
@@ -200,12 +211,9 @@ async def events(
         services, source or None, event_type or None, status, _moment(since, "since"),
         _moment(until, "until"), cursor or None, PAGE_SIZE,
     )  # fmt: skip
-    active = {k: v for k, v in filters.items() if v}
-    next_url = None
-    if listing.next_cursor:
-        next_url = "/ui/events?" + urlencode({**active, "cursor": listing.next_cursor})
     return render(
-        "events.html", session, events=listing.data, filters=filters, next_url=next_url,
+        "events.html", session, events=listing.data, filters=filters,
+        next_url=_next_page("/ui/events", filters, listing.next_cursor),
         statuses=[s.value for s in DeliveryStatus], paged=bool(cursor),
     )  # fmt: skip
 
@@ -326,13 +334,10 @@ async def dead_letters(
         cursor or None, PAGE_SIZE,
     )  # fmt: skip
     filters = {"subscription_id": subscription_id, "since": since, "until": until}
-    active = {k: v for k, v in filters.items() if v}
-    next_url = None
-    if listing.next_cursor:
-        next_url = "/ui/dead-letters?" + urlencode({**active, "cursor": listing.next_cursor})
     return render(
-        "dead_letters.html", session, listing=listing, filters=filters, next_url=next_url,
-        query=urlencode(active),
+        "dead_letters.html", session, listing=listing, filters=filters,
+        next_url=_next_page("/ui/dead-letters", filters, listing.next_cursor),
+        query=urlencode(_active(filters)),
     )  # fmt: skip
 
 

@@ -320,3 +320,20 @@ async def test_sources_show_scheme_and_rejections_never_secrets(api: httpx.Async
     assert "1 secret<" in page
     assert secret not in page
     assert r.json()["reason"] in page
+
+
+async def test_events_filter_and_page_like_the_api(
+    api: httpx.AsyncClient, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(pages, "PAGE_SIZE", 2)
+    await create_source(api)
+    ids = [await ingest(api, event_type=t) for t in ("push", "issues", "push", "push")]
+    await sign_in(api)
+    first = (await api.get("/ui/events", params={"event_type": "push"})).text
+    assert [i in first for i in ids] == [False, False, True, True]  # newest first
+    next_url = first.split('id="next-page" href="')[1].split('"')[0].replace("&amp;", "&")
+    assert "event_type=push" in next_url
+    second = (await api.get(next_url)).text
+    assert [i in second for i in ids] == [True, False, False, False]
+    r = await api.get("/ui/events", params={"id": f" {ids[1]} "})
+    assert (r.status_code, r.headers["location"]) == (303, f"/ui/events/{ids[1]}")
