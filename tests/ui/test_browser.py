@@ -102,7 +102,7 @@ def relay() -> Iterator[Relay]:
         procs = [_start(["serve"], env), _start(["worker"], env)]
         api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
         try:
-            wait_until(lambda: _ready(api), "the relay and its worker to be ready", 30)
+            wait_until(lambda: _ready(api), "the relay and its worker to be ready", 60)
             api.put("/api/sources/github", headers=AUTH,
                     json={"event_type_header": "X-GitHub-Event"}).raise_for_status()  # fmt: skip
             yield Relay(f"http://127.0.0.1:{port}", api, receiver)
@@ -135,11 +135,16 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, relay: Relay) -> Iterator[Any]:
-    """A signed-in page that fails the test on any dialog (an alert is a script that ran)."""
+    """A signed-in page that fails the test on any dialog (an alert is a script that ran) and
+    on any console error (a CSP violation is one: our own scripts must not need relaxing)."""
     context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=relay.url)
     page = context.new_page()
     dialogs: list[str] = []
+    errors: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on(
+        "console", lambda m: errors.append(f"{m.text} {m.location}") if m.type == "error" else None
+    )
     page.goto("/ui/overview")
     assert page.url.endswith("/ui/login")
     page.fill("#token", TOKEN)
@@ -147,6 +152,7 @@ def page(browser: Any, relay: Relay) -> Iterator[Any]:
     page.wait_for_url("**/ui/overview")
     yield page
     assert dialogs == [], f"a dialog fired: {dialogs}"
+    assert errors == [], f"the console had errors: {errors}"
     context.close()
 
 
@@ -165,6 +171,9 @@ def unsubscribe(relay: Relay, sub_id: str) -> None:
 def test_sign_in_then_overview_and_sign_out(page: Any) -> None:
     assert page.locator("svg.chart").is_visible()
     assert page.locator("#workers .badge.live").count() >= 1
+    # The Overview refreshes itself (htmx, every 5 s).
+    with page.expect_response(lambda r: r.url.endswith("/ui/overview/panel"), timeout=15_000):
+        pass
     cookie = next(c for c in page.context.cookies() if c["name"] == "relay_session")
     assert cookie["httpOnly"]
     assert cookie["sameSite"] == "Strict"
@@ -207,6 +216,8 @@ def test_replay_dead_letters_until_the_receiver_has_them(page: Any, relay: Relay
         assert page.locator("#replay-total").inner_text() == "1"
         page.click("#confirm-replay")
         page.wait_for_selector("#replay-progress[data-done=yes]")
+        # htmx swapped the progress into the confirmation page: no navigation happened.
+        assert "subscription_id=" in page.url
         assert page.locator("#replay-done").inner_text() == "1"
         got = relay.receiver.wait_for(before + 1)[-1]
         assert got.headers["webhook-id"] == event_id
