@@ -14,6 +14,7 @@ from urllib.parse import quote, urlencode
 
 import structlog
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -22,7 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 from relay.api import inspect
 from relay.api.deps import ServicesDep
 from relay.api.listing import Moment, to_ms
-from relay.api.problems import Problem
+from relay.api.problems import Problem, invalid
 from relay.delivery.fanout import UnknownSubscription
 from relay.delivery.replay import DeadLetters, InFlight, UnknownDelivery
 from relay.domain.clock import now_ms
@@ -61,17 +62,30 @@ REPLAY_BATCH = 200
 
 
 class SecureRoute(APIRoute):
-    """Every dashboard answer carries the security headers, whatever it is."""
+    """Every dashboard answer carries the security headers, whatever it is; a refusal is a
+    page for a person at a browser, and problem+json for anything else."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def secured(request: Request) -> Response:
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            except (Problem, RequestValidationError) as exc:
+                if not _wants_a_page(request):
+                    raise
+                problem = exc if isinstance(exc, Problem) else invalid(exc)
+                response = render("error.html", None, problem.status, problem=problem)
             response.headers.update(SECURITY_HEADERS)
             return response
 
         return secured
+
+
+def _wants_a_page(request: Request) -> bool:
+    # A browser's navigation asks for HTML first; htmx and API clients do not.
+    accept = request.headers.get("accept", "")
+    return accept.startswith("text/html") and not request.headers.get("hx-request")
 
 
 router = APIRouter(prefix="/ui", route_class=SecureRoute, include_in_schema=False)

@@ -337,3 +337,20 @@ async def test_events_filter_and_page_like_the_api(
     assert [i in second for i in ids] == [True, False, False, False]
     r = await api.get("/ui/events", params={"id": f" {ids[1]} "})
     assert (r.status_code, r.headers["location"]) == (303, f"/ui/events/{ids[1]}")
+
+
+async def test_a_browser_gets_refusals_as_pages(api: httpx.AsyncClient) -> None:
+    await sign_in(api)
+    page = {"accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"}
+    r = await api.get("/ui/events", params={"since": "<b>yesterday</b>"}, headers=page)
+    assert r.status_code == 422
+    assert r.headers["content-type"].startswith("text/html")
+    assert r.headers["x-frame-options"] == "DENY"
+    assert "since must be an ISO 8601 time" in r.text
+    assert "<b>yesterday" not in r.text
+    r = await api.get("/ui/events", params={"status": "lost"}, headers=page)
+    assert r.status_code == 422
+    assert "query.status: Input should be" in r.text
+    r = await api.post("/ui/subscriptions/sub_x/pause", data={}, headers=page)
+    assert r.status_code == 403
+    assert "CSRF token is missing or stale" in r.text
