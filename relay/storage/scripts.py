@@ -298,11 +298,12 @@ class ArmLanes(ScriptCall):
 class RecordAttempt(ScriptCall):
     SCRIPT = "record_attempt"
     KEYS = ("delivery_key", "attempts_key", "lane_key", "flight_key", "state_key", "dead_key",
-            "sub_key", "sub_dead_key", "indexes_key", "failing_key", "subs_rev_key")  # fmt: skip
+            "sub_key", "sub_dead_key", "indexes_key", "failing_key", "subs_rev_key",
+            "stats_key")  # fmt: skip
     ARGV = ("prefix", "sub_id", "delivery_id", "number", "attempt_json", "status", "now_ms",
             "next_attempt_at", "status_code", "error", "dead_letter", "disable_reason",
             "failing", "failing_seen", "failing_since", "failing_ttl_ms", "failing_disable",
-            "hold_until")  # fmt: skip
+            "hold_until", "stats_ttl_ms")  # fmt: skip
 
     delivery_key: str
     attempts_key: str
@@ -315,6 +316,7 @@ class RecordAttempt(ScriptCall):
     indexes_key: str
     failing_key: str
     subs_rev_key: str
+    stats_key: str
     prefix: str
     sub_id: str
     delivery_id: str
@@ -333,6 +335,7 @@ class RecordAttempt(ScriptCall):
     failing_ttl_ms: int
     failing_disable: str | None
     hold_until: int | None
+    stats_ttl_ms: int
 
 
 @dataclass(frozen=True, slots=True)
