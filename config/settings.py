@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     # Prometheus endpoint of a worker process (off when unset: `relay dev` serves /metrics).
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     job_timeout_s: int = Field(default=60, ge=5)
+    # How long a dashboard sign-in lasts; the admin token is asked for again after that.
+    ui_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400)
 
     # Logging.
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -17,6 +17,7 @@ from relay.delivery.attempt import Attempter
 from relay.observability import logs
 from relay.runtime import settle_after_startup
 from relay.storage import Store
+from relay.ui import install as install_ui
 
 log = structlog.get_logger("relay.api")
 
@@ -53,6 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Acknowledge webhooks at once, keep every event, deliver with retries.",
         lifespan=lifespan,
+        # Served by relay.ui from vendored assets: the CDN's pages are blank offline.
+        docs_url=None,
+        redoc_url=None,
     )
     problems.install(app)
     app.include_router(ingest.router)
@@ -61,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(inspect.router)
     app.include_router(replay.router)
     app.include_router(health.router)
+    install_ui(app)
     return app
 
 

@@ -19,6 +19,7 @@ from relay.storage.events import IngestResult, NewEvent
 from relay.storage.housekeeping import HEARTBEAT_S, HEARTBEAT_STALE_MS
 from relay.storage.keys import JobQueue
 from relay.storage.lanes import Claim, LaneDepth
+from relay.storage.stats import MinuteStats
 from relay.storage.store import Store
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "IngestResult",
     "JobQueue",
     "LaneDepth",
+    "MinuteStats",
     "NewDeliveries",
     "NewDelivery",
     "NewEvent",

@@ -25,6 +25,7 @@ from relay.storage.codec import LexIndex, Page, TimeRange, integer, r, text
 from relay.storage.events import event_from
 from relay.storage.keys import PREFIX, JobQueue, Keys
 from relay.storage.scripts import Fanout, FanoutEvent, FanoutRow, RecordAttempt, Reopen, Scripts
+from relay.storage.stats import MINUTE_MS, STATS_TTL_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +326,7 @@ class DeliveryStore:
                 indexes_key=Keys.indexes,
                 failing_key=Keys.sub_failing(sub_id),
                 subs_rev_key=Keys.subs_rev,
+                stats_key=Keys.minute_stats(now_ms // MINUTE_MS),
                 prefix=PREFIX,
                 sub_id=sub_id,
                 delivery_id=delivery.id,
@@ -343,6 +345,7 @@ class DeliveryStore:
                 failing_ttl_ms=failing_limit_ms,
                 failing_disable=failing_reason if failing.disable else None,
                 hold_until=hold_until_ms,
+                stats_ttl_ms=STATS_TTL_MS,
             )
         )
         if not int(recorded[0]):

@@ -34,6 +34,10 @@ Key layout (prefix ``relay:``)::
     lanes                 set   subscription ids whose lane has work
     subs:rev              str   bumped by every subscription change (fan-out's cache)
     workers               zset  worker ids by their last heartbeat (ms)
+    stats:{minute}        hash  attempt outcomes recorded in that minute (minute = ms //
+                                60000): succeeded, failed, dead; for the dashboard  [TTL]
+    ui:session:{digest}   str   a dashboard session: its CSRF token, by the SHA-256 of
+                                the cookie (the cookie itself is never stored)      [TTL]
     indexes               set   names of the per-source and per-subscription indexes
 
 ARQ's own keys (``arq:job:{id}``, the queue) are written only through ARQ, except that
@@ -179,6 +183,14 @@ class Keys:
     def lane(sub_id: str, part: str | None = None) -> str:
         """A subscription's lane, or one of its parts (flight, state, heads)."""
         return f"{PREFIX}lane:{sub_id}" + (f":{part}" if part else "")
+
+    @staticmethod
+    def minute_stats(minute: int) -> str:
+        return f"{PREFIX}stats:{minute}"
+
+    @staticmethod
+    def ui_session(digest: str) -> str:
+        return f"{PREFIX}ui:session:{digest}"
 
     @staticmethod
     def source(name: str) -> str:

@@ -6,13 +6,16 @@
 -- disabled the subscription for, or ''}.
 -- include: lib/subscription_state.lua
 -- include: lib/lanes.lua
-local delivery_key, attempts_key, lane_key, flight_key, state_key, dead_key, sub_key, sub_dead_key, indexes_key, failing_key, subs_rev_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
-local prefix, sub_id, delivery_id, number, attempt_json, status, now_ms, next_attempt_at, status_code, error, dead_letter, disable_reason, failing, failing_seen, failing_since, failing_ttl_ms, failing_disable, hold_until = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16], ARGV[17], ARGV[18]
+local delivery_key, attempts_key, lane_key, flight_key, state_key, dead_key, sub_key, sub_dead_key, indexes_key, failing_key, subs_rev_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local prefix, sub_id, delivery_id, number, attempt_json, status, now_ms, next_attempt_at, status_code, error, dead_letter, disable_reason, failing, failing_seen, failing_since, failing_ttl_ms, failing_disable, hold_until, stats_ttl_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16], ARGV[17], ARGV[18], ARGV[19]
 
 local cur = redis.call('HMGET', delivery_key, 'attempts', 'expires_at', 'ordered', 'okey')
 if not cur[1] or tonumber(cur[1]) ~= tonumber(number) - 1 then return {0} end
 redis.call('RPUSH', attempts_key, attempt_json)
 if cur[2] then redis.call('PEXPIREAT', attempts_key, cur[2]) end
+-- Counted here, past the check above, so an attempt recorded twice is counted once.
+redis.call('HINCRBY', stats_key, status, 1)
+redis.call('PEXPIRE', stats_key, stats_ttl_ms)
 redis.call('HSET', delivery_key, 'attempts', number, 'status', status, 'updated_at', now_ms,
   'next_attempt_at', next_attempt_at, 'last_status_code', status_code, 'last_error', error,
   'lease_until', '0', 'next_trigger', '')
