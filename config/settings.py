@@ -48,6 +48,10 @@ class RetrySettings(BaseModel):
     jitter_s: float = Field(default=5.0, ge=0)
 
 
+# Also where the admin CLI looks for the token `relay dev` keeps (relay.cli.client).
+DEFAULT_DATA_DIR = Path(".relay-data")
+
+
 class Settings(BaseSettings):
     """Everything the API and the worker read from the environment."""
 
@@ -57,7 +61,7 @@ class Settings(BaseSettings):
 
     # Redis. Unset means "start an embedded one" for `relay dev`; serve/worker need it set.
     redis_url: str | None = None
-    data_dir: Path = Path(".relay-data")
+    data_dir: Path = DEFAULT_DATA_DIR
     queue_name: str = DEFAULT_QUEUE
 
     # HTTP API.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -22,6 +23,13 @@ from workers.main import build_worker
 
 ADMIN_TOKEN = "test-admin-token"
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def ms_of(answered: object) -> int:
+    """Epoch milliseconds of a time the API answered (an RFC 3339 string, to the ms)."""
+    assert isinstance(answered, str), f"not an RFC 3339 string: {answered!r}"
+    assert answered.endswith("Z"), answered
+    return round(datetime.fromisoformat(answered).timestamp() * 1000)
 
 
 @pytest.fixture(scope="session")

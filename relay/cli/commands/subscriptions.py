@@ -10,7 +10,7 @@ import typer
 from relay.cli.client import CliError, CommandFn, Relay, api_path, command
 from relay.cli.columns import SUBSCRIPTION_COLUMNS, SUBSCRIPTION_DETAILS
 from relay.cli.render import details, emit, secret_line, table, timestamp
-from relay.domain.models import DeliveryMode
+from relay.domain.models import DeliveryMode, DeliveryStatus
 
 subscriptions_app = typer.Typer(help="Manage subscriptions.", no_args_is_help=True)
 
@@ -93,13 +93,17 @@ def subscriptions_rotate_secret(relay: Relay, subscription_id: SubscriptionId) -
 
 @command(subscriptions_app, "test")
 def subscriptions_test(relay: Relay, subscription_id: SubscriptionId) -> None:
-    """Send a test event to the subscription now and show what it answered."""
+    """Send a test event to the subscription now and show what it answered; exits 1 unless
+    the receiver took it."""
     result = relay.call("POST", api_path("subscriptions", subscription_id, "test"))
     code = result.get("status_code")
     outcome = f"{result['status']}" + (f" ({code})" if code is not None else "")
     error = f": {result['error']}" if result.get("error") else ""
     line = f"Test delivery {result['delivery_id']} (event {result['event_id']}): {outcome}"
     emit(relay.as_json, result, line + error)
+    if result["status"] != DeliveryStatus.SUCCEEDED:
+        # A script checking a receiver (`relay subscriptions test ... && deploy`) must see it.
+        raise typer.Exit(1)
 
 
 @command(subscriptions_app, "delete")
