@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from relay.domain.clock import rfc3339
+
 # A body bigger than this is shown cut (the raw bytes stay downloadable whole).
 BODY_PREVIEW_BYTES = 64 * 1024
 
@@ -22,10 +24,8 @@ def when(ms: int | None) -> str:
 
 
 def iso(ms: int | None) -> str:
-    """Machine-readable, for ``<time datetime=...>``."""
-    if ms is None:
-        return ""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+    """Machine-readable, for ``<time datetime=...>``: the API's own RFC 3339 form."""
+    return "" if ms is None else rfc3339(ms)
 
 
 def relative(ms: int | None, now_ms: int) -> str:
