@@ -45,6 +45,8 @@ class NewDeliveries:
 
     event_id: str
     deliveries: Sequence[NewDelivery]
+    # Subscriptions whose filter did not match: (id, the condition that failed).
+    skipped: Sequence[tuple[str, str]] = ()
 
 
 class StaleSubscriptions(Exception):
@@ -205,6 +207,7 @@ class DeliveryStore:
                     )
                     for d in item.deliveries
                 ],
+                skipped=item.skipped,
             )
             for item in batch
         ]
