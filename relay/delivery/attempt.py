@@ -6,7 +6,9 @@ Both the ARQ delivery job and the API's best-effort fan-out make attempts throug
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -38,6 +40,9 @@ from relay.storage import AlreadyRecorded, DeliveryContext, Store
 log = structlog.get_logger("relay.delivery")
 
 _VISIBLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+# Bodies up to this size are transformed on the event loop (tens of microseconds).
+_TRANSFORM_INLINE_BYTES = 64 * 1024
 
 # A claim outlives the HTTP deadline by this much, so a slow but live attempt keeps it.
 LEASE_MARGIN_S = 5.0
@@ -178,9 +183,13 @@ class Attempter:
             result = AttemptResult(error=error, error_message="no request was sent")
             return await self._finish(ctx, attempt, trigger, started_ms, result, give_up=True)
 
+        shape = partial(outgoing, sub, ctx.event, ctx.body, attempt, started_ms,
+                        self.settings.max_body_bytes)  # fmt: skip
         try:
-            request = outgoing(sub, ctx.event, ctx.body, attempt, started_ms,
-                               self.settings.max_body_bytes)  # fmt: skip
+            # A transform over a large body is milliseconds to a second of Python: off the
+            # loop, so the attempts in flight beside it keep going.
+            big = sub.transform is not None and len(ctx.body) > _TRANSFORM_INLINE_BYTES
+            request = await asyncio.to_thread(shape) if big else shape()
         except TransformFailed as exc:
             # The same event and transform fail the same way on every try: no retry.
             result = AttemptResult(error="TransformFailed", error_message=str(exc))

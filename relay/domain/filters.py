@@ -9,12 +9,13 @@ A filter is JSON: a condition over the event's JSON body and its stored headers.
         {"not": {"body": "pull_request.draft", "eq": true}}
     ]}
 
-A leaf names what it looks at (``body``: a JMESPath expression into the body; ``header``: a
-stored header's name) and one operator: ``eq``, ``ne``, ``in``, ``not_in``, ``exists``,
-``gt``, ``gte``, ``lt``, ``lte`` (numbers with numbers, strings with strings), ``prefix``,
-``suffix``, ``contains`` (a substring, or an element of an array), ``glob`` (``*`` and
-``?``, the whole value) and ``regex`` (the whole value, RE2 syntax: linear time, no
-backreferences). ``all``, ``any`` and ``not`` combine conditions.
+A leaf names what it looks at (``body``: a JMESPath path into the body, of fields, ``[n]``
+and ``[*]``, such as ``pull_request.labels[*].name``; ``header``: a stored header's name)
+and one operator: ``eq``, ``ne``, ``in``, ``not_in``, ``exists``, ``gt``, ``gte``, ``lt``,
+``lte`` (numbers with numbers, strings with strings), ``prefix``, ``suffix``, ``contains`` (a
+substring, or an element of an array), ``glob`` (``*`` and ``?``, the whole value) and
+``regex`` (the whole value, RE2 syntax: linear time, no backreferences). ``all``, ``any``
+and ``not`` combine conditions.
 
 A missing value equals nothing: ``eq``/``in`` and the comparisons are false, ``ne`` and
 ``not_in`` true. A body that is not JSON has no values, so body conditions never match it.
@@ -40,7 +41,7 @@ import orjson
 import re2
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 
-from relay.domain.expressions import ExpressionError, compile_expression, search
+from relay.domain.expressions import ExpressionError, Path, compile_path
 
 MAX_DEPTH = 16
 MAX_CONDITIONS = 64
@@ -197,13 +198,14 @@ class _Leaf(Condition):
     operand: Any
     test: Test
     path: str  # where it is in the filter ("all[1]"; "" at the top)
-    expression: Any = None
+    find: Path | None = None  # the body path, compiled
 
     def value(self, facts: EventFacts) -> Any:
         if self.subject == "header":
             return facts.headers.get(self.where)
         body = facts.json
-        return None if body is _NOT_JSON else search(self.expression, body)
+        assert self.find is not None
+        return None if body is _NOT_JSON else self.find(body)
 
     def failed(self, facts: EventFacts) -> str | None:
         at = f"{self.path}: " if self.path else ""
@@ -308,11 +310,11 @@ def _compile(spec: Any, path: str, depth: int, budget: _Budget) -> Condition:
         budget.headers.append(where.lower())
         return _Leaf("header", where.lower(), op, operand, test, path)
     try:
-        expression = compile_expression(where)
+        find = compile_path(where)
     except ExpressionError as exc:
         raise SpecError(at, str(exc)) from None
     budget.body_paths.append(where)
-    return _Leaf("body", where, op, operand, test, path, expression)
+    return _Leaf("body", where, op, operand, test, path, find)
 
 
 @dataclass(frozen=True, slots=True)
