@@ -136,6 +136,24 @@ def _glob_to_regex(glob: str) -> str:
 Test = Callable[[Any], bool]
 
 
+def _simple_glob(glob: str) -> Test | None:
+    """The common globs ("refs/heads/*", "*.paid", "*acme*") as string tests: a call into
+    RE2's Python wrapper costs ~18 us, a startswith well under one."""
+    if "?" in glob:
+        return None
+    inner = glob.strip("*")
+    if "*" in inner:
+        return None
+    head, tail = glob.startswith("*"), glob.endswith("*") and len(glob) > 1
+    if head and tail:
+        return lambda v: isinstance(v, str) and inner in v
+    if head:
+        return lambda v: isinstance(v, str) and v.endswith(inner)
+    if tail:
+        return lambda v: isinstance(v, str) and v.startswith(inner)
+    return lambda v: v == inner
+
+
 def _test(op: str, operand: Any, path: str) -> Test:
     """The predicate of one operator, checked and compiled."""
     at = f"{path}.{op}" if path else op
@@ -174,6 +192,10 @@ def _test(op: str, operand: Any, path: str) -> Test:
     if op == "suffix":
         return lambda v: isinstance(v, str) and v.endswith(operand)
     need(0 < len(operand) <= MAX_PATTERN_CHARS, f"a pattern has 1 to {MAX_PATTERN_CHARS} chars")
+    if op == "glob":
+        simple = _simple_glob(operand)
+        if simple is not None:
+            return simple
     pattern = _glob_to_regex(operand) if op == "glob" else operand
     try:
         compiled = re2.compile(pattern, _RE2_OPTIONS)

@@ -207,3 +207,14 @@ def test_filter_paths_find_what_jmespath_finds(path: str) -> None:
     from relay.domain.expressions import compile_path
 
     assert compile_path(path)(GITHUB_PUSH) == jmespath.search(path, GITHUB_PUSH)
+
+
+@pytest.mark.parametrize("glob", ["refs/heads/*", "*.paid", "*acme*", "*", "**", "exact", "a*b",
+                                  "?x", "***x", "a?c*"])  # fmt: skip
+def test_globs_agree_with_fnmatch(glob: str) -> None:
+    from fnmatch import fnmatchcase
+
+    f = compile_filter({"body": "v", "glob": glob})
+    for value in ["refs/heads/main", "invoice.paid", "the acme co", "", "exact", "ab", "axb",
+                  "zx", "x", "abcd", "a.c"]:  # fmt: skip
+        assert (f.check(EventFacts({}, raw({"v": value}))) is None) == fnmatchcase(value, glob)
