@@ -360,21 +360,31 @@ def compile_filter(spec: Any) -> Filter:
     return Filter(spec, root, tuple(budget.headers), bool(budget.body_paths))
 
 
-def _parse(value: Any) -> Filter:
-    if isinstance(value, Filter):
-        return value
-    try:
-        return compile_filter(value)
-    except SpecError as exc:
-        raise ValueError(str(exc)) from None
+def compiled_from(compile_: Callable[[Any], Any]) -> PlainValidator:
+    """A pydantic validator that compiles a spec (a filter or a transform) as it validates
+    it: the model keeps the compiled form, and a :class:`SpecError` becomes a validation
+    error that names where the spec is wrong."""
 
+    def parse(value: Any) -> Any:
+        if hasattr(value, "spec"):  # compiled already (a model copied or re-validated)
+            return value
+        try:
+            return compile_(value)
+        except SpecError as exc:
+            raise ValueError(str(exc)) from None
+
+    return PlainValidator(parse)
+
+
+# Stored, shown and compared as the JSON it was compiled from.
+AS_SPEC = PlainSerializer(lambda compiled: compiled.spec, return_type=dict[str, Any])
 
 # A subscription's ``filter``: validated and compiled once, when the subscription is read,
 # so every event it is checked against pays only for the check.
 FilterField = Annotated[
     Filter,
-    PlainValidator(_parse),
-    PlainSerializer(lambda f: f.spec, return_type=dict[str, Any]),
+    compiled_from(compile_filter),
+    AS_SPEC,
     WithJsonSchema(
         {
             "type": "object",

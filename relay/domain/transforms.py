@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 import orjson
 from jmespath.parser import ParsedResult
-from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
+from pydantic import WithJsonSchema
 
 from relay.domain.expressions import (
     ExpressionError,
@@ -40,7 +40,7 @@ from relay.domain.expressions import (
     json_size_within,
     search,
 )
-from relay.domain.filters import EventFacts, SpecError
+from relay.domain.filters import AS_SPEC, EventFacts, SpecError, compiled_from
 
 MAX_HEADERS = 32
 MAX_HEADER_VALUE_CHARS = 1024
@@ -171,19 +171,10 @@ def apply(transform: Transform, facts: EventFacts, *, max_bytes: int) -> Shaped:
     return Shaped(out, JSON, headers)
 
 
-def _parse(value: Any) -> Transform:
-    if isinstance(value, Transform):
-        return value
-    try:
-        return compile_transform(value)
-    except SpecError as exc:
-        raise ValueError(str(exc)) from None
-
-
 TransformField = Annotated[
     Transform,
-    PlainValidator(_parse),
-    PlainSerializer(lambda t: t.spec, return_type=dict[str, Any]),
+    compiled_from(compile_transform),
+    AS_SPEC,
     WithJsonSchema(
         {
             "type": "object",

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import orjson
 
-from tests.conftest import AUTH, create_source, create_subscription, get
+from tests.conftest import AUTH, create_source, create_subscription, get, ingest
 from tests.payloads import GITHUB_PULL_REQUEST, GITHUB_PUSH, raw
 
 MAIN_PRS = {
@@ -17,16 +17,6 @@ MAIN_PRS = {
         {"body": "repository.full_name", "in": ["acme/web"]},
     ]
 }
-
-
-async def post(
-    api: httpx.AsyncClient, event: str, body: bytes, ctype: str = "application/json"
-) -> str:
-    r = await api.post("/ingest/github", content=body,
-                       headers={"X-GitHub-Event": event, "content-type": ctype})  # fmt: skip
-    assert r.status_code == 202, r.text
-    event_id: str = r.json()["event_id"]
-    return event_id
 
 
 async def test_invalid_filters_and_transforms_answer_422_with_the_path(
@@ -83,14 +73,14 @@ async def test_a_filter_that_does_not_match_makes_no_delivery_and_says_why(
         api, "http://127.0.0.1:9/h", filter={"header": "x-github-event", "eq": "push"}
     )
 
-    pr_event = await post(api, "pull_request", raw(GITHUB_PULL_REQUEST))
+    pr_event = await ingest(api, "pull_request", raw(GITHUB_PULL_REQUEST))
     detail = await get(api, f"/api/events/{pr_event}")
     assert {d["subscription_id"] for d in detail["deliveries"]} == {prs["id"], everything["id"]}
     assert detail["skipped"] == [
         {"subscription_id": by_header["id"], "failed": 'header x-github-event eq "push"'}
     ]
 
-    push_event = await post(api, "push", raw(GITHUB_PUSH))
+    push_event = await ingest(api, "push", raw(GITHUB_PUSH))
     detail = await get(api, f"/api/events/{push_event}")
     assert {d["subscription_id"] for d in detail["deliveries"]} == {
         everything["id"],
@@ -101,7 +91,9 @@ async def test_a_filter_that_does_not_match_makes_no_delivery_and_says_why(
     ]
 
     # A form-encoded body: header conditions still work, body conditions never match.
-    form = await post(api, "pull_request", b"payload=%7B%7D", "application/x-www-form-urlencoded")
+    form = await ingest(
+        api, "pull_request", b"payload=%7B%7D", content_type="application/x-www-form-urlencoded"
+    )
     detail = await get(api, f"/api/events/{form}")
     assert {d["subscription_id"] for d in detail["deliveries"]} == {everything["id"]}
     reasons = {s["subscription_id"]: s["failed"] for s in detail["skipped"]}
@@ -128,7 +120,7 @@ async def test_preview_a_subscription_on_a_stored_event_and_on_samples(
         transform={"body": "{pr: pull_request.number, title: pull_request.title}",
                    "headers": {"X-Repo": "{{ body.repository.full_name }}"}},
     )  # fmt: skip
-    event_id = await post(api, "pull_request", raw(GITHUB_PULL_REQUEST))
+    event_id = await ingest(api, "pull_request", raw(GITHUB_PULL_REQUEST))
     path = f"/api/subscriptions/{sub['id']}/preview"
 
     r = await api.post(path, headers=AUTH, json={"event_id": event_id})

@@ -10,7 +10,7 @@ import httpx
 import orjson
 
 from relay.devtools.receiver import Receiver
-from tests.conftest import AUTH, WorkerRun, create_source, create_subscription, get
+from tests.conftest import AUTH, WorkerRun, create_source, create_subscription, get, ingest
 
 URL = "http://127.0.0.1:9/"
 
@@ -72,12 +72,7 @@ async def test_hostile_payloads_are_skipped_or_die_with_their_reason(
         "too_deep": b'{"s": ' + b"[" * 2000 + b"]" * 2000 + b"}",
         "huge_array": orjson.dumps({"s": list(range(150_000))}),
     }
-    events: dict[str, str] = {}
-    for name, body in bodies.items():
-        push = {"X-GitHub-Event": "push", "content-type": "application/json"}
-        r = await api.post("/ingest/github", content=body, headers=push)
-        assert r.status_code == 202, r.text
-        events[name] = r.json()["event_id"]
+    events = {name: await ingest(api, body=body) for name, body in bodies.items()}
 
     await run_worker()
     assert time.monotonic() - started < 30

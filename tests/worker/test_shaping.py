@@ -8,19 +8,8 @@ import standardwebhooks
 from structlog.testing import capture_logs
 
 from relay.devtools.receiver import Receiver, Reply
-from tests.conftest import AUTH, WorkerRun, create_source, create_subscription, get
+from tests.conftest import AUTH, WorkerRun, create_source, create_subscription, get, ingest
 from tests.payloads import GITHUB_PUSH, STRIPE_INVOICE_PAID, raw
-
-
-async def post(api: httpx.AsyncClient, body: bytes, source: str = "github") -> str:
-    r = await api.post(
-        f"/ingest/{source}",
-        content=body,
-        headers={"X-GitHub-Event": "push", "content-type": "application/json"},
-    )
-    assert r.status_code == 202, r.text
-    event_id: str = r.json()["event_id"]
-    return event_id
 
 
 async def test_transformed_body_is_signed_and_retries_send_the_same_bytes(
@@ -33,7 +22,7 @@ async def test_transformed_body_is_signed_and_retries_send_the_same_bytes(
                    "headers": {"X-Repo": "{{ body.repository.full_name }}"}},
     )  # fmt: skip
     receiver.script(Reply(503), Reply(503))
-    event_id = await post(api, raw(GITHUB_PUSH))
+    event_id = await ingest(api, body=raw(GITHUB_PUSH))
 
     await run_worker()
 
@@ -69,7 +58,7 @@ async def test_a_transform_that_blows_up_kills_only_its_delivery(
     )  # fmt: skip
     plain = await create_subscription(api, receiver.url + "/plain", sources=["stripe"])
     big = {**STRIPE_INVOICE_PAID, "padding": "x" * 300_000}
-    event_id = await post(api, raw(big), "stripe")
+    event_id = await ingest(api, body=raw(big), source="stripe")
 
     with capture_logs() as logs:
         await run_worker()
