@@ -9,11 +9,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
-import shutil
 import signal
 import subprocess
-import sys
-from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -24,72 +21,9 @@ import uvicorn
 import relay
 from relay.devtools.embedded_redis import find_redis_server
 
-# --- starting and stopping -----------------------------------------------------------------
-
-
-def relay_command(sub: str) -> list[str]:
-    beside = Path(sys.executable).parent / "relay"
-    exe = str(beside) if beside.exists() else shutil.which("relay")
-    return [exe, sub] if exe else [sys.executable, "-m", "relay.cli", sub]
-
-
-def relay_env(redis_url: str, token: str, port: int, log_level: str) -> dict[str, str]:
-    """Environment of ``relay serve`` / ``relay worker`` for a benchmark on 127.0.0.1.
-
-    RELAY_* tuning variables (RELAY_WORKER_POLL_DELAY_S, ...) pass through; where the relay
-    runs and how it is reached are set here.
-    """
-    env = dict(os.environ)
-    env.update(
-        RELAY_REDIS_URL=redis_url,
-        RELAY_ADMIN_TOKEN=token,
-        RELAY_HOST="127.0.0.1",
-        RELAY_PORT=str(port),
-        RELAY_LOG_LEVEL=log_level,
-        # The receiver is on loopback, which the relay refuses by default.
-        RELAY_ALLOWED_PRIVATE_NETWORKS="127.0.0.0/8,::1/128",
-        RELAY_LOG_FORMAT="json",
-    )
-    return env
-
-
-def spawn(cmd: list[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` with stdout and stderr going to ``log_path``."""
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            cmd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # stopped by us, not by a Ctrl-C meant for us
-        )
-
-
-def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def stop_all(procs: Mapping[str, subprocess.Popen[bytes]]) -> None:
-    """SIGTERM to every process first, then wait for each: they shut down in parallel."""
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs.values():
-        stop_process(proc)
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    if not path.exists():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+# --- stopping ------------------------------------------------------------------------------
+# Starting, watching and stopping processes lives in relay.devtools.processes (shared with
+# the fault suite).
 
 
 def stop_on_sigterm() -> None:

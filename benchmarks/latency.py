@@ -38,15 +38,11 @@ from _procs import (
     CpuMeter,
     admin,
     print_header,
-    relay_command,
-    relay_env,
-    spawn,
-    stop_all,
     stop_on_sigterm,
-    tail,
 )
 
 from relay.devtools.embedded_redis import EmbeddedRedis, free_port
+from relay.devtools.processes import relay_command, relay_env, spawn, stop_all, tail
 from relay.devtools.receiver import Receiver
 
 BODY_BYTES = 300

@@ -35,7 +35,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, cast
 
 import httptools
@@ -47,15 +46,11 @@ from _procs import (
     admin,
     cpu_seconds,
     print_header,
-    relay_command,
-    relay_env,
-    spawn,
-    stop_all,
     stop_on_sigterm,
-    tail,
 )
 
 from relay.devtools.embedded_redis import EmbeddedRedis, free_port
+from relay.devtools.processes import ProcessGroup, relay_command, relay_env
 
 BODY_BYTES = 1024
 SOURCE = "bench"
@@ -85,27 +80,18 @@ def make_body() -> bytes:
 # --- processes -----------------------------------------------------------------------------
 
 
-class Procs:
+class Procs(ProcessGroup):
     """The processes (and Redis) of one step; all stopped, and their data removed, on exit."""
 
     def __init__(self, log_dir: Path, label: str) -> None:
-        self.log_dir = log_dir
-        self.label = label
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.exit_codes: dict[str, int | None] = {}
+        super().__init__(log_dir, label)
         self.redis_server: EmbeddedRedis | None = None
 
     def __enter__(self) -> Procs:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        stop_all(self.procs)
-        self.exit_codes.update({name: proc.returncode for name, proc in self.procs.items()})
+    def stop_all(self) -> None:
+        super().stop_all()
         if self.redis_server is not None:
             self.redis_server.stop()
             if self.redis_server.data_dir is not None:
@@ -118,42 +104,10 @@ class Procs:
             for name in self.procs
         }
 
-    def log_path(self, name: str) -> Path:
-        return self.log_dir / f"{self.label}-{name}.log"
-
     def start_redis(self) -> EmbeddedRedis:
         # A data dir turns on the append-only file with appendfsync everysec, as in production.
         self.redis_server = EmbeddedRedis(self.log_dir / f"{self.label}-redis").start()
         return self.redis_server
-
-    def spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        self.procs[name] = spawn(cmd, env, self.log_path(name))
-        return self.procs[name]
-
-    def check_alive(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.label} {name} exited with {proc.returncode}; last lines of its log:\n"
-                    + tail(self.log_path(name))
-                )
-
-    def wait_http(
-        self, name: str, url: str, headers: dict[str, str] | None = None, ok: int = 200
-    ) -> None:
-        """Until ``GET url`` answers ``ok``; a clear error with ``name``'s log otherwise."""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        with httpx.Client(trust_env=False, timeout=1.0) as client:
-            while time.monotonic() < deadline:
-                self.check_alive()
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get(url, headers=headers).status_code == ok:
-                        return
-                time.sleep(0.05)
-        raise RuntimeError(
-            f"{self.label} {name}: GET {url} did not answer {ok} within {START_TIMEOUT_S} s; "
-            f"last lines of its log:\n{tail(self.log_path(name))}"
-        )
 
 
 def floor_command(kind: str, port: int, redis_url: str | None = None) -> list[str]:

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 LUA_DIR = Path(__file__).parent / "lua"
 _INCLUDE = re.compile(r"^-- include: (\S+)$", re.M)
@@ -101,6 +102,33 @@ class Scripts:
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)
 
+    async def _pipelined(self, calls: list[ScriptCall]) -> list[Any]:
+        """One round trip of EVALSHAs; any the server does not know are loaded and sent again.
+
+        redis-py's pipelines ask ``SCRIPT EXISTS`` before every execute that holds a script
+        object: a second round trip on every batch. A script is missing only after a Redis
+        restart or ``SCRIPT FLUSH``, and a NOSCRIPT reply means it did not run, so sending
+        it again is safe.
+        """
+        replies = await self._evalsha(calls)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            for name in {calls[i].SCRIPT for i in missing}:
+                await self._redis.script_load(source(name))
+            again = await self._evalsha([calls[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _evalsha(self, calls: list[ScriptCall]) -> list[Any]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for call in calls:
+                keys = call.keys()
+                sha = self.script(call.SCRIPT).sha
+                pipe.execute_command("EVALSHA", sha, len(keys), *keys, *call.argv())
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
+
     async def _send(self, pending: list[tuple[ScriptCall, asyncio.Future[Any]]]) -> None:
         try:
             if len(pending) == 1:
@@ -109,12 +137,7 @@ class Scripts:
                     await self.script(call.SCRIPT)(keys=call.keys(), args=call.argv())
                 ]
             else:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for call, _ in pending:
-                        await self.script(call.SCRIPT)(
-                            keys=call.keys(), args=call.argv(), client=pipe
-                        )
-                    replies = await pipe.execute(raise_on_error=False)
+                replies = await self._pipelined([call for call, _ in pending])
         except Exception as exc:
             for _, future in pending:
                 if not future.done():
@@ -140,7 +163,8 @@ class Scripts:
 class Ingest(ScriptCall):
     SCRIPT = "ingest"
     KEYS = ("source_key", "idempotency_key", "event_key", "body_key", "events_key",
-            "source_events_key", "unfanned_key", "indexes_key")  # fmt: skip
+            "source_events_key", "unfanned_key", "indexes_key", "source_subs_key",
+            "every_source_subs_key")  # fmt: skip
     ARGV = ("source_rev", "use_idempotency", "idempotency_ttl_s", "event_id", "received_ms",
             "expire_at_ms", "meta", "body")  # fmt: skip
 
@@ -152,6 +176,8 @@ class Ingest(ScriptCall):
     source_events_key: str
     unfanned_key: str
     indexes_key: str
+    source_subs_key: str
+    every_source_subs_key: str
     source_rev: str
     use_idempotency: bool
     idempotency_ttl_s: int
