@@ -332,7 +332,10 @@ class DeliveryStore:
                 sub_id=sub_id,
                 delivery_id=delivery.id,
                 number=attempt.number,
-                attempt_json=attempt.model_dump_json(),
+                # Attempts without a transform keep their former size (32 B less each).
+                attempt_json=attempt.model_dump_json(
+                    exclude=None if attempt.transform_version else {"transform_version"}
+                ),
                 status=attempt.outcome.value,
                 now_ms=now_ms,
                 next_attempt_at=attempt.next_attempt_at,
