@@ -77,6 +77,8 @@ SUBSCRIPTION_DETAILS: list[Column] = [
     ("Timeout (s)", field("timeout_s")),
     ("Retry", field("retry")),
     ("Svix headers", field("svix_headers")),
+    ("Filter", field("filter")),
+    ("Transform", field("transform")),
     ("Created", time_field("created_at")),
     ("Updated", time_field("updated_at")),
     ("Old secret until", time_field("previous_secret_expires_at")),

@@ -18,7 +18,6 @@ from tests.cli.test_cli import (  # noqa: F401 (fixtures)
     ok,
     relay,
     relay_url,
-    setup_github,
 )
 from tests.payloads import GITHUB_PUSH, raw
 
@@ -29,14 +28,17 @@ def test_preview_a_subscription_and_an_unsaved_transform(
     receiver: Receiver,
     tmp_path: Path,
 ) -> None:
-    sub_id = setup_github(relay, receiver)
-    shaping = {
-        "filter": {"body": "ref", "eq": "refs/heads/main"},
-        "transform": {"body": "{after: after}",
-                      "headers": {"X-Repo": "{{ body.repository.full_name }}"}},
-    }  # fmt: skip
-    r = http.patch(f"/api/subscriptions/{sub_id}", json=shaping)
-    assert r.status_code == 200, r.text
+    ok(relay("sources", "put", "github", "--event-type-header", "X-GitHub-Event"))
+    transform = tmp_path / "transform.json"
+    spec = {"body": "{after: after}", "headers": {"X-Repo": "{{ body.repository.full_name }}"}}
+    transform.write_text(json.dumps(spec))
+    create = ("subscriptions", "create", "--url", receiver.url, "--source", "github",
+              "--filter", '{"body": "ref", "eq": "refs/heads/main"}',
+              "--transform", f"@{transform}", "--json")  # fmt: skip
+    sub_id = as_json(relay(*create))["id"]
+    shown = ok(relay("subscriptions", "show", sub_id))
+    assert '{"body":"ref","eq":"refs/heads/main"}' in shown
+    assert "{{ body.repository.full_name }}" in shown
     event_id = ingest(http, raw(GITHUB_PUSH))
 
     out = ok(relay("subscriptions", "preview", sub_id, "--event", event_id))

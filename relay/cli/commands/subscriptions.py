@@ -58,12 +58,21 @@ def subscriptions_create(
     header: Annotated[
         list[str] | None, typer.Option("--header", help="Extra header 'Name: value'.")
     ] = None,
+    filter_: Annotated[
+        str | None, typer.Option("--filter", help="Content filter (JSON, or @file).")
+    ] = None,
+    transform: Annotated[
+        str | None, typer.Option("--transform", help="Transform (JSON, or @file).")
+    ] = None,
 ) -> None:
     """Create a subscription; its signing secret is printed once."""
     body: dict[str, Any] = {"url": url, "sources": source, "mode": mode.value}
     body |= {"description": description, "headers": _headers(header or [])}
     if event_type:
         body["event_types"] = event_type
+    for name, given in (("filter", filter_), ("transform", transform)):
+        if given is not None:
+            body[name] = _json_option(given, f"--{name}")
     sub = relay.call("POST", "/api/subscriptions", body=body)
     emit(relay.as_json, sub, details(sub, SUBSCRIPTION_DETAILS), secret_line(sub["secret"]))
 
