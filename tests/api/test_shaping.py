@@ -6,7 +6,9 @@ from typing import Any
 
 import httpx
 import orjson
+import redis.asyncio as aioredis
 
+from relay.storage.keys import Keys
 from tests.conftest import AUTH, create_source, create_subscription, get, ingest
 from tests.payloads import GITHUB_PULL_REQUEST, GITHUB_PUSH, raw
 
@@ -64,7 +66,7 @@ async def test_invalid_filters_and_transforms_answer_422_with_the_path(
 
 
 async def test_a_filter_that_does_not_match_makes_no_delivery_and_says_why(
-    api: httpx.AsyncClient,
+    api: httpx.AsyncClient, redis: aioredis.Redis
 ) -> None:
     await create_source(api)
     prs = await create_subscription(api, "http://127.0.0.1:9/prs", filter=MAIN_PRS)
@@ -79,6 +81,11 @@ async def test_a_filter_that_does_not_match_makes_no_delivery_and_says_why(
     assert detail["skipped"] == [
         {"subscription_id": by_header["id"], "failed": 'header x-github-event eq "push"'}
     ]
+
+    # The record of what was skipped expires with the event.
+    assert (
+        0 < await redis.pttl(Keys.event_skipped(pr_event)) <= await redis.pttl(Keys.event(pr_event))
+    )
 
     push_event = await ingest(api, "push", raw(GITHUB_PUSH))
     detail = await get(api, f"/api/events/{push_event}")

@@ -55,13 +55,17 @@ while i <= #ARGV do
         arm_lane(prefix, queue_key, job_prefix, sub_id, due_ms, now_ms)
       end
     end
-    local skipped_key = event_key .. ':skipped'
-    for k = 0, skipped - 1 do
-      local j = i + 7 * count + 2 * k
-      redis.call('HSET', skipped_key, ARGV[j], ARGV[j + 1])
+    local keys = {event_key, event_deliveries_key, event_key .. ':body'}
+    if skipped > 0 then
+      local skipped_key = event_key .. ':skipped'
+      keys[4] = skipped_key
+      for k = 0, skipped - 1 do
+        local j = i + 7 * count + 2 * k
+        redis.call('HSET', skipped_key, ARGV[j], ARGV[j + 1])
+      end
     end
     -- The event lives as long as its newest delivery.
-    for _, key in ipairs({event_key, event_deliveries_key, event_key .. ':body', skipped_key}) do
+    for _, key in ipairs(keys) do
       local ttl = redis.call('PTTL', key)
       if ttl == -1 or (ttl >= 0 and ttl < tonumber(expire_at_ms) - tonumber(now_ms)) then
         redis.call('PEXPIREAT', key, expire_at_ms)
