@@ -360,13 +360,13 @@ def compile_filter(spec: Any) -> Filter:
     return Filter(spec, root, tuple(budget.headers), bool(budget.body_paths))
 
 
-def compiled_from(compile_: Callable[[Any], Any]) -> PlainValidator:
+def compiled_from(compile_: Callable[[Any], Any], kind: type) -> PlainValidator:
     """A pydantic validator that compiles a spec (a filter or a transform) as it validates
     it: the model keeps the compiled form, and a :class:`SpecError` becomes a validation
     error that names where the spec is wrong."""
 
     def parse(value: Any) -> Any:
-        if hasattr(value, "spec"):  # compiled already (a model copied or re-validated)
+        if isinstance(value, kind):  # compiled already (a model copied or re-validated)
             return value
         try:
             return compile_(value)
@@ -383,7 +383,7 @@ AS_SPEC = PlainSerializer(lambda compiled: compiled.spec, return_type=dict[str, 
 # so every event it is checked against pays only for the check.
 FilterField = Annotated[
     Filter,
-    compiled_from(compile_filter),
+    compiled_from(compile_filter, Filter),
     AS_SPEC,
     WithJsonSchema(
         {

@@ -173,7 +173,7 @@ def apply(transform: Transform, facts: EventFacts, *, max_bytes: int) -> Shaped:
 
 TransformField = Annotated[
     Transform,
-    compiled_from(compile_transform),
+    compiled_from(compile_transform, Transform),
     AS_SPEC,
     WithJsonSchema(
         {
