@@ -166,11 +166,18 @@ SHORT_LIVED = RetrySettings(max_attempts=4, initial_s=0.05, exp_base=2, max_wait
                             jitter_s=0, max_age_s=0.5)  # fmt: skip
 
 
-async def ingest(api: httpx.AsyncClient, event_type: str = "push", body: bytes = b"{}") -> str:
+async def ingest(
+    api: httpx.AsyncClient,
+    event_type: str = "push",
+    body: bytes = b"{}",
+    *,
+    source: str = "github",
+    content_type: str = "application/json",
+) -> str:
     r = await api.post(
-        "/ingest/github",
+        f"/ingest/{source}",
         content=body,
-        headers={"X-GitHub-Event": event_type, "content-type": "application/json"},
+        headers={"X-GitHub-Event": event_type, "content-type": content_type},
     )
     assert r.status_code == 202, r.text
     event_id: str = r.json()["event_id"]

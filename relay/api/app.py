@@ -10,7 +10,16 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from config.settings import Settings, get_settings
-from relay.api import health, ingest, inspect, problems, replay, sources, subscriptions
+from relay.api import (
+    health,
+    ingest,
+    inspect,
+    preview,
+    problems,
+    replay,
+    sources,
+    subscriptions,
+)
 from relay.api.services import Services
 from relay.delivery import outbound, queue
 from relay.delivery.attempt import Attempter
@@ -62,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ingest.router)
     app.include_router(sources.router)
     app.include_router(subscriptions.router)
+    app.include_router(preview.router)
     app.include_router(inspect.router)
     app.include_router(replay.router)
     app.include_router(health.router)

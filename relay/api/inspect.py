@@ -18,7 +18,14 @@ from relay.api.views import (
     EventView,
 )
 from relay.delivery.replay import DeadLetters as DeadLetterQuery
-from relay.domain.models import Delivery, DeliveryDetail, DeliveryStatus, Event, EventDetail
+from relay.domain.models import (
+    Delivery,
+    DeliveryDetail,
+    DeliveryStatus,
+    Event,
+    EventDetail,
+    Skipped,
+)
 from relay.storage import Page, TimeRange
 
 router = APIRouter(
@@ -95,7 +102,11 @@ async def get_event(event_id: str, services: ServicesDep) -> EventDetail:
     if event is None:
         raise Problem(404, f"no event {event_id!r}")
     deliveries = await store.deliveries.get_many(await store.events.delivery_ids(event_id))
-    return EventDetail(**event.model_dump(), deliveries=deliveries)
+    skipped = [
+        Skipped(subscription_id=sub_id, failed=why)
+        for sub_id, why in (await store.events.skipped(event_id)).items()
+    ]
+    return EventDetail(**event.model_dump(), deliveries=deliveries, skipped=skipped)
 
 
 @router.get(

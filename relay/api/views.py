@@ -20,7 +20,9 @@ from relay.domain.models import (
     Attempt,
     Delivery,
     Event,
+    EventDetail,
     SecretRotated,
+    Skipped,
     Source,
     SubscriptionOut,
 )
@@ -61,6 +63,9 @@ class DeliveryDetailView(DeliveryView):
 
 class EventDetailView(EventView):
     deliveries: list[DeliveryView]
+    skipped: list[Skipped] = Field(
+        default_factory=list, description=EventDetail.model_fields["skipped"].description
+    )
 
 
 class DeadLettersView(Listing[DeliveryView]):

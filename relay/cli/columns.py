@@ -85,6 +85,8 @@ SUBSCRIPTION_DETAILS: list[Column] = [
     Column("Timeout (s)", field("timeout_s")),
     Column("Retry", field("retry")),
     Column("Svix headers", field("svix_headers")),
+    Column("Filter", field("filter")),
+    Column("Transform", field("transform")),
     Column("Created", time_field("created_at")),
     Column("Updated", time_field("updated_at")),
     Column("Old secret until", time_field("previous_secret_expires_at")),

@@ -147,6 +147,11 @@ class EventStore:
         ids = await r(self._redis.lrange(Keys.event_deliveries(event_id), 0, -1))
         return [i.decode() for i in ids]
 
+    async def skipped(self, event_id: str) -> dict[str, str]:
+        """Subscriptions whose filter skipped the event, and the condition that failed."""
+        raw = await r(self._redis.hgetall(Keys.event_skipped(event_id)))
+        return {k.decode(): v.decode() for k, v in sorted(raw.items())}
+
     async def unfanned_before(self, cutoff_ms: int, limit: int) -> list[str]:
         """Events accepted by ``cutoff_ms`` whose fan-out has not happened."""
         ids = await r(

@@ -15,6 +15,8 @@ Key layout (prefix ``relay:``)::
     evt:{id}              str   event metadata (JSON; never changes)                  [TTL]
     evt:{id}:body         str   the raw body, stored once                             [TTL]
     evt:{id}:dlv          list  delivery ids of the event                             [TTL]
+    evt:{id}:skipped      hash  subscription id -> the filter condition that skipped it
+                                (written by fanout.lua)                               [TTL]
     events                zset  every event id (lexical: ids sort by time)
     events:src:{source}   zset  event ids of one source (lexical)
     events:unfanned       zset  events accepted but not yet fanned out, by receipt ms
@@ -219,6 +221,10 @@ class Keys:
     @staticmethod
     def event_deliveries(event_id: str) -> str:
         return f"{PREFIX}evt:{event_id}:dlv"
+
+    @staticmethod
+    def event_skipped(event_id: str) -> str:
+        return f"{PREFIX}evt:{event_id}:skipped"
 
     @staticmethod
     def idempotency(source: str, key: str) -> str:

@@ -205,6 +205,7 @@ class FanoutRow:
 class FanoutEvent:
     event_id: str
     rows: Sequence[FanoutRow]
+    skipped: Sequence[tuple[str, str]] = ()  # (subscription id, the condition that failed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,10 +230,12 @@ class Fanout(ScriptCall):
     def more_argv(self) -> list[str | int | bytes]:
         argv: list[str | int | bytes] = []
         for event in self.events:
-            argv += ["E", event.event_id, len(event.rows)]
+            argv += ["E", event.event_id, len(event.rows), len(event.skipped)]
             for r in event.rows:
                 argv += [r.delivery_id, r.sub_id, r.mode, _encode(r.inline), r.due_ms,
                          _encode(r.ordered), r.okey]  # fmt: skip
+            for sub_id, why in event.skipped:
+                argv += [sub_id, why]
         return argv
 
 
