@@ -252,6 +252,18 @@ class YieldLane(ScriptCall):
 
 
 @dataclass(frozen=True, slots=True)
+class StartLane(ScriptCall):
+    SCRIPT = "start_lane"
+    KEYS = ("state_key", "queue_key")
+    ARGV = ("job_id", "until_ms")
+
+    state_key: str
+    queue_key: str
+    job_id: str
+    until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class ArmLanes(ScriptCall):
     SCRIPT = "arm_lanes"
     KEYS = ("queue_key",)
@@ -416,5 +428,5 @@ class MigrateLanes(ScriptCall):
 
 CALLS: tuple[type[ScriptCall], ...] = (
     Ingest, Fanout, ClaimLane, RecordAttempt, YieldLane, ArmLanes, Reopen, Pause,
-    SaveSubscription, DeleteSubscription, ForgetEmptyIndexes, MigrateLanes,
+    SaveSubscription, DeleteSubscription, ForgetEmptyIndexes, MigrateLanes, StartLane,
 )  # fmt: skip
