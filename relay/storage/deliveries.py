@@ -24,7 +24,17 @@ from relay.storage import subscriptions
 from relay.storage.codec import LexIndex, Page, TimeRange, integer, r, text
 from relay.storage.events import event_from
 from relay.storage.keys import PREFIX, JobQueue, Keys
+from relay.storage.ops import OpsContext
 from relay.storage.scripts import Fanout, FanoutEvent, FanoutRow, RecordAttempt, Reopen, Scripts
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What recording an attempt did beyond the delivery: why it disabled the subscription
+    (None: it did not), and the operational events it wrote."""
+
+    disabled: str | None
+    ops_events: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,12 +314,13 @@ class DeliveryStore:
         failing_limit_ms: int,
         failing_reason: str,
         hold_until_ms: int | None = None,
-    ) -> str | None:
+        ops: OpsContext | None = None,
+    ) -> Recorded:
         """Append an attempt and move the delivery to its outcome in one step: back in its
         lane when another attempt is due, with the lane's backpressure (``hold_until_ms``)
         and the subscription's failing clock. Returns why this attempt disabled the
-        subscription, if it did. Raises :class:`AlreadyRecorded` when another run recorded
-        it first."""
+        subscription, if it did, and the operational events written about it (with
+        ``ops``). Raises :class:`AlreadyRecorded` when another run recorded it first."""
         delivery = ctx.delivery
         sub_id = delivery.subscription_id
         recorded = await self._scripts.run(
@@ -343,11 +354,12 @@ class DeliveryStore:
                 failing_ttl_ms=failing_limit_ms,
                 failing_disable=failing_reason if failing.disable else None,
                 hold_until=hold_until_ms,
+                ops=None if ops is None else ops.encode(),
             )
         )
         if not int(recorded[0]):
             raise AlreadyRecorded(delivery.id)
-        return recorded[1].decode() or None
+        return Recorded(recorded[1].decode() or None, [i.decode() for i in recorded[2:]])
 
     # --- back on the road ----------------------------------------------------------------
 

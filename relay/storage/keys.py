@@ -34,6 +34,9 @@ Key layout (prefix ``relay:``)::
     lanes                 set   subscription ids whose lane has work
     subs:rev              str   bumped by every subscription change (fan-out's cache)
     workers               zset  worker ids by their last heartbeat (ms)
+    ops:alerts            hash  "{sub id}:backlog" / "{sub id}:dead_letters" -> the count
+                                that crossed its threshold, until it recovers
+                                (ops_thresholds.lua)
     indexes               set   names of the per-source and per-subscription indexes
 
 ARQ's own keys (``arq:job:{id}``, the queue) are written only through ARQ, except that
@@ -149,6 +152,7 @@ class Keys:
     lanes = PREFIX + "lanes"
     subs_rev = PREFIX + "subs:rev"
     workers = PREFIX + "workers"
+    ops_alerts = PREFIX + "ops:alerts"
     # Every per-source and per-subscription index ever written to, so trimming reaches the
     # indexes of deleted sources and subscriptions too.
     indexes = PREFIX + "indexes"

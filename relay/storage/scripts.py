@@ -264,6 +264,26 @@ class StartLane(ScriptCall):
 
 
 @dataclass(frozen=True, slots=True)
+class OpsThresholds(ScriptCall):
+    SCRIPT = "ops_thresholds"
+    KEYS = ("lane_key", "flight_key", "sub_dead_key", "alerts_key", "sub_key")
+    ARGV = ("prefix", "sub_id", "ops", "backlog_high", "backlog_low", "dead_high", "dead_low")
+
+    lane_key: str
+    flight_key: str
+    sub_dead_key: str
+    alerts_key: str
+    sub_key: str
+    prefix: str
+    sub_id: str
+    ops: bytes
+    backlog_high: int
+    backlog_low: int
+    dead_high: int
+    dead_low: int
+
+
+@dataclass(frozen=True, slots=True)
 class ArmLanes(ScriptCall):
     SCRIPT = "arm_lanes"
     KEYS = ("queue_key",)
@@ -288,7 +308,7 @@ class RecordAttempt(ScriptCall):
     ARGV = ("prefix", "sub_id", "delivery_id", "number", "attempt_json", "status", "now_ms",
             "next_attempt_at", "status_code", "error", "dead_letter", "disable_reason",
             "failing", "failing_seen", "failing_since", "failing_ttl_ms", "failing_disable",
-            "hold_until")  # fmt: skip
+            "hold_until", "ops")  # fmt: skip
 
     delivery_key: str
     attempts_key: str
@@ -319,6 +339,7 @@ class RecordAttempt(ScriptCall):
     failing_ttl_ms: int
     failing_disable: str | None
     hold_until: int | None
+    ops: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,4 +450,5 @@ class MigrateLanes(ScriptCall):
 CALLS: tuple[type[ScriptCall], ...] = (
     Ingest, Fanout, ClaimLane, RecordAttempt, YieldLane, ArmLanes, Reopen, Pause,
     SaveSubscription, DeleteSubscription, ForgetEmptyIndexes, MigrateLanes, StartLane,
+    OpsThresholds,
 )  # fmt: skip

@@ -18,6 +18,7 @@ from relay.storage.events import EventStore
 from relay.storage.housekeeping import Housekeeping
 from relay.storage.keys import JobQueue
 from relay.storage.lanes import LaneStore
+from relay.storage.ops import OpsStore
 from relay.storage.scripts import Scripts
 from relay.storage.sources import SourceStore
 from relay.storage.subscriptions import SubscriptionStore
@@ -41,3 +42,4 @@ class Store:
         self.deliveries = DeliveryStore(redis, scripts, retention_ms, queue)
         self.lanes = LaneStore(redis, scripts, queue)
         self.housekeeping = Housekeeping(redis, scripts, retention_ms, self.lanes)
+        self.ops = OpsStore(redis, scripts, retention_ms)
