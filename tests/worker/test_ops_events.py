@@ -98,6 +98,30 @@ async def test_a_delivery_that_runs_out_of_retries_is_reported_once(
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", events[0]["timestamp"])
 
 
+async def test_a_subscription_failing_for_too_long_is_reported_disabled(
+    api: httpx.AsyncClient,
+    make_settings: Callable[..., Settings],
+    run_worker: WorkerRun,
+    receiver: Receiver,
+) -> None:
+    operator = Receiver()
+    try:
+        verifier = await ops_endpoint(api, operator)
+        await create_source(api)
+        receiver.default = Reply(status=500)
+        sub = await create_subscription(api, receiver.url)
+        await ingest(api)
+        # Retries 0.05, 0.1, 0.2 s apart: the fourth attempt has failed for 0.35 s.
+        await run_worker(make_settings(disable_after_failing_s=0.3))
+        events = ops_events(operator, verifier)
+    finally:
+        operator.close()
+
+    [disabled] = of_type(events, "subscription.disabled")
+    assert disabled["subscription_id"] == sub["id"]
+    assert disabled["reason"] == "every attempt failed for 0.3 s"
+
+
 async def test_an_operational_delivery_that_dies_reports_nothing_about_itself(
     api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
 ) -> None:
