@@ -134,6 +134,7 @@ def test_slow_subscribers_do_not_delay_a_healthy_one(
     flaky_keys = {k for n, k in enumerate(sent) if n % FLAKY_EVERY == 0}
     wait_until(lambda: flaky_receiver.ok == flaky_keys, 15, "flaky: all delivered")
     gaps = attempt_gaps(flaky_receiver, before=load_ended)
+    assert gaps, "the flaky subscriber got no retry at all during the load"
     fault_figures("flaky gaps between attempts during the load: n / median / max, s",
                   f"{len(gaps)} / {statistics.median(gaps):.2f} / {max(gaps):.2f}")  # fmt: skip
 
