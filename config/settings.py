@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     # Events accepted within this many ms of each other are fanned out in one Redis step.
     fanout_batch_window_ms: float = Field(default=2.0, ge=0, le=100)
     retry: RetrySettings = RetrySettings()
+    # Operational events: a subscription's backlog (waiting and in flight) or dead letters
+    # at or above these are reported, and again once back to half (0: not watched).
+    ops_backlog_threshold: int = Field(default=1000, ge=0)
+    ops_dead_letter_threshold: int = Field(default=100, ge=0)
 
     # Retention of events, deliveries and attempts.
     retention_days: float = Field(default=7, gt=0)

@@ -17,7 +17,9 @@ from structlog.contextvars import bound_contextvars
 
 from config.settings import Settings
 from relay.delivery import outbound
-from relay.domain import backpressure, failing, transforms
+from relay.delivery.fanout import SubscriptionCache
+from relay.delivery.ops import publish
+from relay.domain import backpressure, failing, ops, transforms
 from relay.domain.clock import now_ms
 from relay.domain.filters import EventFacts
 from relay.domain.models import (
@@ -35,7 +37,7 @@ from relay.domain.signing import signed_headers
 from relay.domain.transforms import TransformFailed
 from relay.domain.transitions import after_attempt
 from relay.observability import metrics
-from relay.storage import AlreadyRecorded, DeliveryContext, Store
+from relay.storage import AlreadyRecorded, DeliveryContext, OpsContext, Store
 
 log = structlog.get_logger("relay.delivery")
 
@@ -121,6 +123,8 @@ class Attempter:
         self.client = client
         self.settings = settings
         self.policies = Policies(settings)
+        # Operational events are fanned out by whoever wrote them, at once.
+        self._ops_subscriptions = SubscriptionCache(store)
 
     def _timeout_s(self, mode: DeliveryMode, sub: Subscription) -> float:
         limit = (
@@ -259,8 +263,11 @@ class Attempter:
         if policy is not None and not own_test:
             failures = ctx.lane_failures + (clock.action == "count")
             hold_s = backpressure.hold_for(result, failures, policy.max_wait_s)
+        may_report = (
+            moved.status is DeliveryStatus.DEAD or moved.disable_subscription or clock.disable
+        )
         try:
-            disabled = await self.store.deliveries.record(
+            recorded = await self.store.deliveries.record(
                 ctx, record, now_ms=finished_ms,
                 disable_reason="410 Gone from the receiver" if moved.disable_subscription else None,
                 # A failed subscription test is an answer, not a dead letter to replay later.
@@ -268,16 +275,29 @@ class Attempter:
                 failing=clock, failing_limit_ms=limit_ms,
                 failing_reason=failing.describe(limit_ms),
                 hold_until_ms=None if hold_s is None else finished_ms + int(hold_s * 1000),
+                ops=self._ops_context(ctx, finished_ms) if may_report and not give_up else None,
             )  # fmt: skip
         except AlreadyRecorded:
             log.warning("delivery.record_conflict", attempt=attempt)
             return None
+        disabled = recorded.disabled
+        if recorded.ops_events:
+            await publish(self.store, self._ops_subscriptions, recorded.ops_events)
         self._log(ctx, record, result, retry_in, disabled)
         metrics.observe_attempt(
             record.outcome, result.status_code, result.duration_ms, ctx.event.received_at,
             finished_ms, disabled=disabled is not None,
         )  # fmt: skip
         return record
+
+    def _ops_context(self, ctx: DeliveryContext, now: int) -> OpsContext | None:
+        """Room for the two events an attempt may report (its delivery died, it disabled
+        the subscription); none for the relay's own tests and for operational deliveries,
+        whose failures are only logged, so no event can be about another."""
+        if not ops.emits_ops(ctx.event.source):
+            return None
+        types = (ops.DELIVERY_DEAD, ops.SUBSCRIPTION_DISABLED)  # as record_attempt.lua numbers them
+        return OpsContext.make(ops.OPS_SOURCE, types, now, self.settings.retention_ms)
 
     def _log(
         self,

@@ -70,6 +70,11 @@ class SubscriptionCache:
             self._rev = rev
         return self._rev, self._subs
 
+    async def fresh(self) -> list[Subscription]:
+        """Every subscription as of now: read again only when the revision has moved."""
+        rev = await self._store.subscriptions.revision()
+        return (await self.current(refresh=rev != self._rev))[1]
+
 
 def plan(
     event: EventRef,

@@ -163,7 +163,8 @@ Patterns = Annotated[
     Field(min_length=1, max_length=64),
 ]
 Sources = Annotated[
-    list[SourceName | Annotated[str, StringConstraints(pattern=r"^\*$")]],
+    # "*", or the relay's operational events, which "*" does not include (relay.domain.ops).
+    list[SourceName | Annotated[str, StringConstraints(pattern=r"^(\*|_relay\.ops)$")]],
     Field(min_length=1, max_length=64),
 ]
 

@@ -11,6 +11,7 @@ from relay.storage.deliveries import (
     NewDeliveries,
     NewDelivery,
     NotFannedOut,
+    Recorded,
     Reopened,
     RetryWindow,
     StaleSubscriptions,
@@ -19,6 +20,7 @@ from relay.storage.events import IngestResult, NewEvent
 from relay.storage.housekeeping import HEARTBEAT_S, HEARTBEAT_STALE_MS
 from relay.storage.keys import JobQueue
 from relay.storage.lanes import Claim, LaneDepth
+from relay.storage.ops import OpsContext, Thresholds
 from relay.storage.stats import MinuteStats
 from relay.storage.store import Store
 
@@ -36,10 +38,13 @@ __all__ = [
     "NewDelivery",
     "NewEvent",
     "NotFannedOut",
+    "OpsContext",
     "Page",
+    "Recorded",
     "Reopened",
     "RetryWindow",
     "StaleSubscriptions",
     "Store",
+    "Thresholds",
     "TimeRange",
 ]

@@ -24,8 +24,18 @@ from relay.storage import subscriptions
 from relay.storage.codec import LexIndex, Page, TimeRange, integer, r, text
 from relay.storage.events import event_from
 from relay.storage.keys import PREFIX, JobQueue, Keys
+from relay.storage.ops import OpsContext
 from relay.storage.scripts import Fanout, FanoutEvent, FanoutRow, RecordAttempt, Reopen, Scripts
 from relay.storage.stats import MINUTE_MS, STATS_TTL_MS
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What recording an attempt did beyond the delivery: why it disabled the subscription
+    (None: it did not), and the operational events it wrote."""
+
+    disabled: str | None
+    ops_events: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,12 +318,13 @@ class DeliveryStore:
         failing_limit_ms: int,
         failing_reason: str,
         hold_until_ms: int | None = None,
-    ) -> str | None:
+        ops: OpsContext | None = None,
+    ) -> Recorded:
         """Append an attempt and move the delivery to its outcome in one step: back in its
         lane when another attempt is due, with the lane's backpressure (``hold_until_ms``)
         and the subscription's failing clock. Returns why this attempt disabled the
-        subscription, if it did. Raises :class:`AlreadyRecorded` when another run recorded
-        it first."""
+        subscription, if it did, and the operational events written about it (with
+        ``ops``). Raises :class:`AlreadyRecorded` when another run recorded it first."""
         delivery = ctx.delivery
         sub_id = delivery.subscription_id
         recorded = await self._scripts.run(
@@ -352,11 +363,12 @@ class DeliveryStore:
                 failing_disable=failing_reason if failing.disable else None,
                 hold_until=hold_until_ms,
                 stats_ttl_ms=STATS_TTL_MS,
+                ops=None if ops is None else ops.encode(),
             )
         )
         if not int(recorded[0]):
             raise AlreadyRecorded(delivery.id)
-        return recorded[1].decode() or None
+        return Recorded(recorded[1].decode() or None, [i.decode() for i in recorded[2:]])
 
     # --- back on the road ----------------------------------------------------------------
 

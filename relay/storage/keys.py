@@ -40,6 +40,9 @@ Key layout (prefix ``relay:``)::
                                 60000): succeeded, failed, dead; for the dashboard  [TTL]
     ui:session:{digest}   str   a dashboard session: its CSRF token, by the SHA-256 of
                                 the cookie (the cookie itself is never stored)      [TTL]
+    ops:alerts            hash  "{sub id}:backlog" / "{sub id}:dead_letters" -> the count
+                                that crossed its threshold, until it recovers
+                                (ops_thresholds.lua)
     indexes               set   names of the per-source and per-subscription indexes
 
 ARQ's own keys (``arq:job:{id}``, the queue) are written only through ARQ, except that
@@ -77,6 +80,8 @@ paused                    "1"/"0"                                 pause.lua
 ========================  ======================================  ==========================
 job, seq                  the armed ARQ job id (absent: idle);    lib/lanes.lua (arm_lane),
                           the counter job ids are made from       yield_lane, arm_lanes
+running                   the job that started last (its queue    start_lane
+                          entry was moved past its lease)
 hold_until                ms before which the lane hands out      record_attempt (429/503
                           nothing (backpressure)                  Retry-After, failing run)
 fails                     failures in a row that reached the      record_attempt
@@ -153,6 +158,7 @@ class Keys:
     lanes = PREFIX + "lanes"
     subs_rev = PREFIX + "subs:rev"
     workers = PREFIX + "workers"
+    ops_alerts = PREFIX + "ops:alerts"
     # Every per-source and per-subscription index ever written to, so trimming reaches the
     # indexes of deleted sources and subscriptions too.
     indexes = PREFIX + "indexes"

@@ -281,6 +281,38 @@ class YieldLane(ScriptCall):
 
 
 @dataclass(frozen=True, slots=True)
+class StartLane(ScriptCall):
+    SCRIPT = "start_lane"
+    KEYS = ("state_key", "queue_key")
+    ARGV = ("job_id", "until_ms")
+
+    state_key: str
+    queue_key: str
+    job_id: str
+    until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpsThresholds(ScriptCall):
+    SCRIPT = "ops_thresholds"
+    KEYS = ("lane_key", "flight_key", "sub_dead_key", "alerts_key", "sub_key")
+    ARGV = ("prefix", "sub_id", "ops", "backlog_high", "backlog_low", "dead_high", "dead_low")
+
+    lane_key: str
+    flight_key: str
+    sub_dead_key: str
+    alerts_key: str
+    sub_key: str
+    prefix: str
+    sub_id: str
+    ops: bytes
+    backlog_high: int
+    backlog_low: int
+    dead_high: int
+    dead_low: int
+
+
+@dataclass(frozen=True, slots=True)
 class ArmLanes(ScriptCall):
     SCRIPT = "arm_lanes"
     KEYS = ("queue_key",)
@@ -306,7 +338,7 @@ class RecordAttempt(ScriptCall):
     ARGV = ("prefix", "sub_id", "delivery_id", "number", "attempt_json", "status", "now_ms",
             "next_attempt_at", "status_code", "error", "dead_letter", "disable_reason",
             "failing", "failing_seen", "failing_since", "failing_ttl_ms", "failing_disable",
-            "hold_until", "stats_ttl_ms")  # fmt: skip
+            "hold_until", "stats_ttl_ms", "ops")  # fmt: skip
 
     delivery_key: str
     attempts_key: str
@@ -339,6 +371,7 @@ class RecordAttempt(ScriptCall):
     failing_disable: str | None
     hold_until: int | None
     stats_ttl_ms: int
+    ops: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,5 +481,6 @@ class MigrateLanes(ScriptCall):
 
 CALLS: tuple[type[ScriptCall], ...] = (
     Ingest, Fanout, ClaimLane, RecordAttempt, YieldLane, ArmLanes, Reopen, Pause,
-    SaveSubscription, DeleteSubscription, ForgetEmptyIndexes, MigrateLanes,
+    SaveSubscription, DeleteSubscription, ForgetEmptyIndexes, MigrateLanes, StartLane,
+    OpsThresholds,
 )  # fmt: skip

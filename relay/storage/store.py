@@ -18,6 +18,7 @@ from relay.storage.events import EventStore
 from relay.storage.housekeeping import Housekeeping
 from relay.storage.keys import JobQueue
 from relay.storage.lanes import LaneStore
+from relay.storage.ops import OpsStore
 from relay.storage.scripts import Scripts
 from relay.storage.sessions import SessionStore
 from relay.storage.sources import SourceStore
@@ -45,3 +46,4 @@ class Store:
         self.housekeeping = Housekeeping(redis, scripts, retention_ms, self.lanes)
         self.stats = StatsStore(redis)
         self.sessions = SessionStore(redis)
+        self.ops = OpsStore(redis, scripts, retention_ms)
