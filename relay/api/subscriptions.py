@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from relay.api.deps import AdminDep, ServicesDep
 from relay.api.problems import Problem, invalid, problem_docs
+from relay.api.views import SecretRotatedView, SubscriptionCreatedView, SubscriptionView
 from relay.delivery.fanout import UnknownSubscription
 from relay.delivery.subscriptions import InvalidSubscription
 from relay.domain.models import (
@@ -42,7 +43,7 @@ async def _answers() -> AsyncIterator[None]:
         raise invalid(exc) from None
 
 
-@router.post("/subscriptions", status_code=201, response_model=SubscriptionCreated)
+@router.post("/subscriptions", status_code=201, response_model=SubscriptionCreatedView)
 async def create_subscription(spec: SubscriptionIn, services: ServicesDep) -> SubscriptionCreated:
     """Create a subscription. Its signing secret is in this response and never again."""
     async with _answers():
@@ -50,18 +51,18 @@ async def create_subscription(spec: SubscriptionIn, services: ServicesDep) -> Su
     return SubscriptionCreated(**sub.public().model_dump(), secret=sub.secret)
 
 
-@router.get("/subscriptions")
+@router.get("/subscriptions", response_model=dict[str, list[SubscriptionView]])
 async def list_subscriptions(services: ServicesDep) -> dict[str, list[SubscriptionOut]]:
     return {"data": [s.public() for s in await services.store.subscriptions.all()]}
 
 
-@router.get("/subscriptions/{sub_id}")
+@router.get("/subscriptions/{sub_id}", response_model=SubscriptionView)
 async def get_subscription(sub_id: str, services: ServicesDep) -> SubscriptionOut:
     async with _answers():
         return (await services.subscriptions.get(sub_id)).public()
 
 
-@router.patch("/subscriptions/{sub_id}")
+@router.patch("/subscriptions/{sub_id}", response_model=SubscriptionView)
 async def patch_subscription(
     sub_id: str, patch: SubscriptionPatch, services: ServicesDep
 ) -> SubscriptionOut:
@@ -70,7 +71,7 @@ async def patch_subscription(
         return (await services.subscriptions.update(sub_id, patch)).public()
 
 
-@router.post("/subscriptions/{sub_id}/rotate-secret")
+@router.post("/subscriptions/{sub_id}/rotate-secret", response_model=SecretRotatedView)
 async def rotate_secret(sub_id: str, services: ServicesDep) -> SecretRotated:
     """Issue a new signing secret (shown only here). For ``RELAY_SECRET_ROTATION_OVERLAP_S``
     deliveries are signed with both the new and the previous secret."""
@@ -78,7 +79,7 @@ async def rotate_secret(sub_id: str, services: ServicesDep) -> SecretRotated:
         return await services.subscriptions.rotate_secret(sub_id)
 
 
-@router.post("/subscriptions/{sub_id}/pause")
+@router.post("/subscriptions/{sub_id}/pause", response_model=SubscriptionView)
 async def pause_subscription(sub_id: str, services: ServicesDep) -> SubscriptionOut:
     """Stop delivering: due deliveries wait (none is dropped within the retention period)
     until resume."""
@@ -86,7 +87,7 @@ async def pause_subscription(sub_id: str, services: ServicesDep) -> Subscription
         return (await services.subscriptions.set_paused(sub_id, True)).public()
 
 
-@router.post("/subscriptions/{sub_id}/resume")
+@router.post("/subscriptions/{sub_id}/resume", response_model=SubscriptionView)
 async def resume_subscription(sub_id: str, services: ServicesDep) -> SubscriptionOut:
     """Deliver again: waiting deliveries go out in the order they fell due."""
     async with _answers():

@@ -20,6 +20,7 @@ from relay.delivery.attempt import Attempter
 from relay.delivery.fanout import UnknownSubscription
 from relay.domain.addresses import ip_literal
 from relay.domain.clock import now_ms
+from relay.domain.filters import Filter
 from relay.domain.ids import new_id
 from relay.domain.models import (
     TEST_EVENT_TYPE,
@@ -72,6 +73,15 @@ class Subscriptions:
                 "RELAY_STORED_HEADERS"
             )
 
+    def _check_filter(self, spec: Filter | None) -> None:
+        """A filter can only test headers the relay keeps with each event."""
+        missing = sorted(set(spec.headers) - set(self._settings.stored_headers)) if spec else []
+        if missing:
+            raise InvalidSubscription(
+                f"filter: header {missing[0]!r} is not stored with events; add it to "
+                "RELAY_STORED_HEADERS"
+            )
+
     def _check_reachable(self, url: object) -> None:
         """Refuse, up front, a URL whose host is an address the relay may not call
         (hostnames are checked on every connection, when they resolve)."""
@@ -93,6 +103,7 @@ class Subscriptions:
         """A new subscription with a fresh signing secret."""
         self._check_reachable(spec.url)
         self._check_ordering(spec.ordering)
+        self._check_filter(spec.filter)
         now = now_ms()
         sub = Subscription(
             id=new_id("sub", now), secret=generate_secret(), created_at=now, updated_at=now,
@@ -126,6 +137,7 @@ class Subscriptions:
         if patch.url is not None:
             self._check_reachable(patch.url)
         self._check_ordering(patch.ordering)
+        self._check_filter(patch.filter)
         changes = patch.model_dump(exclude_unset=True)
         if changes.get("enabled") is True:
             changes["disabled_reason"] = None

@@ -89,3 +89,30 @@ async def test_calls_in_one_turn_share_a_round_trip_but_not_their_errors(redis) 
     assert await redis.smembers("reg") == {b"full", b"text"}
     # One pipeline on the pool's connection: no extra connections were opened for the batch.
     assert int((await redis.info("stats"))["total_connections_received"]) - before <= 1
+
+
+async def _script_commands(redis) -> int:  # type: ignore[no-untyped-def]
+    """SCRIPT commands the server has run (Redis 7 counts subcommands apart, 6 does not)."""
+    stats = await redis.info("commandstats")
+    names = ("cmdstat_script", "cmdstat_script|exists", "cmdstat_script|load")
+    return sum(int(stats.get(name, {}).get("calls", 0)) for name in names)
+
+
+async def test_a_batch_is_one_round_trip_and_survives_a_script_flush(redis) -> None:  # type: ignore[no-untyped-def]
+    """No SCRIPT EXISTS before each batch (redis-py's pipelines ask it every time), and a
+    Redis that lost its scripts (a restart, SCRIPT FLUSH) gets them again without an error."""
+    import asyncio
+
+    from relay.storage.scripts import ForgetEmptyIndexes, Scripts
+
+    scripts = Scripts(redis)
+    await redis.sadd("reg", "a", "b", "c")
+    calls = [ForgetEmptyIndexes(registry_key="reg", candidates=[name]) for name in "abc"]
+    await redis.script_flush()
+    assert await asyncio.gather(*(scripts.run(c) for c in calls)) == [1, 1, 1]
+    assert await redis.smembers("reg") == set()
+
+    await redis.sadd("reg", "a", "b")
+    before = await _script_commands(redis)
+    assert await asyncio.gather(*(scripts.run(c) for c in calls[:2])) == [1, 1]
+    assert await _script_commands(redis) == before
