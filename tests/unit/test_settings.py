@@ -65,3 +65,20 @@ def test_ingest_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
     assert HttpLimits.from_settings(Settings()) == HttpLimits(8192, 50, 10, 5, 30, 200)
     with pytest.raises(ValidationError, match="max_header_bytes"):
         Settings(max_header_bytes=100)  # a bound below any real request's headers
+
+
+def test_the_limits_reach_every_process_of_serve_workers_n() -> None:
+    # uvicorn pickles its config into each worker process it spawns: the protocol and its
+    # limits must come through (a class made at run time would not).
+    import pickle
+
+    import uvicorn
+
+    from relay.api.protocol import HttpLimits, LimitedHttpProtocol, server_options
+
+    settings = Settings(max_header_bytes=4096, max_connections=7)
+    config = uvicorn.Config("relay.api.app:serve_app", factory=True, **server_options(settings))
+    http = pickle.loads(pickle.dumps(config)).http  # noqa: S301 - our own bytes, as uvicorn does
+    assert http.func is LimitedHttpProtocol
+    assert http.keywords == {"limits": HttpLimits.from_settings(settings)}
+    assert http.keywords["limits"].max_connections == 7
