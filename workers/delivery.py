@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
+from relay.delivery.connection import UNAVAILABLE, describe
 from relay.domain.clock import now_ms
 from workers.deps import WorkerDeps
 
@@ -26,6 +27,10 @@ async def lane(ctx: dict[str, Any], subscription_id: str) -> None:
     bind_contextvars(subscription_id=subscription_id)
     try:
         await deps.lanes.run(subscription_id, ctx["job_id"])
+    except UNAVAILABLE as exc:
+        # Redis was away for longer than the connection's retries (the outage itself is
+        # logged once): no traceback per job; the lane keeps its work and gets a job again.
+        log.warning("lane.job_interrupted", job_id=ctx["job_id"], error=describe(exc))
     except Exception:
         log.exception("lane.job_error", job_id=ctx["job_id"])
 
