@@ -106,7 +106,12 @@ async def _heartbeat(store: Store, worker_id: str) -> None:
 
 
 def build_worker(
-    settings: Settings, pool: ArqRedis, *, burst: bool = False, handle_signals: bool = True
+    settings: Settings,
+    pool: ArqRedis,
+    *,
+    burst: bool = False,
+    handle_signals: bool = True,
+    health: RedisHealth | None = None,
 ) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         store = Store(ctx["redis"], queue.job_queue(settings.queue_name), settings.retention_ms)
@@ -125,9 +130,10 @@ def build_worker(
             settings=settings,
             store=store,
             client=client,
-            lanes=LaneRunner(store, attempter, settings),
+            lanes=LaneRunner(store, attempter, settings, worker_id),
             subscriptions=SubscriptionCache(store),
             worker_id=worker_id,
+            health=health or RedisHealth(),
         )
         deps.heartbeat = asyncio.create_task(_heartbeat(store, worker_id))
         ctx["deps"] = deps
@@ -192,8 +198,9 @@ def build_worker(
 
 
 async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None:
-    pool = queue.connect(settings, RedisHealth.for_settings(settings))
-    worker = build_worker(settings, pool, handle_signals=handle_signals)
+    health = RedisHealth.for_settings(settings)
+    pool = queue.connect(settings, health)
+    worker = build_worker(settings, pool, handle_signals=handle_signals, health=health)
     try:
         await worker.async_run()
     except asyncio.CancelledError:

@@ -23,6 +23,7 @@ from config.settings import MissingRedis, Settings
 from relay.api.app import create_app
 from relay.cli.admin import admin_app
 from relay.delivery import queue
+from relay.delivery.connection import RedisHealth
 from relay.devtools.embedded_redis import EmbeddedRedis
 from relay.observability import logs
 from workers.main import build_worker, run_worker
@@ -130,8 +131,9 @@ async def _run_dev(settings: Settings) -> None:
             proxy_headers=False,
         )
     )
-    pool = queue.connect(settings)
-    arq_worker = build_worker(settings, pool, handle_signals=False)
+    health = RedisHealth.for_settings(settings)
+    pool = queue.connect(settings, health)
+    arq_worker = build_worker(settings, pool, handle_signals=False, health=health)
     worker_task = asyncio.create_task(arq_worker.async_run())
 
     loop = asyncio.get_running_loop()

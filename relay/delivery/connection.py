@@ -70,6 +70,7 @@ class RedisHealth:
     def __init__(self, target: str = "") -> None:
         self.target = target  # where Redis is looked for: what an operator would check
         self.down_since: float | None = None
+        self.recovered_at = float("-inf")
         self.failures = 0
 
     @classmethod
@@ -87,10 +88,13 @@ class RedisHealth:
             down_s = round(time.monotonic() - self.down_since, 2)
             log.info("redis.recovered", down_s=down_s, failed_calls=self.failures)
             self.down_since, self.failures = None, 0
+            self.recovered_at = time.monotonic()
 
-    @property
-    def down(self) -> bool:
-        return self.down_since is not None
+    def steady_for_s(self) -> float:
+        """Seconds since the last outage ended (0 during one; inf if there was none)."""
+        if self.down_since is not None:
+            return 0.0
+        return time.monotonic() - self.recovered_at
 
     def __deepcopy__(self, memo: dict[int, Any]) -> RedisHealth:
         # redis-py deep-copies the retry object into every connection: they must all report

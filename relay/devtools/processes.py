@@ -21,6 +21,9 @@ from types import TracebackType
 import httpx
 
 START_TIMEOUT_S = 30.0
+# The checkout this module was imported from: its processes must run the same code as the
+# test or benchmark that starts them, not whatever copy the virtualenv was installed from.
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def relay_command(sub: str) -> list[str]:
@@ -36,6 +39,9 @@ def relay_env(redis_url: str, token: str, port: int, log_level: str) -> dict[str
     runs and how it is reached are set here.
     """
     env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(_SOURCE_ROOT), env.get("PYTHONPATH", "")) if p
+    )
     env.update(
         RELAY_REDIS_URL=redis_url,
         RELAY_ADMIN_TOKEN=token,

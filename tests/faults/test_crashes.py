@@ -59,7 +59,7 @@ def test_kill_9_of_api_and_worker_loses_nothing_acknowledged(
     def all_delivered() -> bool:
         return set(accepted) <= delivered_keys(receiver)
 
-    recovery_s = wait_until(all_delivered, 120, f"{len(accepted)} acknowledged events delivered")
+    recovery_s = wait_until(all_delivered, 45, f"{len(accepted)} acknowledged events delivered")
     delivered_ids = [r.headers.get("webhook-id") for r in receiver.requests]
     duplicates = len(delivered_ids) - len(set(delivered_ids))
     fault_figures("acknowledged", len(accepted))
