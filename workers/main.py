@@ -26,6 +26,7 @@ import structlog
 from arq import cron
 from arq.connections import ArqRedis
 from arq.worker import Worker, func
+from redis.exceptions import WatchError
 
 from config.settings import Settings
 from relay.delivery import outbound, queue
@@ -49,6 +50,8 @@ LANE_MAX_TRIES = 5
 _OUTAGE_POLL_S = 1.0
 # The queue-depth gauges read every lane: refreshed every few beats, not on each.
 _GAUGES_EVERY = 5
+# A connection lost while arq watches a job's key surfaces as WatchError, not ConnectionError.
+_POLL_OUTAGE = (*UNAVAILABLE, WatchError)
 
 
 class RelayWorker(Worker):
@@ -73,13 +76,13 @@ class RelayWorker(Worker):
     async def _poll_iteration(self) -> None:
         try:
             await super()._poll_iteration()
-        except UNAVAILABLE:
+        except _POLL_OUTAGE:
             await asyncio.sleep(_OUTAGE_POLL_S)
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         try:
             await super().start_jobs(job_ids)
-        except UNAVAILABLE:
+        except _POLL_OUTAGE:
             # arq takes a job slot before it asks Redis whether the job is free, and gives it
             # back only on the answers it expects: each outage would leak one slot for good.
             self._release_sem_dec_counter_on_complete()

@@ -62,6 +62,9 @@ API = Profile(retries=1, retry_on_timeout=False)
 # Backoff 0.05 s doubling to 2 s, 10 tries: about 15 s, more than a restart or a failover.
 WORKER = Profile(retries=10, retry_on_timeout=True)
 _BACKOFF_CAP_S, _BACKOFF_BASE_S = 2.0, 0.05
+# A stopped Redis still accepts TCP connections (the kernel does): a success this soon after
+# a failure is a reconnect, not the end of the outage.
+_SETTLE_S = 1.0
 
 
 class RedisHealth:
@@ -70,6 +73,7 @@ class RedisHealth:
     def __init__(self, target: str = "") -> None:
         self.target = target  # where Redis is looked for: what an operator would check
         self.down_since: float | None = None
+        self.last_failure = float("-inf")
         self.recovered_at = float("-inf")
         self.failures = 0
 
@@ -79,12 +83,13 @@ class RedisHealth:
 
     def failed(self, error: BaseException) -> None:
         self.failures += 1
+        self.last_failure = time.monotonic()
         if self.down_since is None:
             self.down_since = time.monotonic()
             log.warning("redis.unavailable", redis=self.target, error=describe(error))
 
     def ok(self) -> None:
-        if self.down_since is not None:
+        if self.down_since is not None and time.monotonic() - self.last_failure >= _SETTLE_S:
             down_s = round(time.monotonic() - self.down_since, 2)
             log.info("redis.recovered", down_s=down_s, failed_calls=self.failures)
             self.down_since, self.failures = None, 0
@@ -172,7 +177,9 @@ def redis_client(
         "socket_timeout": settings.redis_socket_timeout_s,
         "socket_connect_timeout": settings.redis_socket_timeout_s,
         "retry": _ObservedRetry(health or RedisHealth.for_settings(settings), profile.retries),
-        "retry_on_error": [RedisConnectionError]
+        # OSError too: redis-py 5 retries a refused connect only when it is listed, and
+        # otherwise fails every command at once while Redis restarts.
+        "retry_on_error": [RedisConnectionError, OSError]
         + ([RedisTimeoutError] if profile.retry_on_timeout else []),
         "decode_responses": False,
     }
