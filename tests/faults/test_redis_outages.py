@@ -25,6 +25,7 @@ class Traffic:
     interval_s: float = 0.02
     accepted: list[str] = field(default_factory=list)
     refused: list[tuple[int, float]] = field(default_factory=list)  # status, seconds taken
+    refused_at: list[float] = field(default_factory=list)  # time.monotonic() of each
     slowest_s: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -62,6 +63,7 @@ class Traffic:
                     self.accepted.append(key)
                 else:
                     self.refused.append((response.status_code, took))
+                    self.refused_at.append(time.monotonic())
                 self._stop.wait(self.interval_s)
 
     def wait_for(self, count: int, timeout_s: float = 20.0) -> None:
