@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import httpx
 
 from relay.devtools.receiver import Receiver
 from tests.faults.conftest import Figures
-from tests.faults.harness import RelayStack, wait_until
+from tests.faults.harness import RelayStack, post_keyed, wait_until
 
 
 @dataclass
@@ -43,18 +42,9 @@ class Traffic:
     def _run(self) -> None:
         with httpx.Client(base_url=self.base, trust_env=False, timeout=10.0) as client:
             while not self._stop.is_set():
-                key = str(uuid.uuid4())
                 started = time.monotonic()
                 try:
-                    response = client.post(
-                        "/ingest/github",
-                        content=json.dumps({"key": key}).encode(),
-                        headers={
-                            "X-GitHub-Event": "push",
-                            "X-GitHub-Delivery": key,
-                            "content-type": "application/json",
-                        },
-                    )
+                    key, response = post_keyed(client)
                 except httpx.TransportError:
                     continue
                 took = time.monotonic() - started
