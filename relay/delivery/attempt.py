@@ -14,6 +14,7 @@ from structlog.contextvars import bound_contextvars
 
 from config.settings import Settings
 from relay.delivery import outbound
+from relay.delivery.connection import UNAVAILABLE
 from relay.domain import backpressure, failing
 from relay.domain.clock import now_ms
 from relay.domain.models import (
@@ -141,6 +142,11 @@ class Attempter:
         ):
             try:
                 return await self._call(ctx, attempt, trigger, started_ms)
+            except UNAVAILABLE:
+                # Redis is away, not the receiver at fault: recording a failure now would
+                # misreport what the receiver answered. The claim's lease runs out and the
+                # delivery is attempted again (same webhook-id).
+                raise
             except Exception as exc:
                 # A bug or a surprise from the receiver must still end in a recorded attempt;
                 # otherwise the claim would expire and the same failure repeat forever.

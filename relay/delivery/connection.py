@@ -42,8 +42,8 @@ from config.settings import Settings
 log = structlog.get_logger("relay.redis")
 
 # What "Redis is away" looks like to a caller once the retries are spent (LOADING after a
-# restart is a ConnectionError too).
-UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# restart is a ConnectionError too; redis-py wraps socket errors in these).
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError)
 
 R = TypeVar("R", bound=Redis)
 T = TypeVar("T")

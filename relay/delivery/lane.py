@@ -81,6 +81,11 @@ class LaneRunner:
                         tasks, timeout=wait, return_when=asyncio.FIRST_COMPLETED
                     )
                     made += len(done)
+                    for task in done:
+                        # Attempts record their own outcome; one that could not (Redis
+                        # away) ends the job: its claims run out and are handed out again.
+                        if (error := task.exception()) is not None:
+                            raise error
                     continue
                 if claim is not None and claim.status == "ok":
                     continue

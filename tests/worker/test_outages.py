@@ -1,4 +1,5 @@
-"""The worker's poll loop with Redis away: it keeps running and keeps all its job slots."""
+"""The worker with Redis away: its poll loop keeps running with all its job slots, and an
+attempt it cannot record is left to its lease, not recorded as a failure."""
 
 from __future__ import annotations
 
@@ -6,11 +7,20 @@ from collections.abc import Callable
 
 import pytest
 from arq.connections import ArqRedis
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from structlog.testing import capture_logs
 
 from config.settings import Settings
+from relay.delivery import outbound, queue
+from relay.delivery.attempt import Attempter
 from relay.delivery.connection import Profile, redis_client
-from relay.devtools.embedded_redis import free_port
+from relay.devtools.embedded_redis import EmbeddedRedis, free_port
+from relay.devtools.receiver import Receiver
+from relay.domain.clock import now_ms
+from relay.domain.signing import generate_secret
+from relay.storage import Store
+from tests.storage.helpers import fan_out, subscription
 from workers.main import build_worker
 
 
@@ -31,3 +41,34 @@ async def test_a_poll_without_redis_neither_ends_the_worker_nor_leaks_a_slot(
         assert worker.sem._value == free  # every slot still free for when Redis is back
     finally:
         await pool.aclose()
+
+
+async def test_an_attempt_that_cannot_be_recorded_is_not_recorded_as_a_failure(
+    make_settings: Callable[..., Settings],
+) -> None:
+    with EmbeddedRedis() as server:
+        # Redis dies while the receiver answers: the attempt was made, its record cannot be.
+        receiver = Receiver(on_request=lambda *_: server.stop())
+        settings = make_settings(redis_url=server.url)
+        redis = redis_client(settings, Profile(retries=0, retry_on_timeout=False), Redis)
+        store = Store(redis, queue.job_queue(settings.queue_name), settings.retention_ms)
+        sub = await subscription(store, url=receiver.url)
+        # A secret that signs (the storage helper's is a placeholder).
+        signed = await store.subscriptions.update(
+            sub.id, lambda s: s.model_copy(update={"secret": generate_secret()})
+        )
+        assert signed is not None
+        await fan_out(store, sub)
+        now = now_ms()
+        [ctx] = (await store.lanes.claim(sub.id, 1, now, now + 60_000, 16)).contexts
+        client = outbound.make_client(4, 2, settings.address_guard)
+        try:
+            with capture_logs() as logs, pytest.raises(RedisConnectionError):
+                await Attempter(store, client, settings).attempt(ctx)
+        finally:
+            receiver.close()
+            await client.aclose()
+            await redis.aclose()
+    assert len(receiver.requests) == 1
+    # Not an "internal error" attempt to retry on the schedule: the lease runs out instead.
+    assert "delivery.attempt_error" not in [e["event"] for e in logs]
