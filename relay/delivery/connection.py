@@ -124,7 +124,10 @@ class _ObservedRetry(Retry):
             await fail(error)
 
         result = await super().call_with_retry(do, failed)
-        self._health.ok()
+        # A connect returns None, and a stopped Redis's kernel still accepts connections: only
+        # a reply (commands that find nothing aside) says Redis is back.
+        if result is not None:
+            self._health.ok()
         return result
 
 

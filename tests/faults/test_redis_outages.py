@@ -83,6 +83,7 @@ def assert_rode_it_out(stack: RelayStack) -> None:
     """Both processes still run, and each logged the outage once and its end once."""
     assert stack.alive("api")
     assert stack.alive("worker")
+    wait_until(lambda: '"redis.recovered"' in stack.log("worker"), 10, "the worker logs the end")
     worker_log = stack.log("worker")
     assert "Traceback" not in worker_log
     assert worker_log.count('"redis.unavailable"') == 1
