@@ -3,7 +3,9 @@ attempt it cannot record is left to its lease, not recorded as a failure."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from arq.connections import ArqRedis
@@ -15,12 +17,13 @@ from config.settings import Settings
 from relay.delivery import outbound, queue
 from relay.delivery.attempt import Attempter
 from relay.delivery.connection import Profile, redis_client
+from relay.delivery.fanout import EventRef, FanoutBatcher, Planned, SubscriptionCache
 from relay.devtools.embedded_redis import EmbeddedRedis, free_port
 from relay.devtools.receiver import Receiver
 from relay.domain.clock import now_ms
 from relay.domain.signing import generate_secret
 from relay.storage import Store
-from tests.storage.helpers import fan_out, subscription
+from tests.storage.helpers import fan_out, stored_event, subscription
 from workers.main import build_worker
 
 
@@ -72,3 +75,36 @@ async def test_an_attempt_that_cannot_be_recorded_is_not_recorded_as_a_failure(
     assert len(receiver.requests) == 1
     # Not an "internal error" attempt to retry on the schedule: the lease runs out instead.
     assert "delivery.attempt_error" not in [e["event"] for e in logs]
+
+
+async def test_a_fan_out_that_meets_redis_away_is_made_when_it_returns(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    port = free_port()
+    servers = [EmbeddedRedis(tmp_path, port=port).start()]
+    settings = make_settings(redis_url=servers[0].url)
+    redis = redis_client(settings, Profile(retries=0, retry_on_timeout=False), Redis)
+    store = Store(redis, queue.job_queue(settings.queue_name), settings.retention_ms)
+    try:
+        await subscription(store)
+        event_id = await stored_event(store)  # accepted: the 202 has gone out
+
+        async def nothing(_: Planned) -> None:
+            return None
+
+        batcher = FanoutBatcher(
+            store, SubscriptionCache(store), window_s=0, max_batch=1, inline_lease_ms=1000,
+            after_commit=nothing,
+        )  # fmt: skip
+        servers[0].stop()  # Redis restarts between the 202 and the fan-out
+        restart = threading.Timer(0.6, lambda: servers.append(servers[0].start()))
+        restart.start()
+        with capture_logs() as logs:
+            await batcher.submit(EventRef(event_id, "src", "t"))
+        restart.join()
+        assert "fanout.failed" not in [e["event"] for e in logs]
+        # Fanned out now, not after the recovery cron's grace period.
+        assert len(await store.events.delivery_ids(event_id)) == 1
+    finally:
+        await redis.aclose()
+        servers[0].stop()
