@@ -180,14 +180,17 @@ def redis_client(
         "socket_timeout": settings.redis_socket_timeout_s,
         "socket_connect_timeout": settings.redis_socket_timeout_s,
         "retry": _ObservedRetry(health or RedisHealth.for_settings(settings), profile.retries),
-        # OSError too: redis-py 5 retries a refused connect only when it is listed, and
-        # otherwise fails every command at once while Redis restarts.
-        "retry_on_error": [RedisConnectionError, OSError]
+        "retry_on_error": [RedisConnectionError]
         + ([RedisTimeoutError] if profile.retry_on_timeout else []),
         "decode_responses": False,
     }
     target = sentinel_target(settings)
     if target is None:
+        # redis-py 5 retries a refused connect only when OSError is listed; otherwise every
+        # command fails at once while Redis restarts. (With Sentinel it must not be: that
+        # retry would keep dialling the dead primary instead of asking the sentinels again,
+        # which their connections do on a ConnectionError.)
+        options["retry_on_error"].append(OSError)
         return cast(R, cls.from_url(settings.require_redis_url(), **options))
     sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         list(target.sentinels),

@@ -43,24 +43,33 @@ class Cluster:
     def start(self) -> None:
         self._redis("redis-primary", self.primary, "--min-replicas-to-write", "1")
         self._redis("redis-replica", self.replica, "--replicaof", "127.0.0.1", str(self.primary))
-        for n, port in enumerate(self.sentinels):
-            conf = self.workdir / f"sentinel-{n}.conf"
-            conf.write_text(
-                f"port {port}\nbind 127.0.0.1\ndir {self.workdir}\n"
-                f"sentinel monitor {MASTER} 127.0.0.1 {self.primary} 2\n"
-                f"sentinel down-after-milliseconds {MASTER} 500\n"
-                f"sentinel failover-timeout {MASTER} 3000\n"
-            )
-            self.stack.group.spawn(f"sentinel-{n}", [self.binary, str(conf), "--sentinel"], {})
+        for n in range(len(self.sentinels)):
+            self._sentinel(n)
         wait_until(self.sentinels_answer, 20, "the sentinels answer")
         wait_until(self.replicating, 20, "the replica is in sync with the primary")
         wait_until(lambda: self.known_replicas() >= 1, 20, "the sentinels know the replica")
 
+    def _sentinel(self, n: int) -> None:
+        conf = self.workdir / f"sentinel-{n}.conf"
+        conf.write_text(
+            f"port {self.sentinels[n]}\nbind 127.0.0.1\ndir {self.workdir}\n"
+            f"sentinel monitor {MASTER} 127.0.0.1 {self.primary} 2\n"
+            f"sentinel down-after-milliseconds {MASTER} 500\n"
+            f"sentinel failover-timeout {MASTER} 3000\n"
+        )
+        self.stack.group.spawn(f"sentinel-{n}", [self.binary, str(conf), "--sentinel"], {})
+
     def sentinels_answer(self) -> bool:
         for n, port in enumerate(self.sentinels):
             if not self.stack.alive(f"sentinel-{n}"):
-                log = self.stack.log(f"sentinel-{n}")[-300:]
-                pytest.skip(f"{self.binary} cannot run as a sentinel: {log}")
+                log = self.stack.log(f"sentinel-{n}")
+                if "Address already in use" not in log:
+                    pytest.skip(f"{self.binary} cannot run as a sentinel: {log[-300:]}")
+                # Another process took the free port first (other tests share the machine).
+                self.stack.group.procs.pop(f"sentinel-{n}")
+                self.sentinels[n] = free_port()
+                self._sentinel(n)
+                return False
             try:
                 redis.Redis(port=port).ping()
             except redis.ConnectionError:
