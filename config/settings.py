@@ -19,6 +19,8 @@ from relay.storage.keys import DEFAULT_QUEUE
 
 # Headers kept with an event besides its content-type. Signature headers are left out on
 # purpose: they are verified at ingest and would only be secrets-adjacent noise in storage.
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+
 DEFAULT_STORED_HEADERS = (
     "user-agent",
     "x-request-id",
@@ -59,8 +61,15 @@ class Settings(BaseSettings):
         env_prefix="RELAY_", env_nested_delimiter="__", extra="ignore", frozen=True
     )
 
-    # Redis. Unset means "start an embedded one" for `relay dev`; serve/worker need it set.
+    # Redis. Unset means "start an embedded one" for `relay dev`; serve/worker need it set
+    # (or RELAY_REDIS_SENTINELS). redis://, rediss://, unix:// or redis+sentinel://.
     redis_url: str | None = None
+    # Sentinels to ask for the primary (comma-separated host:port in the environment).
+    redis_sentinels: Annotated[tuple[str, ...], NoDecode] = ()
+    redis_sentinel_master: str = "mymaster"
+    # How long one Redis command may take before the API answers 503 (and the worker
+    # reconnects): bounds ingest latency while Redis stalls.
+    redis_socket_timeout_s: float = Field(default=2.0, gt=0, le=60)
     data_dir: Path = DEFAULT_DATA_DIR
     queue_name: str = DEFAULT_QUEUE
 
@@ -135,7 +144,7 @@ class Settings(BaseSettings):
     # and a second line per webhook doubled the cost of logging on the hot path.
     access_log: bool = False
 
-    @field_validator("stored_headers", "allowed_private_networks", mode="before")
+    @field_validator("stored_headers", "allowed_private_networks", "redis_sentinels", mode="before")
     @classmethod
     def _split_headers(cls, value: object) -> object:
         if isinstance(value, str):
@@ -152,6 +161,25 @@ class Settings(BaseSettings):
     def _valid_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for cidr in value:
             ipaddress.ip_network(cidr, strict=False)  # a ValueError names the bad one
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_has_scheme(cls, value: str | None) -> str | None:
+        if value and value.split("://", 1)[0] not in REDIS_SCHEMES:
+            raise ValueError(
+                f"must start with {', '.join(s + '://' for s in REDIS_SCHEMES)} "
+                "(e.g. redis://localhost:6379/0)"
+            )
+        return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_are_host_port(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{address!r} is not host:port (e.g. 10.0.0.5:26379)")
         return value
 
     @model_validator(mode="after")
@@ -184,9 +212,18 @@ class Settings(BaseSettings):
         return int(self.retention_days * 86_400_000)
 
     def require_redis_url(self) -> str:
+        if self.redis_sentinels:
+            return self.redis_url or f"redis+sentinel:///{self.redis_sentinel_master}"
         if not self.redis_url:
-            raise RuntimeError("RELAY_REDIS_URL is not set (only `relay dev` starts Redis itself)")
+            raise MissingRedis(
+                "RELAY_REDIS_URL is not set: point it at Redis (e.g. redis://localhost:6379/0) "
+                "or set RELAY_REDIS_SENTINELS; only `relay dev` starts a Redis itself"
+            )
         return self.redis_url
+
+
+class MissingRedis(RuntimeError):
+    """Neither RELAY_REDIS_URL nor RELAY_REDIS_SENTINELS says where Redis is."""
 
 
 @lru_cache(maxsize=1)

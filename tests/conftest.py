@@ -124,7 +124,7 @@ def run_worker(settings: Settings) -> WorkerRun:
 
     async def run(custom: Settings | None = None) -> None:
         s = custom or settings
-        pool = await queue.connect(s.require_redis_url(), s.queue_name)
+        pool = queue.connect(s)
         worker = build_worker(s, pool, burst=True, handle_signals=False)
         try:
             await worker.main()

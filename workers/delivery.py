@@ -8,15 +8,21 @@ exists, and the recovery cron arms it again.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import structlog
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
+from relay.delivery.connection import UNAVAILABLE, describe
 from relay.domain.clock import now_ms
 from workers.deps import WorkerDeps
 
 log = structlog.get_logger("relay.worker")
+
+_RETRY_DRAIN_S = 1.0
+_DRAIN_MARGIN_S = 5.0
 
 
 async def lane(ctx: dict[str, Any], subscription_id: str) -> None:
@@ -24,10 +30,25 @@ async def lane(ctx: dict[str, Any], subscription_id: str) -> None:
     # ARQ runs each job in its own task, so context bound here stays with this job's lines.
     clear_contextvars()
     bind_contextvars(subscription_id=subscription_id)
-    try:
-        await deps.lanes.run(subscription_id, ctx["job_id"])
-    except Exception:
-        log.exception("lane.job_error", job_id=ctx["job_id"])
+    settings = deps.settings
+    # Redis away past the connection's retries: this job waits and drains again rather than
+    # end, since ARQ would not run the lane again before its in-progress key expires (job
+    # timeout + 10 s). It stops waiting while one more drain still fits in the job timeout.
+    give_up = time.monotonic() + settings.job_timeout_s
+    give_up -= settings.lane_budget_s + settings.delivery_timeout_s + _DRAIN_MARGIN_S
+    while True:
+        try:
+            await deps.lanes.run(subscription_id, ctx["job_id"])
+            return
+        except UNAVAILABLE as exc:
+            if time.monotonic() >= give_up:
+                # The outage itself is logged once: no traceback per job.
+                log.warning("lane.job_interrupted", job_id=ctx["job_id"], error=describe(exc))
+                return
+            await asyncio.sleep(_RETRY_DRAIN_S)
+        except Exception:
+            log.exception("lane.job_error", job_id=ctx["job_id"])
+            return
 
 
 async def deliver(ctx: dict[str, Any], delivery_id: str, *_: Any) -> None:

@@ -7,12 +7,13 @@ ARQ hands jobs an untyped ``ctx`` dict; the only thing the relay keeps in it is 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from config.settings import Settings
+from relay.delivery.connection import RedisHealth
 from relay.delivery.fanout import SubscriptionCache
 from relay.delivery.lane import LaneRunner
 from relay.storage import Store
@@ -27,6 +28,8 @@ class WorkerDeps:
     subscriptions: SubscriptionCache  # for the recovery cron's fan-out
     worker_id: str
     heartbeat: asyncio.Task[None] | None = None
+    # The worker's view of Redis (outages), shared by its clients.
+    health: RedisHealth = field(default_factory=RedisHealth)
 
     @staticmethod
     def of(ctx: dict[str, Any]) -> WorkerDeps:

@@ -4,7 +4,12 @@ ARQ rules this honours (arq 0.28): a job timeout is terminal, so ``job_timeout``
 but always above a lane's budget plus one HTTP deadline, and never ``None`` (that makes jobs
 run twice); results are not kept and not logged (jobs carry ids only anyway); the
 serializer is JSON, never pickle; SIGTERM lets running attempts finish
-(``job_completion_wait``) instead of cancelling them mid-request.
+(``job_completion_wait``) instead of cancelling them mid-request, and a stop on a signal is
+a normal exit (status 0).
+
+Where ARQ gives up on Redis (its poll loop ends at the first connection error, and the
+process with it), :class:`RelayWorker` waits and polls again: the worker rides out a Redis
+restart, failover or stall, and waits for Redis at start the same way.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ import structlog
 from arq import cron
 from arq.connections import ArqRedis
 from arq.worker import Worker, func
+from redis.exceptions import WatchError
 
 from config.settings import Settings
 from relay.delivery import outbound, queue
 from relay.delivery.attempt import Attempter
+from relay.delivery.connection import UNAVAILABLE, RedisHealth
 from relay.delivery.fanout import SubscriptionCache
 from relay.delivery.lane import LaneRunner, observe_lanes
 from relay.domain.clock import now_ms
@@ -39,23 +46,75 @@ log = structlog.get_logger("relay.worker")
 # A job whose worker died is run again by another worker (ARQ counts that as a try); past
 # this, the lane is left to the recovery cron, which arms it afresh.
 LANE_MAX_TRIES = 5
+# While Redis is away (the connection's own retries spent), the poll loop tries this often.
+_OUTAGE_POLL_S = 1.0
+# The queue-depth gauges read every lane: refreshed every few beats, not on each.
+_GAUGES_EVERY = 5
+# A connection lost while arq watches a job's key surfaces as WatchError, not ConnectionError.
+_POLL_OUTAGE = (*UNAVAILABLE, WatchError)
+
+
+class RelayWorker(Worker):
+    """ARQ's worker, riding out Redis outages instead of exiting.
+
+    arq 0.28 lets a Redis error in its poll loop end ``main()``, and the process exits 1:
+    nothing is delivered until someone restarts it. Here a poll that finds Redis away waits
+    and polls again, and jobs already running carry on. The outage is logged once, by
+    :class:`~relay.delivery.connection.RedisHealth`.
+    """
+
+    async def main(self) -> None:
+        # Before ARQ's start-up reads Redis: waiting here is waiting like a later outage.
+        while True:
+            try:
+                await self.pool.ping()
+                break
+            except UNAVAILABLE:
+                await asyncio.sleep(_OUTAGE_POLL_S)
+        await super().main()
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except _POLL_OUTAGE:
+            await asyncio.sleep(_OUTAGE_POLL_S)
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        try:
+            await super().start_jobs(job_ids)
+        except _POLL_OUTAGE:
+            # arq takes a job slot before it asks Redis whether the job is free, and gives it
+            # back only on the answers it expects: each outage would leak one slot for good.
+            self._release_sem_dec_counter_on_complete()
+            raise
 
 
 async def _heartbeat(store: Store, worker_id: str) -> None:
-    """Our own per-worker liveness for /readyz (ARQ's health key is shared by all workers
-    and deleted when any one of them stops). Also refreshes the queue-depth gauges."""
+    """Our own per-worker liveness, for /readyz and for taking a dead worker's lanes (ARQ's
+    health key is shared by all workers and deleted when any one of them stops). Also
+    refreshes the queue-depth gauges."""
+    beats = 0
     while True:
         try:
             now = now_ms()
             await store.housekeeping.heartbeat(worker_id, now)
-            await observe_lanes(store, now)
+            if beats % _GAUGES_EVERY == 0:
+                await observe_lanes(store, now)
+        except UNAVAILABLE:
+            pass  # logged once for the whole outage
         except Exception:
             log.warning("worker.heartbeat_failed", worker_id=worker_id, exc_info=True)
+        beats += 1
         await asyncio.sleep(HEARTBEAT_S)
 
 
 def build_worker(
-    settings: Settings, pool: ArqRedis, *, burst: bool = False, handle_signals: bool = True
+    settings: Settings,
+    pool: ArqRedis,
+    *,
+    burst: bool = False,
+    handle_signals: bool = True,
+    health: RedisHealth | None = None,
 ) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         store = Store(ctx["redis"], queue.job_queue(settings.queue_name), settings.retention_ms)
@@ -74,9 +133,10 @@ def build_worker(
             settings=settings,
             store=store,
             client=client,
-            lanes=LaneRunner(store, attempter, settings),
+            lanes=LaneRunner(store, attempter, settings, worker_id),
             subscriptions=SubscriptionCache(store),
             worker_id=worker_id,
+            health=health or RedisHealth(),
         )
         deps.heartbeat = asyncio.create_task(_heartbeat(store, worker_id))
         ctx["deps"] = deps
@@ -104,7 +164,7 @@ def build_worker(
         log.info("worker.stopped", worker_id=deps.worker_id)
 
     every = settings.recovery_interval_s
-    return Worker(
+    return RelayWorker(
         functions=[
             func(lane, name=queue.LANE_JOB, max_tries=LANE_MAX_TRIES, keep_result=0),
             func(deliver, name=queue.LEGACY_DELIVER_JOB, max_tries=LANE_MAX_TRIES, keep_result=0),
@@ -141,9 +201,19 @@ def build_worker(
 
 
 async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None:
-    pool = await queue.connect(settings.require_redis_url(), settings.queue_name)
-    worker = build_worker(settings, pool, handle_signals=handle_signals)
+    health = RedisHealth.for_settings(settings)
+    pool = queue.connect(settings, health)
+    worker = build_worker(settings, pool, handle_signals=handle_signals, health=health)
     try:
         await worker.async_run()
+    except asyncio.CancelledError:
+        # ARQ ends a stop on SIGTERM/SIGINT by cancelling its main task: a normal stop.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
     finally:
-        await worker.close()
+        try:
+            await worker.close()
+        except UNAVAILABLE:
+            # Stopped during an outage: nothing left to tidy that Redis would not expire.
+            log.info("worker.stopped", redis="unavailable")

@@ -4,7 +4,9 @@
   task) are fanned out once they are older than ``RELAY_FANOUT_GRACE_S``.
 - Lanes with work and no live job (a job lost with a Redis restart, a best-effort attempt
   whose API process died, a job that failed) are armed again. A lane whose job exists is
-  left alone.
+  left alone, unless the worker holding it stopped beating (``HOLDER_STALE_MS``: killed,
+  OOM, its host gone): then it gets a fresh job and its attempts in flight are due again,
+  so a crashed worker costs seconds rather than ARQ's in-progress timeout (a minute).
 - Subscriptions whose backlog or dead letters crossed a threshold, or recovered, are
   reported as operational events (:mod:`relay.delivery.ops`).
 
@@ -21,6 +23,7 @@ import structlog
 from relay.delivery import ops
 from relay.delivery.fanout import fan_out, stored_event
 from relay.domain.clock import now_ms
+from relay.storage import HEARTBEAT_S, HOLDER_STALE_MS
 from workers.deps import WorkerDeps
 
 log = structlog.get_logger("relay.recovery")
@@ -43,10 +46,20 @@ async def recover(ctx: dict[str, Any]) -> dict[str, int]:
             # One bad event must not hold up the others, nor the lanes below.
             log.exception("recovery.fanout_failed", event_id=event_id)
 
+    # Right after an outage every worker's heartbeat looks stale until its next beat: take
+    # no lane from anyone until they have had the time to beat again.
+    steady = deps.health.steady_for_s() * 1000 > HOLDER_STALE_MS + 2 * HEARTBEAT_S * 1000
+    cutoff = now - HOLDER_STALE_MS if steady else 0
     lanes = await store.lanes.with_work()
     armed: list[str] = []
+    taken: list[str] = []
     for i in range(0, len(lanes), settings.recovery_batch):
-        armed += await store.lanes.arm_idle(lanes[i : i + settings.recovery_batch], now)
+        batch = lanes[i : i + settings.recovery_batch]
+        done = await store.lanes.reconcile(batch, now, holder_cutoff_ms=cutoff)
+        armed += done.armed
+        taken += done.taken_over
+    if taken:
+        log.warning("recovery.lanes_taken_over", lanes=len(taken))
     if armed:
         log.warning("recovery.rearmed", lanes=len(armed))
     removed = await store.housekeeping.trim_indexes(now)

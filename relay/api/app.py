@@ -23,6 +23,7 @@ from relay.api import (
 from relay.api.services import Services
 from relay.delivery import outbound, queue
 from relay.delivery.attempt import Attempter
+from relay.delivery.connection import API, UNAVAILABLE, redis_client
 from relay.observability import logs
 from relay.runtime import settle_after_startup
 from relay.storage import Store
@@ -36,16 +37,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis_url = settings.require_redis_url()
-        redis = Redis.from_url(redis_url, decode_responses=False)
+        # Connects on first use: the API starts, and answers 503, while Redis is away.
+        redis = redis_client(settings, API, Redis)
         # Lanes are armed from Lua in the fan-out step: the API needs no ARQ connection.
         store = Store(redis, queue.job_queue(settings.queue_name), settings.retention_ms)
         client = outbound.make_client(64, settings.best_effort_timeout_s, settings.address_guard)
         attempter = Attempter(store, client, settings)
         services = app.state.services = Services.build(settings, store, attempter)
-        for source in await store.sources.all():
-            if source.verification.scheme == "none":
-                log.warning("source.unverified", source=source.name, scheme="none")
+        try:
+            for source in await store.sources.all():
+                if source.verification.scheme == "none":
+                    log.warning("source.unverified", source=source.name, scheme="none")
+        except UNAVAILABLE:
+            pass  # logged as redis.unavailable; sources are checked again when saved
         if settings.admin_token is None:
             log.warning("api.admin_disabled", reason="RELAY_ADMIN_TOKEN is not set")
         settle_after_startup()

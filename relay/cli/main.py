@@ -18,13 +18,15 @@ import structlog
 import typer
 import uvicorn
 import uvloop
+from pydantic import ValidationError
 
-from config.settings import Settings
+from config.settings import MissingRedis, Settings
 from relay.api.app import create_app
 from relay.api.protocol import server_options
 from relay.cli.admin import admin_app
 from relay.cli.client import DEV_TOKEN_NAME
 from relay.delivery import queue
+from relay.delivery.connection import RedisHealth
 from relay.devtools.embedded_redis import EmbeddedRedis
 from relay.domain.clock import rfc3339
 from relay.observability import logs
@@ -63,8 +65,21 @@ HostOpt = Annotated[str | None, typer.Option(help="Listen address (default RELAY
 PortOpt = Annotated[int | None, typer.Option(help="Listen port (default RELAY_PORT).")]
 
 
-def _settings(**overrides: object) -> Settings:
-    settings = Settings()
+def _settings(*, needs_redis: bool = False, **overrides: object) -> Settings:
+    """The settings, or one line per mistake on stderr and exit status 2 (not a traceback)."""
+    try:
+        settings = Settings()
+        if needs_redis:
+            settings.require_redis_url()
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = "RELAY_" + "__".join(str(part) for part in err["loc"]).upper()
+            message = str(err["msg"]).removeprefix("Value error, ")
+            typer.echo(f"relay: {name}: {message}", err=True)
+        raise typer.Exit(2) from None
+    except MissingRedis as exc:
+        typer.echo(f"relay: {exc}", err=True)
+        raise typer.Exit(2) from None
     changes = {k: v for k, v in overrides.items() if v is not None}
     return settings.model_copy(update=changes) if changes else settings
 
@@ -96,9 +111,8 @@ def serve(
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
 ) -> None:
     """Run the HTTP API (ingest and admin). Needs RELAY_REDIS_URL."""
-    settings = _settings(host=host, port=port)
+    settings = _settings(needs_redis=True, host=host, port=port)
     logs.configure(settings.log_format, settings.log_level, access_log=settings.access_log)
-    settings.require_redis_url()
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Several processes serve /metrics: each must report the sum over all of them.
         # uvicorn spawns its workers afresh, so they see this before importing the client.
@@ -116,9 +130,8 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run the ARQ worker: delivery jobs and the recovery cron. Needs RELAY_REDIS_URL."""
-    settings = _settings()
+    settings = _settings(needs_redis=True)
     logs.configure(settings.log_format, settings.log_level)
-    settings.require_redis_url()
     uvloop.run(run_worker(settings))
 
 
@@ -145,8 +158,9 @@ async def _run_dev(settings: Settings) -> None:
             **server_options(settings),
         )
     )
-    pool = await queue.connect(settings.require_redis_url(), settings.queue_name)
-    arq_worker = build_worker(settings, pool, handle_signals=False)
+    health = RedisHealth.for_settings(settings)
+    pool = queue.connect(settings, health)
+    arq_worker = build_worker(settings, pool, handle_signals=False, health=health)
     worker_task = asyncio.create_task(arq_worker.async_run())
 
     loop = asyncio.get_running_loop()

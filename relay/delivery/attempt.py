@@ -17,6 +17,7 @@ from structlog.contextvars import bound_contextvars
 
 from config.settings import Settings
 from relay.delivery import outbound
+from relay.delivery.connection import UNAVAILABLE
 from relay.delivery.fanout import SubscriptionCache
 from relay.delivery.ops import publish
 from relay.domain import backpressure, failing, ops, transforms
@@ -167,6 +168,11 @@ class Attempter:
         ):
             try:
                 return await self._call(ctx, attempt, trigger, started_ms)
+            except UNAVAILABLE:
+                # Redis is away, not the receiver at fault: recording a failure now would
+                # misreport what the receiver answered. The claim's lease runs out and the
+                # delivery is attempted again (same webhook-id).
+                raise
             except Exception as exc:
                 # A bug or a surprise from the receiver must still end in a recorded attempt;
                 # otherwise the claim would expire and the same failure repeat forever.

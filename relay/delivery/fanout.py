@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from relay.delivery.connection import UNAVAILABLE
 from relay.domain.clock import now_ms
 from relay.domain.filters import EventFacts
 from relay.domain.ids import new_id
@@ -27,6 +28,8 @@ from relay.domain.models import DeliveryMode, Subscription
 from relay.storage import NewDeliveries, NewDelivery, NotFannedOut, StaleSubscriptions, Store
 
 log = structlog.get_logger("relay.dispatch")
+# A batch whose fan-out met Redis away is tried again for this long, then left to the cron.
+_OUTAGE_RETRY_FIRST_S, _OUTAGE_RETRY_FOR_S = 0.25, 20.0
 
 
 class UnknownSubscription(LookupError):
@@ -247,9 +250,7 @@ class FanoutBatcher:
         self, batch: list[EventRef], done: asyncio.Future[dict[str, Planned | None]]
     ) -> None:
         try:
-            planned = await fan_out(
-                self._store, self._cache, batch, inline_lease_ms=self._inline_lease_ms
-            )
+            planned = await self._fan_out_through_outages(batch)
         except Exception:
             # The events are safe in Redis; the worker's recovery cron fans them out later.
             for event in batch:
@@ -257,6 +258,23 @@ class FanoutBatcher:
             done.set_result({})
             return
         done.set_result({e.id: p for e, p in zip(batch, planned, strict=True)})
+
+    async def _fan_out_through_outages(self, batch: list[EventRef]) -> list[Planned | None]:
+        # Events accepted just before Redis went away would otherwise wait for the recovery
+        # cron's grace period (RELAY_FANOUT_GRACE_S, 30 s) after it came back. Fanning out
+        # twice is harmless (the second finds the events done), so the cron may overlap.
+        delay, waited = _OUTAGE_RETRY_FIRST_S, 0.0
+        while True:
+            try:
+                return await fan_out(
+                    self._store, self._cache, batch, inline_lease_ms=self._inline_lease_ms
+                )
+            except UNAVAILABLE:
+                if waited + delay > _OUTAGE_RETRY_FOR_S:
+                    raise
+                await asyncio.sleep(delay)
+                waited += delay
+                delay = min(2 * delay, 2.0)
 
     async def close(self) -> None:
         """Commit what is waiting (shutdown): nothing accepted waits for the cron."""

@@ -33,8 +33,11 @@ _LINGER_S = 0.25
 
 
 class LaneRunner:
-    def __init__(self, store: Store, attempter: Attempter, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, attempter: Attempter, settings: Settings, worker_id: str = ""
+    ) -> None:
         self._store = store
+        self._worker_id = worker_id
         self._attempter = attempter
         self._settings = settings
         self._lease_ms = attempter.lease_ms(DeliveryMode.RELIABLE)
@@ -60,7 +63,13 @@ class LaneRunner:
                 if not exhausted and len(tasks) <= cap // 2:
                     now = now_ms()
                     claim = await self._store.lanes.claim(
-                        sub_id, cap - len(tasks), now, now + self._lease_ms, default_cap
+                        sub_id,
+                        cap - len(tasks),
+                        now,
+                        now + self._lease_ms,
+                        default_cap,
+                        job_id=job_id,
+                        worker_id=self._worker_id,
                     )
                     if claim.subscription is not None:
                         cap = claim.subscription.max_concurrency or default_cap
@@ -75,6 +84,11 @@ class LaneRunner:
                         tasks, timeout=wait, return_when=asyncio.FIRST_COMPLETED
                     )
                     made += len(done)
+                    for task in done:
+                        # Attempts record their own outcome; one that could not (Redis
+                        # away) ends the job: its claims run out and are handed out again.
+                        if (error := task.exception()) is not None:
+                            raise error
                     continue
                 if claim is not None and claim.status == "ok":
                     continue

@@ -14,9 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
+from config.settings import Settings
+from relay.delivery.connection import WORKER, RedisHealth, redis_client
 from relay.storage import JobQueue
 
 LANE_JOB = "lane"
@@ -39,11 +41,11 @@ def job_queue(queue_name: str) -> JobQueue:
     )
 
 
-async def connect(redis_url: str, queue_name: str) -> ArqRedis:
-    pool: ArqRedis = await create_pool(
-        RedisSettings.from_dsn(redis_url),
-        job_serializer=serialize,
-        job_deserializer=deserialize,
-        default_queue_name=queue_name,
-    )
+def connect(settings: Settings, health: RedisHealth | None = None) -> ArqRedis:
+    """ARQ's pool on the worker's connection rules (:mod:`relay.delivery.connection`), set up
+    as ``arq.create_pool`` would; it connects on first use, so Redis may still be away."""
+    pool = redis_client(settings, WORKER, cls=ArqRedis, health=health)
+    pool.job_serializer = serialize
+    pool.job_deserializer = deserialize
+    pool.default_queue_name = settings.queue_name
     return pool

@@ -17,7 +17,7 @@ from relay.storage.deliveries import (
     StaleSubscriptions,
 )
 from relay.storage.events import IngestResult, NewEvent
-from relay.storage.housekeeping import HEARTBEAT_S, HEARTBEAT_STALE_MS
+from relay.storage.housekeeping import HEARTBEAT_S, HEARTBEAT_STALE_MS, HOLDER_STALE_MS
 from relay.storage.keys import JobQueue
 from relay.storage.lanes import Claim, LaneDepth
 from relay.storage.ops import OpsContext, Thresholds
@@ -27,6 +27,7 @@ from relay.storage.store import Store
 __all__ = [
     "HEARTBEAT_S",
     "HEARTBEAT_STALE_MS",
+    "HOLDER_STALE_MS",
     "AlreadyRecorded",
     "Claim",
     "DeliveryContext",

@@ -22,9 +22,13 @@ class QueueDepth:
     lanes: list[LaneDepth]
 
 
-# A worker beats every HEARTBEAT_S; after three missed beats it no longer counts as alive.
-HEARTBEAT_S = 5.0
-HEARTBEAT_STALE_MS = int(3 * HEARTBEAT_S * 1000)
+# A worker beats every HEARTBEAT_S (one ZADD). /readyz counts it as alive for 15 s; the
+# recovery cron takes its lanes from it after HOLDER_STALE_MS without a beat. Taking a lane
+# from a worker that is only slow is harmless (its attempts keep their leases; its job stops
+# as 'not_owner'), so that threshold is short: a crashed worker costs seconds, not a minute.
+HEARTBEAT_S = 1.0
+HEARTBEAT_STALE_MS = 15_000
+HOLDER_STALE_MS = 5_000
 
 
 class Housekeeping:

@@ -80,8 +80,11 @@ paused                    "1"/"0"                                 pause.lua
 ========================  ======================================  ==========================
 job, seq                  the armed ARQ job id (absent: idle);    lib/lanes.lua (arm_lane),
                           the counter job ids are made from       yield_lane, arm_lanes
-running                   the job that started last (its queue    start_lane
-                          entry was moved past its lease)
+running                   the job that started last (its queue    start_lane; release_lane
+                          entry was moved past its lease)         (lib) clears
+holder                    the worker (heartbeat id) running the   claim_lane sets; arm_lane,
+                          armed job; arm_lanes takes the lane     release_lane (lib) clear
+                          when it stops beating
 hold_until                ms before which the lane hands out      record_attempt (429/503
                           nothing (backpressure)                  Retry-After, failing run)
 fails                     failures in a row that reached the      record_attempt

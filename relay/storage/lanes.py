@@ -45,6 +45,14 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class Reconciled:
+    """Lanes given a job, and which of them were taken from a worker that stopped beating."""
+
+    armed: list[str]
+    taken_over: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class LaneDepth:
     subscription_id: str
     waiting: int
@@ -59,9 +67,18 @@ class LaneStore:
         self._queue = queue
 
     async def claim(
-        self, sub_id: str, want: int, now_ms: int, lease_until_ms: int, default_cap: int
+        self,
+        sub_id: str,
+        want: int,
+        now_ms: int,
+        lease_until_ms: int,
+        default_cap: int,
+        *,
+        job_id: str = "",
+        worker_id: str = "",
     ) -> Claim:
-        """Take up to ``want`` due deliveries of a lane, within its limits."""
+        """Take up to ``want`` due deliveries of a lane, within its limits; the lane's armed
+        job ``job_id`` records ``worker_id`` as the lane's holder."""
         reply = await self._scripts.run(
             ClaimLane(
                 lane_key=Keys.lane(sub_id),
@@ -75,6 +92,8 @@ class LaneStore:
                 lease_until_ms=lease_until_ms,
                 want=want,
                 default_cap=default_cap,
+                job_id=job_id,
+                worker_id=worker_id,
             )
         )
         status, next_due, config, enabled, reason, failing, fails = reply[:7]
@@ -140,17 +159,26 @@ class LaneStore:
 
     async def arm_idle(self, sub_ids: Sequence[str], now_ms: int) -> list[str]:
         """Arm every lane here that has work and no live job; returns the ones armed."""
-        armed = await self._scripts.run(
+        return (await self.reconcile(sub_ids, now_ms, holder_cutoff_ms=0)).armed
+
+    async def reconcile(
+        self, sub_ids: Sequence[str], now_ms: int, holder_cutoff_ms: int
+    ) -> Reconciled:
+        """As :meth:`arm_idle`, and also take a lane from its holder when the holder's last
+        heartbeat is older than ``holder_cutoff_ms``: a fresh job, its attempts due again."""
+        armed, taken = await self._scripts.run(
             ArmLanes(
                 queue_key=self._queue.queue_key,
+                workers_key=Keys.workers,
                 prefix=PREFIX,
                 job_prefix=self._queue.job_prefix,
                 in_progress_prefix=self._queue.in_progress_prefix,
                 now_ms=now_ms,
+                holder_cutoff_ms=holder_cutoff_ms,
                 sub_ids=sub_ids,
             )
         )
-        return [a.decode() for a in armed]
+        return Reconciled([a.decode() for a in armed], [t.decode() for t in taken])
 
     async def depths(self, now_ms: int) -> list[LaneDepth]:
         """Every lane with work: waiting, due now, in flight."""

@@ -243,7 +243,8 @@ class Fanout(ScriptCall):
 class ClaimLane(ScriptCall):
     SCRIPT = "claim_lane"
     KEYS = ("lane_key", "flight_key", "state_key", "sub_key", "failing_key")
-    ARGV = ("prefix", "sub_id", "now_ms", "lease_until_ms", "want", "default_cap")
+    ARGV = ("prefix", "sub_id", "now_ms", "lease_until_ms", "want", "default_cap", "job_id",
+            "worker_id")  # fmt: skip
 
     lane_key: str
     flight_key: str
@@ -256,6 +257,8 @@ class ClaimLane(ScriptCall):
     lease_until_ms: int
     want: int
     default_cap: int
+    job_id: str
+    worker_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,14 +318,16 @@ class OpsThresholds(ScriptCall):
 @dataclass(frozen=True, slots=True)
 class ArmLanes(ScriptCall):
     SCRIPT = "arm_lanes"
-    KEYS = ("queue_key",)
-    ARGV = ("prefix", "job_prefix", "in_progress_prefix", "now_ms")
+    KEYS = ("queue_key", "workers_key")
+    ARGV = ("prefix", "job_prefix", "in_progress_prefix", "now_ms", "holder_cutoff_ms")
 
     queue_key: str
+    workers_key: str
     prefix: str
     job_prefix: str
     in_progress_prefix: str
     now_ms: int
+    holder_cutoff_ms: int
     sub_ids: Sequence[str] = field(default=())
 
     def more_argv(self) -> list[str | int | bytes]:

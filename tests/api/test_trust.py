@@ -296,7 +296,7 @@ async def test_after_the_overlap_only_the_new_secret_signs(
             await api.post(f"/api/subscriptions/{sub['id']}/rotate-secret", headers=AUTH)
         ).json()["secret"]
         await api.post("/ingest/github", content=b"{}")
-    pool = await queue.connect(settings.require_redis_url(), settings.queue_name)
+    pool = queue.connect(settings)
     worker = build_worker(settings, pool, burst=True, handle_signals=False)
     await worker.main()
     await worker.close()

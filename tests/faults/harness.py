@@ -8,9 +8,11 @@ comes back where the relay's processes expect it, and any number of ``relay serv
 
 from __future__ import annotations
 
+import json
 import secrets
 import signal
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +34,22 @@ def wait_until(
             raise AssertionError(f"not within {timeout_s} s: {what}")
         time.sleep(interval_s)
     return time.monotonic() - start
+
+
+def post_keyed(client: httpx.Client, source: str = "github") -> tuple[str, httpx.Response]:
+    """POST a webhook whose body and idempotency key name a fresh key: the receiver's
+    requests say which acknowledged webhooks arrived. Transport errors propagate."""
+    key = str(uuid.uuid4())
+    response = client.post(
+        f"/ingest/{source}",
+        content=json.dumps({"key": key}).encode(),
+        headers={
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": key,
+            "content-type": "application/json",
+        },
+    )
+    return key, response
 
 
 class RelayStack:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import httpx
 
 from relay.devtools.receiver import Receiver
 from tests.faults.conftest import Figures
-from tests.faults.harness import RelayStack, wait_until
+from tests.faults.harness import RelayStack, post_keyed, wait_until
 
 
 def post_webhooks(base: str, count: int) -> list[str]:
@@ -17,17 +16,8 @@ def post_webhooks(base: str, count: int) -> list[str]:
     accepted: list[str] = []
     with httpx.Client(base_url=base, trust_env=False, timeout=5.0) as client:
         for _ in range(count):
-            key = str(uuid.uuid4())
             try:
-                response = client.post(
-                    "/ingest/github",
-                    content=json.dumps({"key": key}).encode(),
-                    headers={
-                        "X-GitHub-Event": "push",
-                        "X-GitHub-Delivery": key,
-                        "content-type": "application/json",
-                    },
-                )
+                key, response = post_keyed(client)
             except httpx.TransportError:
                 continue
             if response.status_code == 202:
@@ -59,7 +49,7 @@ def test_kill_9_of_api_and_worker_loses_nothing_acknowledged(
     def all_delivered() -> bool:
         return set(accepted) <= delivered_keys(receiver)
 
-    recovery_s = wait_until(all_delivered, 120, f"{len(accepted)} acknowledged events delivered")
+    recovery_s = wait_until(all_delivered, 45, f"{len(accepted)} acknowledged events delivered")
     delivered_ids = [r.headers.get("webhook-id") for r in receiver.requests]
     duplicates = len(delivered_ids) - len(set(delivered_ids))
     fault_figures("acknowledged", len(accepted))

@@ -38,7 +38,7 @@ async def test_fan_out_arms_one_job_whose_record_arq_reads(
     assert record_["f"] == "lane"
     assert record_["a"] == [sub.id]
     # ARQ refuses a second job with that id, as it does for its own enqueue_job.
-    pool: ArqRedis = await queue.connect(settings.require_redis_url(), settings.queue_name)
+    pool: ArqRedis = queue.connect(settings)
     try:
         assert await pool.enqueue_job("lane", sub.id, _job_id=job) is None
     finally:

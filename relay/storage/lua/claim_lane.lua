@@ -1,4 +1,5 @@
--- Takes the next due deliveries of a lane for one worker: as many as the lane's concurrency
+-- Takes the next due deliveries of a lane for one worker (its job, when it is the lane's
+-- armed one, records that worker as the lane's holder, for the recovery cron): as many as the lane's concurrency
 -- (max_concurrency, across all workers: its in-flight set), its rate limit (a token bucket
 -- shared by all workers) and the caller's free slots allow, earliest due first. Attempts
 -- whose lease ran out (their worker died) go back to the lane first, due now.
@@ -11,17 +12,18 @@
 -- 'full'.
 -- include: lib/lanes.lua
 local lane_key, flight_key, state_key, sub_key, failing_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local prefix, sub_id, now_ms, lease_until_ms, want, default_cap = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local prefix, sub_id, now_ms, lease_until_ms, want, default_cap, job_id, worker_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 
 local FIELDS = {'event_id', 'subscription_id', 'mode', 'status', 'attempts', 'created_at',
   'updated_at', 'next_attempt_at', 'last_status_code', 'last_error', 'retry_base',
   'retry_started_at', 'first_attempt_at', 'gen', 'ordered', 'okey', 'next_trigger'}
 local now = tonumber(now_ms)
 
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', flight_key, '-inf', now_ms)) do
-  redis.call('ZREM', flight_key, id)
-  redis.call('ZADD', lane_key, now_ms, id)
+local owner = redis.call('HMGET', state_key, 'job', 'holder')
+if owner[1] == job_id and owner[2] ~= worker_id then
+  redis.call('HSET', state_key, 'holder', worker_id)
 end
+requeue_flight(lane_key, flight_key, now_ms, now_ms)
 
 local function next_due()
   local first = redis.call('ZRANGE', lane_key, 0, 0, 'WITHSCORES')

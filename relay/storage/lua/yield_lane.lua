@@ -19,20 +19,20 @@ if not waiting and not lease then
     redis.call('SREM', lanes_key, sub_id)
     return {'idle'}
   end
-  redis.call('HDEL', state_key, 'job')
+  release_lane(state_key)
   if redis.call('HLEN', heads_key) == 0 then redis.call('SREM', lanes_key, sub_id) end
   return {'idle'}
 end
 local sub = redis.call('HMGET', sub_key, 'enabled', 'paused')
 if sub[1] == '1' and sub[2] == '1' then
   -- Paused: resume arms the lane again.
-  redis.call('HDEL', state_key, 'job')
+  release_lane(state_key)
   return {'idle'}
 end
 local when = tonumber(waiting or lease)
 if waiting and lease then when = math.min(tonumber(waiting), tonumber(lease)) end
 if sub[1] == '1' then when = math.max(when, tonumber(state[2] or '0')) end
 if exhausted ~= '1' and when <= tonumber(now_ms) then return {'more'} end
-redis.call('HDEL', state_key, 'job')
+release_lane(state_key)
 arm_lane(prefix, queue_key, job_prefix, sub_id, math.max(when, tonumber(now_ms)), now_ms)
 return {'rearmed', tostring(when)}

@@ -8,6 +8,21 @@ local function lane_key(prefix, sub_id, part)
   return key
 end
 
+-- The lane has no job any more (it ended, or it was lost with its worker): no job, no holder,
+-- nothing running.
+local function release_lane(state_key)
+  redis.call('HDEL', state_key, 'job', 'holder', 'running')
+end
+
+-- Attempts in flight whose lease ends by until_ms go back to the lane, due now: their
+-- worker is gone (the lease ran out, or the worker's heartbeat stopped).
+local function requeue_flight(lane, flight, until_ms, now_ms)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', flight, '-inf', until_ms)) do
+    redis.call('ZREM', flight, id)
+    redis.call('ZADD', lane, now_ms, id)
+  end
+end
+
 -- Arms the lane's job to run at when_ms (sooner if it was armed for later). The job's ARQ
 -- record is written as ArqRedis.enqueue_job writes it (serialized by the relay's JSON
 -- serializer); each arming gets a new job id, so a job that is just finishing never
@@ -29,6 +44,7 @@ local function arm_lane(prefix, queue_key, job_prefix, sub_id, when_ms, now_ms)
   redis.call('SET', job_prefix .. job_id, payload, 'PX', ttl)
   redis.call('ZADD', queue_key, when_ms, job_id)
   redis.call('HSET', state, 'job', job_id)
+  redis.call('HDEL', state, 'holder')
   return job_id
 end
 
