@@ -17,6 +17,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from relay.domain.redaction import validation_errors
+
 MEDIA_TYPE = "application/problem+json"
 
 
@@ -81,7 +83,7 @@ class Problem(Exception):
 
 def invalid(exc: RequestValidationError | ValidationError) -> Problem:
     """A 422 for input that failed validation, without echoing the input back."""
-    return Problem(422, "the request is not valid", errors=_validation_errors(exc))
+    return Problem(422, "the request is not valid", errors=validation_errors(exc.errors()))
 
 
 def problem_response(problem: Problem) -> JSONResponse:
@@ -95,14 +97,6 @@ def problem_response(problem: Problem) -> JSONResponse:
     return JSONResponse(
         body, status_code=problem.status, media_type=MEDIA_TYPE, headers=problem.headers
     )
-
-
-def _validation_errors(exc: RequestValidationError | ValidationError) -> list[dict[str, Any]]:
-    # Echoing the rejected input could reflect a secret back; location and reason suffice.
-    return [
-        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
-        for err in exc.errors()
-    ]
 
 
 def install(app: FastAPI) -> None:

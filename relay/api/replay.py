@@ -13,10 +13,11 @@ from pydantic import BaseModel, Field
 from relay.api.deps import AdminDep, ServicesDep
 from relay.api.listing import Moment, to_ms
 from relay.api.problems import Problem, problem_docs
+from relay.api.subscriptions import unusable
 from relay.delivery.fanout import UnknownSubscription
 from relay.delivery.replay import DeadLetters, InFlight, UnknownDelivery
 from relay.domain.models import Delivery
-from relay.storage import NotFannedOut
+from relay.storage import NotFannedOut, UnusableRecord
 
 router = APIRouter(
     prefix="/api",
@@ -96,8 +97,10 @@ async def replay_event(
         made = await services.replays.replay_event(
             event_id, request.subscription_ids if request else None
         )
-    except UnknownSubscription:
-        raise Problem(404, "one of subscription_ids does not exist") from None
+    except UnknownSubscription as exc:
+        raise Problem(404, f"no subscription {exc.args[0]!r}") from None
+    except UnusableRecord as exc:
+        raise unusable(exc.record) from None
     except NotFannedOut:
         raise Problem(409, "the event is not fanned out yet; try again in a moment") from None
     if made is None:

@@ -15,17 +15,20 @@ from relay.delivery.subscriptions import InvalidSubscription
 from relay.domain.models import (
     DeliveryStatus,
     SecretRotated,
+    Subscription,
     SubscriptionCreated,
     SubscriptionIn,
     SubscriptionOut,
     SubscriptionPatch,
+    UnusableSubscription,
 )
+from relay.storage import UnusableRecord
 
 router = APIRouter(
     prefix="/api",
     dependencies=[AdminDep],
     tags=["admin"],
-    responses=problem_docs(401, 404, 422, 503),
+    responses=problem_docs(401, 404, 409, 422, 503),
 )
 
 
@@ -36,6 +39,8 @@ async def _answers() -> AsyncIterator[None]:
         yield
     except UnknownSubscription as exc:
         raise Problem(404, f"no subscription {exc.args[0]!r}") from None
+    except UnusableRecord as exc:
+        raise unusable(exc.record) from None
     except InvalidSubscription as exc:
         raise Problem(422, str(exc)) from None
     except ValidationError as exc:  # e.g. {"url": null}: valid JSON, not a valid subscription
@@ -50,15 +55,38 @@ async def create_subscription(spec: SubscriptionIn, services: ServicesDep) -> Su
     return SubscriptionCreated(**sub.public().model_dump(), secret=sub.secret)
 
 
+def unusable(record: UnusableSubscription) -> Problem:
+    return Problem(
+        409,
+        f"subscription {record.id!r} is stored in a form this relay cannot use "
+        f"({record.problem}); delete it and create it again",
+    )
+
+
+# A stored subscription this version cannot use is still shown (and can be deleted).
+Shown = SubscriptionOut | UnusableSubscription
+
+
+def _shown(sub: Subscription | UnusableSubscription) -> Shown:
+    return sub.public() if isinstance(sub, Subscription) else sub
+
+
+class SubscriptionList(BaseModel):
+    data: list[Shown]
+
+
 @router.get("/subscriptions")
-async def list_subscriptions(services: ServicesDep) -> dict[str, list[SubscriptionOut]]:
-    return {"data": [s.public() for s in await services.store.subscriptions.all()]}
+async def list_subscriptions(services: ServicesDep) -> SubscriptionList:
+    """Every subscription, including any stored in a form this relay cannot use (those
+    carry a ``problem``)."""
+    return SubscriptionList(data=[_shown(s) for s in await services.store.subscriptions.all()])
 
 
 @router.get("/subscriptions/{sub_id}")
-async def get_subscription(sub_id: str, services: ServicesDep) -> SubscriptionOut:
+async def get_subscription(sub_id: str, services: ServicesDep) -> Shown:
+    """One subscription; one this relay cannot use answers with its ``problem``."""
     async with _answers():
-        return (await services.subscriptions.get(sub_id)).public()
+        return _shown(await services.subscriptions.lookup(sub_id))
 
 
 @router.patch("/subscriptions/{sub_id}")
@@ -79,18 +107,18 @@ async def rotate_secret(sub_id: str, services: ServicesDep) -> SecretRotated:
 
 
 @router.post("/subscriptions/{sub_id}/pause")
-async def pause_subscription(sub_id: str, services: ServicesDep) -> SubscriptionOut:
+async def pause_subscription(sub_id: str, services: ServicesDep) -> Shown:
     """Stop delivering: due deliveries wait (none is dropped within the retention period)
     until resume."""
     async with _answers():
-        return (await services.subscriptions.set_paused(sub_id, True)).public()
+        return _shown(await services.subscriptions.set_paused(sub_id, True))
 
 
 @router.post("/subscriptions/{sub_id}/resume")
-async def resume_subscription(sub_id: str, services: ServicesDep) -> SubscriptionOut:
+async def resume_subscription(sub_id: str, services: ServicesDep) -> Shown:
     """Deliver again: waiting deliveries go out in the order they fell due."""
     async with _answers():
-        return (await services.subscriptions.set_paused(sub_id, False)).public()
+        return _shown(await services.subscriptions.set_paused(sub_id, False))
 
 
 class TestResult(BaseModel):

@@ -23,6 +23,7 @@ from relay.domain.models import (
     DeliveryStatus,
     Subscription,
     Trigger,
+    UnusableSubscription,
 )
 from relay.domain.outcome import AttemptResult
 from relay.domain.retry_policy import RetryPolicy, merged
@@ -66,10 +67,20 @@ class Policies:
         return self._custom[key]
 
 
+def _not_sent(sub: Subscription | UnusableSubscription | None) -> AttemptResult:
+    """Why no request goes to this subscription."""
+    if sub is None:
+        return AttemptResult(error="SubscriptionDeleted", error_message="no request was sent")
+    if isinstance(sub, UnusableSubscription):
+        # Named in the delivery's record, so the dead letter says what to repair.
+        return AttemptResult(error="UnusableSubscription", error_message=sub.problem[:500])
+    return AttemptResult(error="SubscriptionDisabled", error_message="no request was sent")
+
+
 def delivery_headers(ctx: DeliveryContext, attempt: int, now_ms: int) -> dict[str, str]:
     """The request headers of one attempt: Standard Webhooks signed with this attempt's time."""
     sub = ctx.subscription
-    assert sub is not None
+    assert isinstance(sub, Subscription)
     headers = dict(sub.headers)
     headers.update(
         signed_headers(
@@ -156,9 +167,8 @@ class Attempter:
         self, ctx: DeliveryContext, attempt: int, trigger: Trigger, started_ms: int
     ) -> Attempt | None:
         sub = ctx.subscription
-        if sub is None or not sub.enabled:
-            error = "SubscriptionDeleted" if sub is None else "SubscriptionDisabled"
-            result = AttemptResult(error=error, error_message="no request was sent")
+        if sub is None or isinstance(sub, UnusableSubscription) or not sub.enabled:
+            result = _not_sent(sub)
             return await self._finish(ctx, attempt, trigger, started_ms, result, give_up=True)
 
         result = await outbound.post(
@@ -183,7 +193,9 @@ class Attempter:
         finished_ms = now_ms()
         sub = ctx.subscription
         policy = (
-            None if give_up or sub is None else self.policies.for_delivery(ctx.delivery.mode, sub)
+            self.policies.for_delivery(ctx.delivery.mode, sub)
+            if isinstance(sub, Subscription) and not give_up
+            else None
         )
 
         def next_delay() -> float | None:
@@ -260,7 +272,7 @@ class Attempter:
             "subscription_id": ctx.delivery.subscription_id,
             "source": ctx.event.source,
             "event_type": ctx.event.event_type,
-            "url_host": urlsplit(str(sub.url)).hostname if sub else None,
+            "url_host": urlsplit(str(sub.url)).hostname if sub and sub.url else None,
             "attempt": record.number,
             "trigger": record.trigger.value,
             "status_code": result.status_code,

@@ -32,10 +32,11 @@ from relay.domain.models import (
     SubscriptionIn,
     SubscriptionPatch,
     Trigger,
+    UnusableSubscription,
 )
 from relay.domain.ordering import HEADER_PREFIX
 from relay.domain.signing import generate_secret
-from relay.storage import NewDeliveries, NewDelivery, Store
+from relay.storage import NewDeliveries, NewDelivery, Store, UnusableRecord
 
 log = structlog.get_logger("relay.admin")
 
@@ -83,10 +84,18 @@ class Subscriptions:
                 "RELAY_ALLOWED_PRIVATE_NETWORKS to deliver there"
             )
 
-    async def get(self, sub_id: str) -> Subscription:
+    async def lookup(self, sub_id: str) -> Subscription | UnusableSubscription:
+        """A subscription as stored, usable or not (reading, listing, deleting)."""
         sub = await self._store.subscriptions.get(sub_id)
         if sub is None:
             raise UnknownSubscription(sub_id)
+        return sub
+
+    async def get(self, sub_id: str) -> Subscription:
+        """A subscription to act on; raises :class:`UnusableRecord` for one it cannot use."""
+        sub = await self.lookup(sub_id)
+        if isinstance(sub, UnusableSubscription):
+            raise UnusableRecord(sub)
         return sub
 
     async def create(self, spec: SubscriptionIn) -> Subscription:
@@ -148,14 +157,14 @@ class Subscriptions:
         log.info("subscription.secret_rotated", subscription_id=sub_id, overlap_until=expires)
         return SecretRotated(id=sub_id, secret=secret, previous_secret_expires_at=expires)
 
-    async def set_paused(self, sub_id: str, paused: bool) -> Subscription:
+    async def set_paused(self, sub_id: str, paused: bool) -> Subscription | UnusableSubscription:
         """Pause (its deliveries wait in its lane, in order) or resume (they go out at once,
         in the order they fell due)."""
         if not await self._store.subscriptions.set_paused(sub_id, paused, now_ms()):
             raise UnknownSubscription(sub_id)
         log.info("subscription.paused" if paused else "subscription.resumed",
                  subscription_id=sub_id)  # fmt: skip
-        return await self.get(sub_id)
+        return await self.lookup(sub_id)
 
     async def send_test(self, sub_id: str) -> TestSent:
         """A synthetic, signed ``relay.test`` event, one attempt now."""
@@ -182,5 +191,5 @@ class Subscriptions:
         return TestSent(event_id, result)
 
     async def delete(self, sub_id: str) -> None:
-        await self._store.subscriptions.delete(await self.get(sub_id), now_ms())
+        await self._store.subscriptions.delete(await self.lookup(sub_id), now_ms())
         log.info("subscription.deleted", subscription_id=sub_id)

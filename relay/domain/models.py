@@ -7,14 +7,24 @@ Secrets live on the stored models and are excluded from every response model.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StringConstraints,
+    ValidationInfo,
+)
 
 from relay.domain import ordering
 from relay.domain.headers import HeaderName
-from relay.domain.redaction import REDACTED, looks_secret
+from relay.domain.matching import check_glob
+from relay.domain.redaction import REDACTED, looks_secret, mask_url
 from relay.domain.verification import NoneScheme, VerificationConfig
 
 SOURCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -112,18 +122,68 @@ class Source(SourceIn):
 
 # --- subscriptions -------------------------------------------------------------------------
 
+# Validation context of records read back from Redis: rules added since they were written
+# (marked with ``on_input``) do not apply to them, so tightening a rule for what clients send
+# never makes a stored subscription unusable.
+STORED: dict[str, Any] = {"stored": True}
+
+T = TypeVar("T")
+
+
+def on_input(check: Callable[[T], T]) -> AfterValidator:
+    """A rule for what clients send, not for records read back (see ``STORED``)."""
+
+    def run(value: T, info: ValidationInfo) -> T:
+        if isinstance(info.context, dict) and info.context.get("stored"):
+            return value
+        return check(value)
+
+    return AfterValidator(run)
+
+
+def _within(low: float, high: float) -> Callable[[float], float]:
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g}")
+        return value
+
+    return check
+
+
+def _seconds(low: float, high: float) -> Any:
+    """Seconds in [low, high] for clients (the schema says so); a stored value only needs to
+    be a finite number >= 0, as it had to be when it was written."""
+    return (
+        Field(ge=0, allow_inf_nan=False, json_schema_extra={"minimum": low, "maximum": high}),
+        on_input(_within(low, high)),
+    )
+
+
+Wait = Annotated[float, *_seconds(0.1, 604_800)]
+MaxAge = Annotated[float, *_seconds(1, 31_536_000)]
+Timeout = Annotated[float, *_seconds(0.1, 60)]
+
 
 class RetryOverride(BaseModel):
-    """Per-subscription changes to the relay's retry schedule; unset fields keep the default."""
+    """Per-subscription changes to the relay's retry schedule; unset fields keep the default.
+    Waits cannot be zero: 100 attempts in a row at once would only hammer the receiver."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_attempts: int | None = Field(default=None, ge=1, le=100)
-    max_age_s: float | None = Field(default=None, gt=0)
-    initial_s: float | None = Field(default=None, ge=0)
-    exp_base: float | None = Field(default=None, ge=1)
-    max_wait_s: float | None = Field(default=None, gt=0)
-    jitter_s: float | None = Field(default=None, ge=0)
+    max_age_s: MaxAge | None = Field(
+        default=None, description="No attempt starts later than this after the first."
+    )
+    initial_s: Wait | None = Field(default=None, description="The first wait.")
+    exp_base: float | None = Field(
+        default=None, ge=1, le=100, description="Each wait is this many times the one before."
+    )
+    max_wait_s: Wait | None = Field(
+        default=None, description="The longest wait between two attempts; also caps Retry-After."
+    )
+    jitter_s: float | None = Field(
+        default=None, ge=0, le=86_400, description="Random seconds added to each wait."
+    )
 
 
 # What HTTP/1.1 allows in a field value that we can send as ASCII: visible characters with
@@ -145,10 +205,64 @@ def _no_reserved_headers(headers: dict[str, str]) -> dict[str, str]:
     return headers
 
 
-ExtraHeaders = Annotated[dict[HeaderName, str], AfterValidator(_no_reserved_headers)]
+ExtraHeaders = Annotated[
+    dict[HeaderName, str],
+    AfterValidator(_no_reserved_headers),
+    Field(
+        description="Extra request headers sent with every delivery. Values are write-only: "
+        "answers show them as [REDACTED] unless the header is listed in public_headers."
+    ),
+]
 Patterns = Annotated[
-    list[Annotated[str, StringConstraints(min_length=1, max_length=256)]],
-    Field(min_length=1, max_length=64),
+    list[Annotated[str, StringConstraints(min_length=1, max_length=256), on_input(check_glob)]],
+    Field(
+        min_length=1,
+        max_length=64,
+        description='Event types to deliver: shell-style globs, case-sensitive ("push", '
+        '"pull_request.*", "[!x]*"; "*" takes every event, typed or not).',
+    ),
+]
+
+
+def _no_credentials(names: list[str]) -> list[str]:
+    secret = sorted(name for name in names if looks_secret(name))
+    if secret:
+        raise ValueError(f"credential-like headers cannot be public: {', '.join(secret)}")
+    return names
+
+
+PublicHeaders = Annotated[
+    list[HeaderName],
+    on_input(_no_credentials),
+    Field(
+        max_length=64,
+        description="Names of headers in `headers` whose values answers may show (e.g. "
+        "X-Team). Credential-like names (Authorization, *-Key, *-Token, ...) cannot be public.",
+    ),
+]
+
+# The longest URL the relay keeps (the figure browsers and pydantic use). pydantic checks
+# it on the URL as sent; the relay checks the URL as stored, normalised and percent-encoded
+# (700 "é" in a path are 4,200 characters), so that every URL it stores it can read back.
+MAX_URL_LENGTH = 2083
+
+
+def _storable_url(url: HttpUrl) -> HttpUrl:
+    if len(str(url)) > MAX_URL_LENGTH:
+        raise ValueError(
+            f"URL is {len(str(url))} characters once normalised (non-ASCII characters are "
+            f"percent-encoded); at most {MAX_URL_LENGTH}"
+        )
+    return url
+
+
+SubscriberUrl = Annotated[
+    HttpUrl,
+    AfterValidator(_storable_url),
+    Field(
+        description="Where deliveries are POSTed (http or https). Answers mask a password "
+        "and query values: [REDACTED]."
+    ),
 ]
 Sources = Annotated[
     list[SourceName | Annotated[str, StringConstraints(pattern=r"^\*$")]],
@@ -179,17 +293,30 @@ RateLimit = Annotated[float, Field(gt=0, le=100_000)]
 
 
 class SubscriptionFields(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    url: HttpUrl
-    sources: Sources = Field(description='Source names, or ["*"] for every source.')
+    url: SubscriberUrl
+    sources: Sources = Field(
+        description='Names of existing sources, or ["*"] for every source (and any made later).'
+    )
     event_types: Patterns = Field(default_factory=lambda: ["*"])
-    mode: DeliveryMode = DeliveryMode.RELIABLE
-    enabled: bool = True
-    description: str = Field(default="", max_length=1024)
+    mode: DeliveryMode = Field(
+        default=DeliveryMode.RELIABLE,
+        description="reliable: retried on its lane until the policy gives up; best_effort: "
+        "one attempt from the API with a short timeout.",
+    )
+    enabled: bool = Field(
+        default=True, description="False: nothing is delivered (a 410 sets this too)."
+    )
+    description: str = Field(default="", max_length=1024, description="Free text.")
     headers: ExtraHeaders = Field(default_factory=dict)
-    timeout_s: float | None = Field(default=None, gt=0, le=60)
-    retry: RetryOverride | None = None
+    public_headers: PublicHeaders = Field(default_factory=list)
+    timeout_s: Timeout | None = Field(
+        default=None, description="Deadline of one attempt in seconds (default: the relay's)."
+    )
+    retry: RetryOverride | None = Field(
+        default=None, description="Changes to the relay's retry schedule for this subscription."
+    )
     svix_headers: bool = Field(
         default=False,
         description="Also send svix-id/svix-timestamp/svix-signature for Svix's libraries.",
@@ -227,18 +354,23 @@ class SubscriptionIn(SubscriptionFields):
 
 
 class SubscriptionPatch(BaseModel):
-    """Fields to change; absent fields stay as they are."""
+    """Fields to change; absent fields stay as they are (see the subscription's fields)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={"examples": [{"enabled": True}, {"event_types": ["push"]}]},
+    )
 
-    url: HttpUrl | None = None
+    url: SubscriberUrl | None = None
     sources: Sources | None = None
     event_types: Patterns | None = None
     mode: DeliveryMode | None = None
     enabled: bool | None = None
     description: str | None = Field(default=None, max_length=1024)
     headers: ExtraHeaders | None = None
-    timeout_s: float | None = Field(default=None, gt=0, le=60)
+    public_headers: PublicHeaders | None = None
+    timeout_s: Timeout | None = None
     retry: RetryOverride | None = None
     svix_headers: bool | None = None
     max_concurrency: MaxConcurrency | None = None
@@ -247,6 +379,31 @@ class SubscriptionPatch(BaseModel):
 
 
 class SubscriptionOut(SubscriptionFields):
+    """A subscription as answers show it: secrets, header values and URL credentials masked."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "sub_01JD3Y9T0W6Y7Q1G8B3C5D7E9F",
+                    "url": "https://billing.example.com/hooks/github?token=[REDACTED]",
+                    "sources": ["github"],
+                    "event_types": ["push", "pull_request.*"],
+                    "mode": "reliable",
+                    "enabled": True,
+                    "description": "Billing: pushes and pull requests",
+                    "headers": {"Authorization": "[REDACTED]", "X-Team": "billing"},
+                    "public_headers": ["X-Team"],
+                    "created_at": 1732406400000,
+                    "updated_at": 1732406400000,
+                }
+            ]
+        }
+    )
+
+    url: str = Field(  # type: ignore[assignment]  # masked: no longer a URL to validate
+        description="Where deliveries go; a password and query values show as [REDACTED]."
+    )
     id: str
     created_at: int
     updated_at: int
@@ -260,21 +417,27 @@ class SubscriptionOut(SubscriptionFields):
 SECRET_FIELDS = frozenset({"secret", "previous_secret"})
 
 
-def public_headers(headers: dict[str, str]) -> dict[str, str]:
-    """Extra headers as the API shows them: values of credential-like headers are masked."""
-    return {k: REDACTED if looks_secret(k) else v for k, v in headers.items()}
+def shown_headers(headers: dict[str, str], public: list[str]) -> dict[str, str]:
+    """Extra headers as the API shows them: values are write-only (masked) unless the header
+    is listed as public and its name does not look like a credential."""
+    shown = {name.lower() for name in public}
+    return {
+        k: v if k.lower() in shown and not looks_secret(k) else REDACTED for k, v in headers.items()
+    }
 
 
 class Subscription(SubscriptionOut):
     """The stored subscription, secrets included: never returned as is."""
 
+    url: SubscriberUrl  # type: ignore[assignment]  # the answers' copy is masked text
     secret: str
     previous_secret: str | None = None
 
     def public(self) -> SubscriptionOut:
-        data = self.model_dump(exclude=set(SECRET_FIELDS))
-        data["headers"] = public_headers(data["headers"])
-        return SubscriptionOut.model_validate(data)
+        data = self.model_dump(mode="json", exclude=set(SECRET_FIELDS))
+        data["url"] = mask_url(data["url"])
+        data["headers"] = shown_headers(data["headers"], data["public_headers"])
+        return SubscriptionOut.model_validate(data, context=STORED)
 
     def ordering_key(self, headers: dict[str, str], body: bytes) -> str | None:
         """The FIFO key an event gets here; None when deliveries are not ordered."""
@@ -288,6 +451,26 @@ class Subscription(SubscriptionOut):
         if self.previous_secret and expires is not None and now_ms < expires:
             return [self.secret, self.previous_secret]
         return [self.secret]
+
+
+class UnusableSubscription(BaseModel):
+    """A stored subscription this version cannot use: written by an older or buggy version,
+    or by hand. Fan-out skips it (and says so), its deliveries die with
+    ``UnusableSubscription``; it can be read, listed, paused and deleted (then made
+    again). What could be read of it is shown, masked as usual."""
+
+    id: str
+    problem: str = Field(description="What is wrong with the stored record (no values).")
+    url: str | None = None
+    sources: list[str] = Field(
+        default_factory=list, description="As stored; empty when they cannot be read."
+    )
+    enabled: bool
+    disabled_reason: str | None = None
+    paused: bool
+    description: str = ""
+    created_at: int | None = None
+    updated_at: int | None = None
 
 
 class SubscriptionCreated(SubscriptionOut):

@@ -20,6 +20,7 @@ from relay.storage.housekeeping import HEARTBEAT_S, HEARTBEAT_STALE_MS
 from relay.storage.keys import JobQueue
 from relay.storage.lanes import Claim, LaneDepth
 from relay.storage.store import Store
+from relay.storage.subscriptions import UnusableRecord
 
 __all__ = [
     "HEARTBEAT_S",
@@ -40,4 +41,5 @@ __all__ = [
     "StaleSubscriptions",
     "Store",
     "TimeRange",
+    "UnusableRecord",
 ]

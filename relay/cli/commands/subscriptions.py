@@ -54,10 +54,15 @@ def subscriptions_create(
     header: Annotated[
         list[str] | None, typer.Option("--header", help="Extra header 'Name: value'.")
     ] = None,
+    public_header: Annotated[
+        list[str] | None,
+        typer.Option("--public-header", help="Show this header's value in answers (repeatable)."),
+    ] = None,
 ) -> None:
     """Create a subscription; its signing secret is printed once."""
     body: dict[str, Any] = {"url": url, "sources": source, "mode": mode.value}
     body |= {"description": description, "headers": _headers(header or [])}
+    body["public_headers"] = public_header or []
     if event_type:
         body["event_types"] = event_type
     sub = relay.call("POST", "/api/subscriptions", body=body)
