@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from config.settings import Settings, get_settings
 from relay.api import health, ingest, inspect, problems, replay, sources, subscriptions
+from relay.api.methods import AllowedMethods
 from relay.api.services import Services
 from relay.delivery import outbound, queue
 from relay.delivery.attempt import Attempter
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    app.add_middleware(AllowedMethods)
     app.include_router(ingest.router)
     app.include_router(sources.router)
     app.include_router(subscriptions.router)

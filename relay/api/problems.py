@@ -99,6 +99,11 @@ def problem_response(problem: Problem) -> JSONResponse:
     )
 
 
+# What FastAPI raises (as a 400) for a body it cannot decode at all, invalid UTF-8 included.
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+_NOT_JSON = {"loc": ["body"], "msg": "the body must be JSON in UTF-8", "type": "json_invalid"}
+
+
 def install(app: FastAPI) -> None:
     async def on_problem(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
@@ -106,6 +111,9 @@ def install(app: FastAPI) -> None:
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
+            # A body that is not UTF-8 fails before JSON parsing: the same 422 as bad JSON.
+            return problem_response(Problem(422, "the request is not valid", errors=[_NOT_JSON]))
         headers = dict(exc.headers) if exc.headers else None
         return problem_response(Problem(exc.status_code, str(exc.detail), headers=headers))
 

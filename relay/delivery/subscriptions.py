@@ -21,6 +21,7 @@ from relay.delivery.fanout import UnknownSubscription
 from relay.domain.addresses import ip_literal
 from relay.domain.clock import now_ms
 from relay.domain.ids import new_id
+from relay.domain.input_rules import STORED
 from relay.domain.models import (
     TEST_EVENT_TYPE,
     TEST_SOURCE,
@@ -120,7 +121,8 @@ class Subscriptions:
         def apply(current: Subscription) -> Subscription:
             updated = {**current.model_dump(), **change(current)}
             updated["updated_at"] = max(now_ms(), current.updated_at + 1)
-            return Subscription.model_validate(updated)
+            # Stored rules: a field an older version wrote is not refused on an unrelated edit.
+            return Subscription.model_validate(updated, context=STORED)
 
         updated = await self._store.subscriptions.update(sub_id, apply)
         if updated is None:
@@ -135,7 +137,7 @@ class Subscriptions:
         if patch.url is not None:
             self._check_reachable(patch.url)
         self._check_ordering(patch.ordering)
-        changes = patch.model_dump(exclude_unset=True)
+        changes = patch.changes()
         if changes.get("enabled") is True:
             changes["disabled_reason"] = None
         updated = await self._change(sub_id, lambda _: changes)

@@ -7,9 +7,8 @@ Secrets live on the stored models and are excluded from every response model.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -18,11 +17,11 @@ from pydantic import (
     Field,
     HttpUrl,
     StringConstraints,
-    ValidationInfo,
 )
 
 from relay.domain import ordering
 from relay.domain.headers import HeaderName
+from relay.domain.input_rules import STORED, input_range, on_input
 from relay.domain.matching import check_glob
 from relay.domain.redaction import REDACTED, looks_secret, mask_url
 from relay.domain.verification import NoneScheme, VerificationConfig
@@ -122,46 +121,9 @@ class Source(SourceIn):
 
 # --- subscriptions -------------------------------------------------------------------------
 
-# Validation context of records read back from Redis: rules added since they were written
-# (marked with ``on_input``) do not apply to them, so tightening a rule for what clients send
-# never makes a stored subscription unusable.
-STORED: dict[str, Any] = {"stored": True}
-
-T = TypeVar("T")
-
-
-def on_input(check: Callable[[T], T]) -> AfterValidator:
-    """A rule for what clients send, not for records read back (see ``STORED``)."""
-
-    def run(value: T, info: ValidationInfo) -> T:
-        if isinstance(info.context, dict) and info.context.get("stored"):
-            return value
-        return check(value)
-
-    return AfterValidator(run)
-
-
-def _within(low: float, high: float) -> Callable[[float], float]:
-    def check(value: float) -> float:
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low:g} and {high:g}")
-        return value
-
-    return check
-
-
-def _seconds(low: float, high: float) -> Any:
-    """Seconds in [low, high] for clients (the schema says so); a stored value only needs to
-    be a finite number >= 0, as it had to be when it was written."""
-    return (
-        Field(ge=0, allow_inf_nan=False, json_schema_extra={"minimum": low, "maximum": high}),
-        on_input(_within(low, high)),
-    )
-
-
-Wait = Annotated[float, *_seconds(0.1, 604_800)]
-MaxAge = Annotated[float, *_seconds(1, 31_536_000)]
-Timeout = Annotated[float, *_seconds(0.1, 60)]
+Wait = Annotated[float, *input_range(0.1, 604_800)]
+MaxAge = Annotated[float, *input_range(1, 31_536_000)]
+Timeout = Annotated[float, *input_range(0.1, 60)]
 
 
 class RetryOverride(BaseModel):
@@ -289,7 +251,8 @@ class Ordering(BaseModel):
 
 
 MaxConcurrency = Annotated[int, Field(ge=1, le=1000)]
-RateLimit = Annotated[float, Field(gt=0, le=100_000)]
+# At least one delivery a minute: slower would hold a lane for days and more.
+RateLimit = Annotated[float, *input_range(1 / 60, 100_000)]
 
 
 class SubscriptionFields(BaseModel):
@@ -354,7 +317,9 @@ class SubscriptionIn(SubscriptionFields):
 
 
 class SubscriptionPatch(BaseModel):
-    """Fields to change; absent fields stay as they are (see the subscription's fields)."""
+    """Fields to change; absent fields stay as they are (see the subscription's fields).
+    ``null`` resets a field that has no value by default (``timeout_s``, ``retry``, ...)
+    and leaves any other as it is."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -376,6 +341,18 @@ class SubscriptionPatch(BaseModel):
     max_concurrency: MaxConcurrency | None = None
     rate_limit: RateLimit | None = None
     ordering: Ordering | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields to set: those sent, without a null for a field that cannot be null."""
+        fields = SubscriptionFields.model_fields
+        return {
+            k: v
+            for k, v in self.model_dump(exclude_unset=True).items()
+            if v is not None
+            or k not in fields
+            or fields[k].is_required()
+            or fields[k].get_default(call_default_factory=True) is None
+        }
 
 
 class SubscriptionOut(SubscriptionFields):

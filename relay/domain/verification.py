@@ -26,6 +26,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from relay.domain.headers import HeaderName
+from relay.domain.input_rules import input_range
 from relay.domain.signing import secret_key, signed_content
 
 # The stable codes a VerificationError carries.
@@ -41,8 +42,12 @@ Secrets = Annotated[
     list[Annotated[SecretStr, Field(min_length=1)]],
     Field(min_length=1, description="Any of these may match, so a secret can be rotated."),
 ]
+# Bounded: orjson stores no integer past 64 bits (a 500 before), and no provider signs a
+# day-old request.
 Tolerance = Annotated[
-    int, Field(gt=0, description="Seconds a timestamp may be from now, either way.")
+    int,
+    Field(gt=0, description="Seconds a timestamp may be from now, either way."),
+    *input_range(1, 86_400),
 ]
 
 

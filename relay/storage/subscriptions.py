@@ -11,8 +11,9 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
+from relay.domain.input_rules import STORED
 from relay.domain.matching import ANY_SOURCE
-from relay.domain.models import STORED, Subscription, UnusableSubscription
+from relay.domain.models import Subscription, UnusableSubscription
 from relay.domain.redaction import describe, mask_url
 from relay.storage.codec import dumps, r, text
 from relay.storage.keys import PREFIX, JobQueue, Keys
