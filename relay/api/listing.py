@@ -28,10 +28,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def _not_a_number(value: object) -> object:
     # pydantic reads "0.5" as seconds since 1970; the document promises a date-time.
-    if (
-        isinstance(value, int | float)
-        or isinstance(value, str)
-        and re.fullmatch(r"\s*[-+]?[\d.eE+-]+\s*", value)
+    if isinstance(value, int | float) or (
+        isinstance(value, str) and re.fullmatch(r"\s*[-+]?[\d.eE+-]+\s*", value)
     ):
         raise ValueError("expected an ISO 8601 date-time such as 2026-11-24T10:00:00Z")
     return value
