@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from relay.api.deps import AdminDep, ServicesDep
+from relay.api.deps import AdminDep, KnownSubscriptionFilter, ServicesDep
 from relay.api.listing import Listing, Moment, collect, to_ms
 from relay.api.problems import Problem, problem_docs
 from relay.delivery.replay import DeadLetters as DeadLetterQuery
@@ -100,7 +100,7 @@ async def get_event_body(event_id: str, services: ServicesDep) -> Response:
     return Response(body, media_type=content_type or "application/octet-stream")
 
 
-@router.get("/deliveries")
+@router.get("/deliveries", dependencies=[KnownSubscriptionFilter])
 async def list_deliveries(
     services: ServicesDep,
     subscription_id: str | None = None,
@@ -141,7 +141,7 @@ async def get_delivery(delivery_id: str, services: ServicesDep) -> DeliveryDetai
     )
 
 
-@router.get("/dead-letters")
+@router.get("/dead-letters", dependencies=[KnownSubscriptionFilter])
 async def list_dead_letters(
     services: ServicesDep,
     subscription_id: str | None = None,

@@ -117,9 +117,15 @@ def install(app: FastAPI) -> None:
         headers = dict(exc.headers) if exc.headers else None
         return problem_response(Problem(exc.status_code, str(exc.detail), headers=headers))
 
-    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return problem_response(invalid(exc))
+        problem = invalid(exc)
+        if "json" not in request.headers.get("content-type", "") and any(
+            tuple(e["loc"]) == ("body",) for e in problem.extra["errors"]
+        ):
+            # Not "Input should be a valid dictionary": say what the route wants.
+            problem.detail = "expected a JSON body sent with content-type: application/json"
+        return problem_response(problem)
 
     async def on_redis_down(request: Request, exc: Exception) -> JSONResponse:
         # Nothing was stored: the sender should try again (webhook providers do on a 5xx).

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from relay.api.deps import AdminDep, ServicesDep
+from relay.api.deps import AdminDep, KnownSubscriptionFilter, ServicesDep, known_subscription
 from relay.api.listing import Moment, to_ms
 from relay.api.problems import Problem, problem_docs
 from relay.api.subscriptions import unusable
@@ -117,6 +117,7 @@ async def replay_dead_letters(
     Safe to repeat: a delivery leaves the dead-letter index in the same step that re-queues
     it, so a second call finds only what died since.
     """
+    await known_subscription(services, flt.subscription_id if flt else None)
     with _in_flight_is_conflict():
         requeued, remaining, last = await services.replays.replay_dead(
             _dead_letters(flt or DeadLetterFilter())
@@ -124,7 +125,7 @@ async def replay_dead_letters(
     return DeadLettersReplayed(requeued=requeued, remaining=remaining, last=last)
 
 
-@router.delete("/dead-letters")
+@router.delete("/dead-letters", dependencies=[KnownSubscriptionFilter])
 async def purge_dead_letters(
     services: ServicesDep,
     subscription_id: str | None = None,

@@ -12,6 +12,7 @@ from relay.api.deps import AdminDep, ServicesDep
 from relay.api.problems import Problem, invalid, problem_docs
 from relay.delivery.fanout import UnknownSubscription
 from relay.delivery.subscriptions import InvalidSubscription
+from relay.domain.input_rules import STORED
 from relay.domain.models import (
     DeliveryStatus,
     SecretRotated,
@@ -20,6 +21,7 @@ from relay.domain.models import (
     SubscriptionIn,
     SubscriptionOut,
     SubscriptionPatch,
+    SubscriptionSaved,
     UnusableSubscription,
 )
 from relay.storage import UnusableRecord
@@ -49,10 +51,16 @@ async def _answers() -> AsyncIterator[None]:
 
 @router.post("/subscriptions", status_code=201, response_model=SubscriptionCreated)
 async def create_subscription(spec: SubscriptionIn, services: ServicesDep) -> SubscriptionCreated:
-    """Create a subscription. Its signing secret is in this response and never again."""
+    """Create a subscription. Its signing secret is in this response and never again.
+    Sources must exist, and a host must not resolve only to addresses the relay may not
+    call (422); a host that does not resolve yet is accepted with a ``warnings`` entry."""
     async with _answers():
-        sub = await services.subscriptions.create(spec)
-    return SubscriptionCreated(**sub.public().model_dump(), secret=sub.secret)
+        saved = await services.subscriptions.create(spec)
+    sub = saved.subscription
+    return SubscriptionCreated.model_validate(
+        {**sub.public().model_dump(), "secret": sub.secret, "warnings": saved.warnings},
+        context=STORED,
+    )
 
 
 def unusable(record: UnusableSubscription) -> Problem:
@@ -92,10 +100,15 @@ async def get_subscription(sub_id: str, services: ServicesDep) -> Shown:
 @router.patch("/subscriptions/{sub_id}")
 async def patch_subscription(
     sub_id: str, patch: SubscriptionPatch, services: ServicesDep
-) -> SubscriptionOut:
-    """Change some fields. Re-enabling clears the reason it was disabled."""
+) -> SubscriptionSaved:
+    """Change some fields (checked as on create). Re-enabling clears the reason it was
+    disabled."""
     async with _answers():
-        return (await services.subscriptions.update(sub_id, patch)).public()
+        saved = await services.subscriptions.update(sub_id, patch)
+    # Stored rules: fields an older version wrote are shown as they are.
+    return SubscriptionSaved.model_validate(
+        {**saved.subscription.public().model_dump(), "warnings": saved.warnings}, context=STORED
+    )
 
 
 @router.post("/subscriptions/{sub_id}/rotate-secret")

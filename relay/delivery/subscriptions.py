@@ -8,12 +8,15 @@ out even while the subscription is paused.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import structlog
+from pydantic import HttpUrl
 
 from config.settings import Settings
 from relay.delivery.attempt import Attempter
@@ -22,6 +25,7 @@ from relay.domain.addresses import ip_literal
 from relay.domain.clock import now_ms
 from relay.domain.ids import new_id
 from relay.domain.input_rules import STORED
+from relay.domain.matching import ANY_SOURCE
 from relay.domain.models import (
     TEST_EVENT_TYPE,
     TEST_SOURCE,
@@ -50,6 +54,30 @@ class BlockedSubscriber(InvalidSubscription):
     """The URL's host is an address the relay may not call."""
 
 
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve_host(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to now (bounded: a slow resolver is no answer)."""
+    loop = asyncio.get_running_loop()
+    infos = await asyncio.wait_for(
+        loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout=_RESOLVE_TIMEOUT_S
+    )
+    return sorted({str(info[4][0]) for info in infos})
+
+
+_RESOLVE_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """A subscription as saved, and what its maker should know (a host that does not
+    resolve yet)."""
+
+    subscription: Subscription
+    warnings: list[str]
+
+
 @dataclass(frozen=True, slots=True)
 class TestSent:
     event_id: str
@@ -61,6 +89,8 @@ class Subscriptions:
         self._store = store
         self._attempter = attempter
         self._settings = settings
+        # Replaceable: a test that must not query DNS gives its own.
+        self.resolve: Resolver = resolve_host
 
     def _check_ordering(self, spec: Ordering | None) -> None:
         """A header can only order deliveries if the relay keeps it with the event: fan-out
@@ -74,15 +104,37 @@ class Subscriptions:
                 "RELAY_STORED_HEADERS"
             )
 
-    def _check_reachable(self, url: object) -> None:
-        """Refuse, up front, a URL whose host is an address the relay may not call
-        (hostnames are checked on every connection, when they resolve)."""
-        host = getattr(url, "host", None) or ""
+    async def _check_reachable(self, url: HttpUrl) -> list[str]:
+        """Refuse, up front, a URL whose host is, or only resolves to, addresses the relay
+        may not call (``localhost`` as much as ``127.0.0.1``). Every connection is checked
+        again on what the name resolves to then; a name that does not resolve yet is
+        accepted, with a warning."""
+        host = url.host or ""
         address = ip_literal(host)
-        if address is not None and not self._settings.address_guard.allows(address):
+        if address is not None:
+            addresses = [address]
+        else:
+            try:
+                addresses = await self.resolve(host, url.port or 0)
+            except (OSError, TimeoutError, UnicodeError):
+                return [f"{host} does not resolve (yet); deliveries fail until it does"]
+        guard = self._settings.address_guard
+        if addresses and not any(guard.allows(a) for a in addresses):
+            shown = host if address is not None else f"{host} ({', '.join(sorted(addresses))})"
             raise BlockedSubscriber(
-                f"{host} is not a public address; allow its network with "
+                f"{shown} is not a public address; allow its network with "
                 "RELAY_ALLOWED_PRIVATE_NETWORKS to deliver there"
+            )
+        return []
+
+    async def _check_sources(self, sources: list[str] | None) -> None:
+        """Source names must exist: a typo would otherwise never match anything."""
+        named = [s for s in sources or [] if s != ANY_SOURCE]
+        missing = await self._store.sources.missing(named)
+        if missing:
+            raise InvalidSubscription(
+                f"no source named {', '.join(map(repr, missing))}; create it first "
+                '(PUT /api/sources/{name}), or use "*" for every source'
             )
 
     async def lookup(self, sub_id: str) -> Subscription | UnusableSubscription:
@@ -99,9 +151,10 @@ class Subscriptions:
             raise UnusableRecord(sub)
         return sub
 
-    async def create(self, spec: SubscriptionIn) -> Subscription:
-        """A new subscription with a fresh signing secret."""
-        self._check_reachable(spec.url)
+    async def create(self, spec: SubscriptionIn) -> Saved:
+        """A new subscription with a fresh signing secret, and warnings worth showing."""
+        warnings = await self._check_reachable(spec.url)
+        await self._check_sources(spec.sources)
         self._check_ordering(spec.ordering)
         now = now_ms()
         sub = Subscription(
@@ -110,7 +163,7 @@ class Subscriptions:
         )  # fmt: skip
         await self._store.subscriptions.create(sub)
         log.info("subscription.created", subscription_id=sub.id, sources=sub.sources)
-        return sub
+        return Saved(sub, warnings)
 
     async def _change(
         self, sub_id: str, change: Callable[[Subscription], dict[str, Any]]
@@ -129,20 +182,20 @@ class Subscriptions:
             raise UnknownSubscription(sub_id)
         return updated
 
-    async def update(self, sub_id: str, patch: SubscriptionPatch) -> Subscription:
+    async def update(self, sub_id: str, patch: SubscriptionPatch) -> Saved:
         """Change some fields. Re-enabling clears the reason it was disabled.
 
         Raises pydantic's ``ValidationError`` for valid JSON that makes no valid
-        subscription (``{"url": null}``)."""
-        if patch.url is not None:
-            self._check_reachable(patch.url)
+        subscription."""
+        warnings = [] if patch.url is None else await self._check_reachable(patch.url)
+        await self._check_sources(patch.sources)
         self._check_ordering(patch.ordering)
         changes = patch.changes()
         if changes.get("enabled") is True:
             changes["disabled_reason"] = None
         updated = await self._change(sub_id, lambda _: changes)
         log.info("subscription.updated", subscription_id=sub_id, fields=sorted(changes))
-        return updated
+        return Saved(updated, warnings)
 
     async def rotate_secret(self, sub_id: str) -> SecretRotated:
         """A new signing secret; the previous one keeps signing for the overlap."""

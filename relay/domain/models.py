@@ -450,7 +450,16 @@ class UnusableSubscription(BaseModel):
     updated_at: int | None = None
 
 
-class SubscriptionCreated(SubscriptionOut):
+class SubscriptionSaved(SubscriptionOut):
+    """A subscription just saved, with what its maker should know."""
+
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="E.g. a host that does not resolve yet (deliveries fail until it does).",
+    )
+
+
+class SubscriptionCreated(SubscriptionSaved):
     """Returned once, on create: the only time the signing secret is shown."""
 
     secret: str

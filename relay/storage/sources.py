@@ -65,6 +65,13 @@ class SourceStore:
             configs = await pipe.execute()
         return [Source.model_validate_json(c, context=STORED) for c in configs if c is not None]
 
+    async def missing(self, names: list[str]) -> list[str]:
+        """Which of these names no source has."""
+        if not names:
+            return []
+        found = await r(self._redis.smismember(Keys.sources, names))
+        return [name for name, there in zip(names, found, strict=True) if not there]
+
     async def delete(self, name: str) -> bool:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(Keys.source(name))

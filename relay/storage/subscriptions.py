@@ -160,6 +160,11 @@ class SubscriptionStore:
         ids = await r(self._redis.sunion([Keys.subs_for(source), Keys.subs_for("*")]))
         return await self._many(ids)
 
+    async def known(self, sub_id: str) -> bool:
+        """The subscription exists, or did and still has deliveries on record."""
+        found = await r(self._redis.exists(Keys.sub(sub_id), Keys.sub_deliveries(sub_id)))
+        return bool(found)
+
     async def revision(self) -> str:
         """Bumped by every change to any subscription: fan-out's cache is valid while equal."""
         rev = await r(self._redis.get(Keys.subs_rev))

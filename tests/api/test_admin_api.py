@@ -38,6 +38,8 @@ async def test_admin_api_is_off_without_a_token(make_settings) -> None:
 
 
 async def test_subscription_lifecycle_and_secret_shown_once(api: httpx.AsyncClient) -> None:
+    await create_source(api, "github")
+    await create_source(api, "stripe")
     created = await create_subscription(
         api,
         "https://example.test/hooks?k=1",

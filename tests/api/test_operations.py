@@ -236,6 +236,7 @@ async def test_subscription_test_sends_a_signed_synthetic_event(
 ) -> None:
     import standardwebhooks
 
+    await create_source(api)
     sub = await create_subscription(api, receiver.url)
     r = await api.post(f"/api/subscriptions/{sub['id']}/test", headers=AUTH)
     assert r.status_code == 200
@@ -356,6 +357,7 @@ async def test_deleting_a_paused_subscription_turns_its_waiting_deliveries_into_
 async def test_a_test_event_goes_out_while_paused(
     api: httpx.AsyncClient, receiver: Receiver
 ) -> None:
+    await create_source(api)
     sub = await create_subscription(api, receiver.url)
     await api.post(f"/api/subscriptions/{sub['id']}/pause", headers=AUTH)
     r = await api.post(f"/api/subscriptions/{sub['id']}/test", headers=AUTH)
@@ -376,6 +378,7 @@ async def test_replay_before_fan_out_is_refused(
 
 
 async def test_concurrent_edits_and_rotations_lose_nothing(api: httpx.AsyncClient) -> None:
+    await create_source(api)
     sub = await create_subscription(api, "http://x.test/")
     path = f"/api/subscriptions/{sub['id']}"
     rotations = [api.post(f"{path}/rotate-secret", headers=AUTH) for _ in range(5)]
@@ -472,6 +475,7 @@ async def test_bulk_replay_walks_past_deliveries_that_die_again(
 async def test_a_failed_test_event_is_not_a_dead_letter(
     api: httpx.AsyncClient, receiver: Receiver
 ) -> None:
+    await create_source(api)
     sub = await create_subscription(api, receiver.url)
     receiver.script(500)
     r = await api.post(f"/api/subscriptions/{sub['id']}/test", headers=AUTH)

@@ -118,3 +118,22 @@ async def test_deliveries_waiting_for_a_subscription_that_turns_poison_die_with_
     assert (dead["status"], dead["last_error"]) == ("dead", "UnusableSubscription")
     attempt = (await get(api, f"/api/deliveries/{dead['id']}"))["attempt_log"][0]
     assert attempt["error_message"] == "the stored record is not JSON"
+
+
+async def test_a_subscription_written_under_older_rules_keeps_working(
+    api: httpx.AsyncClient, redis: aioredis.Redis, run_worker: WorkerRun, receiver: Receiver
+) -> None:
+    """Rules tightened for input (no zero waits, no 5e-324 timeouts) do not turn records
+    written before them into unusable ones."""
+    await create_source(api)
+    await store_poison(redis, record(url=receiver.url, timeout_s=0.01, retry={"initial_s": 0}))
+    shown = await get(api, f"/api/subscriptions/{POISON_ID}")
+    assert "problem" not in shown
+    assert (shown["timeout_s"], shown["retry"]["initial_s"]) == (0.01, 0)
+    r = await api.patch(
+        f"/api/subscriptions/{POISON_ID}", json={"description": "edited"}, headers=AUTH
+    )
+    assert r.status_code == 200, r.text
+    await ingest(api)
+    await run_worker()
+    assert len(receiver.wait_for(1)) == 1
