@@ -16,12 +16,13 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    StrictBool,
     StringConstraints,
 )
 
 from relay.domain import ordering
 from relay.domain.headers import HeaderName
-from relay.domain.input_rules import STORED, input_range, on_input
+from relay.domain.input_rules import NUMBER, STORED, input_range, on_input
 from relay.domain.matching import check_glob
 from relay.domain.redaction import REDACTED, looks_secret, mask_url
 from relay.domain.verification import NoneScheme, VerificationConfig
@@ -132,18 +133,18 @@ class RetryOverride(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    max_attempts: Annotated[int, NUMBER] | None = Field(default=None, ge=1, le=100)
     max_age_s: MaxAge | None = Field(
         default=None, description="No attempt starts later than this after the first."
     )
     initial_s: Wait | None = Field(default=None, description="The first wait.")
-    exp_base: float | None = Field(
+    exp_base: Annotated[float, NUMBER] | None = Field(
         default=None, ge=1, le=100, description="Each wait is this many times the one before."
     )
     max_wait_s: Wait | None = Field(
         default=None, description="The longest wait between two attempts; also caps Retry-After."
     )
-    jitter_s: float | None = Field(
+    jitter_s: Annotated[float, NUMBER] | None = Field(
         default=None, ge=0, le=86_400, description="Random seconds added to each wait."
     )
 
@@ -250,7 +251,7 @@ class Ordering(BaseModel):
     )
 
 
-MaxConcurrency = Annotated[int, Field(ge=1, le=1000)]
+MaxConcurrency = Annotated[int, NUMBER, Field(ge=1, le=1000)]
 # At least one delivery a minute: slower would hold a lane for days and more.
 RateLimit = Annotated[float, *input_range(1 / 60, 100_000)]
 
@@ -268,7 +269,7 @@ class SubscriptionFields(BaseModel):
         description="reliable: retried on its lane until the policy gives up; best_effort: "
         "one attempt from the API with a short timeout.",
     )
-    enabled: bool = Field(
+    enabled: StrictBool = Field(
         default=True, description="False: nothing is delivered (a 410 sets this too)."
     )
     description: str = Field(default="", max_length=1024, description="Free text.")
@@ -280,7 +281,7 @@ class SubscriptionFields(BaseModel):
     retry: RetryOverride | None = Field(
         default=None, description="Changes to the relay's retry schedule for this subscription."
     )
-    svix_headers: bool = Field(
+    svix_headers: StrictBool = Field(
         default=False,
         description="Also send svix-id/svix-timestamp/svix-signature for Svix's libraries.",
     )
@@ -331,13 +332,13 @@ class SubscriptionPatch(BaseModel):
     sources: Sources | None = None
     event_types: Patterns | None = None
     mode: DeliveryMode | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     description: str | None = Field(default=None, max_length=1024)
     headers: ExtraHeaders | None = None
     public_headers: PublicHeaders | None = None
     timeout_s: Timeout | None = None
     retry: RetryOverride | None = None
-    svix_headers: bool | None = None
+    svix_headers: StrictBool | None = None
     max_concurrency: MaxConcurrency | None = None
     rate_limit: RateLimit | None = None
     ordering: Ordering | None = None
