@@ -294,7 +294,10 @@ class SubscriptionFields(BaseModel):
         default=None,
         description="Most deliveries per second to this subscription, across all workers.",
     )
-    ordering: Ordering = Field(default_factory=Ordering)
+    ordering: Ordering = Field(
+        default_factory=Ordering,
+        description="Order of delivery: none (default) or FIFO per key.",
+    )
 
 
 class SubscriptionIn(SubscriptionFields):
@@ -382,10 +385,12 @@ class SubscriptionOut(SubscriptionFields):
     url: str = Field(  # type: ignore[assignment]  # masked: no longer a URL to validate
         description="Where deliveries go; a password and query values show as [REDACTED]."
     )
-    id: str
-    created_at: int
-    updated_at: int
-    disabled_reason: str | None = None
+    id: str = Field(description="sub_ and a time-ordered id.")
+    created_at: int = Field(description="Milliseconds since the Unix epoch.")
+    updated_at: int = Field(description="Milliseconds since the Unix epoch.")
+    disabled_reason: str | None = Field(
+        default=None, description="Why the relay disabled it (a 410, failing for too long)."
+    )
     paused: bool = Field(default=False, description="Paused: deliveries wait, none is dropped.")
     previous_secret_expires_at: int | None = Field(
         default=None, description="Until then (ms) deliveries are signed with the old secret too."
@@ -478,6 +483,24 @@ class SecretRotated(BaseModel):
 
 
 class Event(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "evt_01JD3Y9T0W6Y7Q1G8B3C5D7E9F",
+                    "source": "github",
+                    "event_type": "pull_request.opened",
+                    "received_at": 1732406400000,
+                    "content_type": "application/json",
+                    "headers": {"x-github-event": "pull_request"},
+                    "idempotency_key": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+                    "body_bytes": 5120,
+                    "fanned_out": True,
+                }
+            ]
+        }
+    )
+
     id: str
     source: str
     event_type: str | None
@@ -503,6 +526,26 @@ class Attempt(BaseModel):
 
 
 class Delivery(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "dlv_01JD3Y9T0X2K4M6N8P0R2S4T6V",
+                    "event_id": "evt_01JD3Y9T0W6Y7Q1G8B3C5D7E9F",
+                    "subscription_id": "sub_01JD3Y9T0W6Y7Q1G8B3C5D7E9F",
+                    "mode": "reliable",
+                    "status": "failed",
+                    "attempts": 2,
+                    "created_at": 1732406400000,
+                    "updated_at": 1732406425000,
+                    "next_attempt_at": 1732406505000,
+                    "last_status_code": 503,
+                    "last_error": None,
+                }
+            ]
+        }
+    )
+
     id: str
     event_id: str
     subscription_id: str

@@ -153,3 +153,16 @@ async def test_options_and_405_name_every_method_of_the_path(api: httpx.AsyncCli
     assert (r.status_code, r.headers["allow"]) == (405, "DELETE, GET, OPTIONS, PUT")
     assert r.headers["content-type"] == "application/problem+json"
     assert (await api.options("/api/nothing-here")).status_code == 404
+
+
+async def test_the_document_has_examples_and_describes_every_subscription_field(
+    api: httpx.AsyncClient,
+) -> None:
+    doc = (await api.get("/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    for name in ("SubscriptionIn", "SubscriptionPatch", "SubscriptionOut", "Event", "Delivery"):
+        assert schemas[name].get("examples"), name
+    for name in ("SubscriptionIn", "SubscriptionOut"):
+        undescribed = [f for f, s in schemas[name]["properties"].items() if "description" not in s]
+        assert undescribed == [], (name, undescribed)
+    assert "glob" in schemas["SubscriptionIn"]["properties"]["event_types"]["description"]
