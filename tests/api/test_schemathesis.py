@@ -72,7 +72,8 @@ def relay_base_url(redis_server_url: str) -> Iterator[str]:
     )
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        # log_config=None: uvicorn must not reconfigure the logging the other tests check.
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
