@@ -31,6 +31,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -279,6 +280,11 @@ def deliver_sequential(
     return sent
 
 
+def _ms(rfc3339: str) -> float:
+    """The API writes times as RFC 3339 strings, to the millisecond."""
+    return datetime.fromisoformat(rfc3339).timestamp() * 1000
+
+
 def breakdown(client: httpx.Client, auth: dict[str, str], sent: list[Sent]) -> dict[str, Summary]:
     """Where POST→delivery time goes, from the delivery records (ms clocks, so ±1 ms)."""
     parts: dict[str, list[float]] = {
@@ -291,7 +297,8 @@ def breakdown(client: httpx.Client, auth: dict[str, str], sent: list[Sent]) -> d
         event = client.get(f"/api/events/{s.event_id}", headers=auth).json()
         delivery = event["deliveries"][0]
         detail = client.get(f"/api/deliveries/{delivery['id']}", headers=auth).json()
-        created_ms, started_ms = delivery["created_at"], detail["attempt_log"][0]["started_at"]
+        created_ms = _ms(delivery["created_at"])
+        started_ms = _ms(detail["attempt_log"][0]["started_at"])
         parts["POST→202 (client)"].append((s.acked - s.sent) * 1000)
         parts["202→fan-out committed"].append(created_ms - s.acked * 1000)
         parts["fan-out→attempt start"].append(started_ms - created_ms)

@@ -48,6 +48,10 @@ class RetrySettings(BaseModel):
     jitter_s: float = Field(default=5.0, ge=0)
 
 
+# Also where the admin CLI looks for the token `relay dev` keeps (relay.cli.client).
+DEFAULT_DATA_DIR = Path(".relay-data")
+
+
 class Settings(BaseSettings):
     """Everything the API and the worker read from the environment."""
 
@@ -57,7 +61,7 @@ class Settings(BaseSettings):
 
     # Redis. Unset means "start an embedded one" for `relay dev`; serve/worker need it set.
     redis_url: str | None = None
-    data_dir: Path = Path(".relay-data")
+    data_dir: Path = DEFAULT_DATA_DIR
     queue_name: str = DEFAULT_QUEUE
 
     # HTTP API.
@@ -91,6 +95,10 @@ class Settings(BaseSettings):
     # Events accepted within this many ms of each other are fanned out in one Redis step.
     fanout_batch_window_ms: float = Field(default=2.0, ge=0, le=100)
     retry: RetrySettings = RetrySettings()
+    # Operational events: a subscription's backlog (waiting and in flight) or dead letters
+    # at or above these are reported, and again once back to half (0: not watched).
+    ops_backlog_threshold: int = Field(default=1000, ge=0)
+    ops_dead_letter_threshold: int = Field(default=100, ge=0)
 
     # Retention of events, deliveries and attempts.
     retention_days: float = Field(default=7, gt=0)
@@ -103,6 +111,8 @@ class Settings(BaseSettings):
     # Prometheus endpoint of a worker process (off when unset: `relay dev` serves /metrics).
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     job_timeout_s: int = Field(default=60, ge=5)
+    # How long a dashboard sign-in lasts; the admin token is asked for again after that.
+    ui_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400)
 
     # Logging.
     log_format: Literal["auto", "json", "console"] = "auto"

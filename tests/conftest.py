@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -22,6 +23,13 @@ from workers.main import build_worker
 
 ADMIN_TOKEN = "test-admin-token"
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def ms_of(answered: object) -> int:
+    """Epoch milliseconds of a time the API answered (an RFC 3339 string, to the ms)."""
+    assert isinstance(answered, str), f"not an RFC 3339 string: {answered!r}"
+    assert answered.endswith("Z"), answered
+    return round(datetime.fromisoformat(answered).timestamp() * 1000)
 
 
 @pytest.fixture(scope="session")
@@ -158,11 +166,18 @@ SHORT_LIVED = RetrySettings(max_attempts=4, initial_s=0.05, exp_base=2, max_wait
                             jitter_s=0, max_age_s=0.5)  # fmt: skip
 
 
-async def ingest(api: httpx.AsyncClient, event_type: str = "push", body: bytes = b"{}") -> str:
+async def ingest(
+    api: httpx.AsyncClient,
+    event_type: str = "push",
+    body: bytes = b"{}",
+    *,
+    source: str = "github",
+    content_type: str = "application/json",
+) -> str:
     r = await api.post(
-        "/ingest/github",
+        f"/ingest/{source}",
         content=body,
-        headers={"X-GitHub-Event": event_type, "content-type": "application/json"},
+        headers={"X-GitHub-Event": event_type, "content-type": content_type},
     )
     assert r.status_code == 202, r.text
     event_id: str = r.json()["event_id"]

@@ -5,6 +5,8 @@
 - Lanes with work and no live job (a job lost with a Redis restart, a best-effort attempt
   whose API process died, a job that failed) are armed again. A lane whose job exists is
   left alone.
+- Subscriptions whose backlog or dead letters crossed a threshold, or recovered, are
+  reported as operational events (:mod:`relay.delivery.ops`).
 
 Our store is the source of truth and ARQ jobs are only wake-ups: a lost job delays a
 delivery, never drops it.
@@ -16,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from relay.delivery import ops
 from relay.delivery.fanout import fan_out, stored_event
 from relay.domain.clock import now_ms
 from workers.deps import WorkerDeps
@@ -47,4 +50,5 @@ async def recover(ctx: dict[str, Any]) -> dict[str, int]:
     if armed:
         log.warning("recovery.rearmed", lanes=len(armed))
     removed = await store.housekeeping.trim_indexes(now)
-    return {"fanned_out": fanned, "rearmed": len(armed), "trimmed": removed}
+    reported = await ops.watch_thresholds(store, deps.subscriptions, settings, now)
+    return {"fanned_out": fanned, "rearmed": len(armed), "trimmed": removed, "ops": reported}

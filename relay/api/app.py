@@ -10,7 +10,16 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from config.settings import Settings, get_settings
-from relay.api import health, ingest, inspect, problems, replay, sources, subscriptions
+from relay.api import (
+    health,
+    ingest,
+    inspect,
+    preview,
+    problems,
+    replay,
+    sources,
+    subscriptions,
+)
 from relay.api.methods import AllowedMethods
 from relay.api.services import Services
 from relay.delivery import outbound, queue
@@ -18,6 +27,7 @@ from relay.delivery.attempt import Attempter
 from relay.observability import logs
 from relay.runtime import settle_after_startup
 from relay.storage import Store
+from relay.ui import install as install_ui
 
 log = structlog.get_logger("relay.api")
 
@@ -54,15 +64,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Acknowledge webhooks at once, keep every event, deliver with retries.",
         lifespan=lifespan,
+        # Served by relay.ui from vendored assets: the CDN's pages are blank offline.
+        docs_url=None,
+        redoc_url=None,
     )
     problems.install(app)
     app.add_middleware(AllowedMethods)
     app.include_router(ingest.router)
     app.include_router(sources.router)
     app.include_router(subscriptions.router)
+    app.include_router(preview.router)
     app.include_router(inspect.router)
     app.include_router(replay.router)
     app.include_router(health.router)
+    install_ui(app)
     return app
 
 

@@ -99,10 +99,11 @@ async def ingest(
         bound.info("ingest.duplicate", **fields, status=200)
         return JSONResponse({"event_id": result.event_id, "status": "duplicate"}, status_code=200)
     bound.info("ingest.accepted", **fields, status=202)
-    event = EventRef(result.event_id, source, outcome.event_type, outcome.headers, body)
-    # Light fan-out after the response; the batcher logs a failed commit and leaves the
-    # event to the recovery cron (it is safe in Redis).
-    background.add_task(services.fanout.submit, event)
+    if result.needs_fan_out:
+        event = EventRef(result.event_id, source, outcome.event_type, outcome.headers, body)
+        # Light fan-out after the response; the batcher logs a failed commit and leaves the
+        # event to the recovery cron (it is safe in Redis).
+        background.add_task(services.fanout.submit, event)
     return Response(
         orjson.dumps({"event_id": result.event_id, "status": "accepted"}),
         status_code=202,

@@ -10,8 +10,22 @@ from fastapi import APIRouter, Query, Response
 from relay.api.deps import AdminDep, KnownSubscriptionFilter, ServicesDep
 from relay.api.listing import Listing, Moment, collect, to_ms
 from relay.api.problems import Problem, problem_docs
+from relay.api.views import (
+    DeadLettersView,
+    DeliveryDetailView,
+    DeliveryView,
+    EventDetailView,
+    EventView,
+)
 from relay.delivery.replay import DeadLetters as DeadLetterQuery
-from relay.domain.models import Delivery, DeliveryDetail, DeliveryStatus, Event, EventDetail
+from relay.domain.models import (
+    Delivery,
+    DeliveryDetail,
+    DeliveryStatus,
+    Event,
+    EventDetail,
+    Skipped,
+)
 from relay.storage import Page, TimeRange
 
 router = APIRouter(
@@ -22,8 +36,12 @@ router = APIRouter(
 )
 
 Limit = Annotated[int, Query(ge=1, le=500, description="Most items in one answer.")]
-Since = Annotated[Moment | None, Query(description="ISO 8601 (UTC if no zone); created since.")]
-Until = Annotated[Moment | None, Query(description="ISO 8601 (UTC if no zone); created until.")]
+Since = Annotated[
+    Moment | None, Query(description="RFC 3339 / ISO 8601 (UTC if no zone); created since.")
+]
+Until = Annotated[
+    Moment | None, Query(description="RFC 3339 / ISO 8601 (UTC if no zone); created until.")
+]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
 
 
@@ -31,7 +49,7 @@ class DeadLetters(Listing[Delivery]):
     total: int
 
 
-@router.get("/events")
+@router.get("/events", response_model=Listing[EventView])
 async def list_events(
     services: ServicesDep,
     source: str | None = None,
@@ -76,7 +94,7 @@ async def list_events(
     )
 
 
-@router.get("/events/{event_id}")
+@router.get("/events/{event_id}", response_model=EventDetailView)
 async def get_event(event_id: str, services: ServicesDep) -> EventDetail:
     """An event's metadata and its deliveries (the raw body is at ``/body``)."""
     store = services.store
@@ -84,7 +102,11 @@ async def get_event(event_id: str, services: ServicesDep) -> EventDetail:
     if event is None:
         raise Problem(404, f"no event {event_id!r}")
     deliveries = await store.deliveries.get_many(await store.events.delivery_ids(event_id))
-    return EventDetail(**event.model_dump(), deliveries=deliveries)
+    skipped = [
+        Skipped(subscription_id=sub_id, failed=why)
+        for sub_id, why in (await store.events.skipped(event_id)).items()
+    ]
+    return EventDetail(**event.model_dump(), deliveries=deliveries, skipped=skipped)
 
 
 @router.get(
@@ -100,7 +122,9 @@ async def get_event_body(event_id: str, services: ServicesDep) -> Response:
     return Response(body, media_type=content_type or "application/octet-stream")
 
 
-@router.get("/deliveries", dependencies=[KnownSubscriptionFilter])
+@router.get(
+    "/deliveries", dependencies=[KnownSubscriptionFilter], response_model=Listing[DeliveryView]
+)
 async def list_deliveries(
     services: ServicesDep,
     subscription_id: str | None = None,
@@ -129,7 +153,7 @@ async def list_deliveries(
     )
 
 
-@router.get("/deliveries/{delivery_id}")
+@router.get("/deliveries/{delivery_id}", response_model=DeliveryDetailView)
 async def get_delivery(delivery_id: str, services: ServicesDep) -> DeliveryDetail:
     """A delivery's status and every attempt made so far."""
     store = services.store
@@ -141,7 +165,7 @@ async def get_delivery(delivery_id: str, services: ServicesDep) -> DeliveryDetai
     )
 
 
-@router.get("/dead-letters", dependencies=[KnownSubscriptionFilter])
+@router.get("/dead-letters", dependencies=[KnownSubscriptionFilter], response_model=DeadLettersView)
 async def list_dead_letters(
     services: ServicesDep,
     subscription_id: str | None = None,

@@ -14,6 +14,7 @@ from relay.api.deps import AdminDep, KnownSubscriptionFilter, ServicesDep, known
 from relay.api.listing import Moment, to_ms
 from relay.api.problems import Problem, problem_docs
 from relay.api.subscriptions import unusable
+from relay.api.views import DeliveryView
 from relay.delivery.fanout import UnknownSubscription
 from relay.delivery.replay import DeadLetters, InFlight, UnknownDelivery
 from relay.domain.models import Delivery
@@ -35,7 +36,7 @@ class ReplayRequest(BaseModel):
 
 class Replayed(BaseModel):
     event_id: str
-    deliveries: list[Delivery]
+    deliveries: list[DeliveryView]
 
 
 class DeadLetterFilter(BaseModel):
@@ -77,7 +78,7 @@ def _in_flight_is_conflict() -> Iterator[None]:
         ) from None
 
 
-@router.post("/deliveries/{delivery_id}/retry", status_code=202)
+@router.post("/deliveries/{delivery_id}/retry", status_code=202, response_model=DeliveryView)
 async def retry_delivery(delivery_id: str, services: ServicesDep) -> Delivery:
     """A manual attempt now, whatever the status (dead included). Attempt numbers keep
     counting; if it fails, the retry schedule starts afresh from this attempt."""
@@ -105,7 +106,7 @@ async def replay_event(
         raise Problem(409, "the event is not fanned out yet; try again in a moment") from None
     if made is None:
         raise Problem(404, f"no event {event_id!r}")
-    return Replayed(event_id=event_id, deliveries=made)
+    return Replayed.model_validate({"event_id": event_id, "deliveries": made})
 
 
 @router.post("/dead-letters/replay")

@@ -8,6 +8,7 @@ from config.settings import Settings
 from relay.delivery.attempt import Attempter
 from relay.delivery.fanout import FanoutBatcher, Planned, SubscriptionCache
 from relay.delivery.ingest import Ingestor
+from relay.delivery.preview import Previews
 from relay.delivery.replay import Replays
 from relay.delivery.subscriptions import Subscriptions
 from relay.domain.models import DeliveryMode
@@ -23,6 +24,7 @@ class Services:
     fanout: FanoutBatcher
     subscriptions: Subscriptions
     replays: Replays
+    previews: Previews
 
     @classmethod
     def build(cls, settings: Settings, store: Store, attempter: Attempter) -> Services:
@@ -48,4 +50,5 @@ class Services:
             ),
             subscriptions=Subscriptions(store, attempter, settings),
             replays=Replays(store),
+            previews=Previews(store, settings),
         )

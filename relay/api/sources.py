@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from relay.api.deps import AdminDep, ServicesDep
 from relay.api.problems import Problem, problem_docs
+from relay.api.views import public_source
 from relay.domain.clock import now_ms
 from relay.domain.models import SOURCE_NAME_PATTERN, SourceIn
 
@@ -38,12 +39,12 @@ async def put_source(
     if source.verification.scheme == "none":
         log.warning("source.unverified", source=name, reason="verification scheme 'none'")
     log.info("source.saved", source=name, created=created, scheme=source.verification.scheme)
-    return JSONResponse(source.public(), status_code=201 if created else 200)
+    return JSONResponse(public_source(source), status_code=201 if created else 200)
 
 
 @router.get("/sources")
 async def list_sources(services: ServicesDep) -> dict[str, list[dict[str, Any]]]:
-    return {"data": [s.public() for s in await services.store.sources.all()]}
+    return {"data": [public_source(s) for s in await services.store.sources.all()]}
 
 
 @router.get("/sources/{name}")
@@ -51,7 +52,7 @@ async def get_source(name: str, services: ServicesDep) -> dict[str, Any]:
     found = await services.store.sources.get(name)
     if found is None:
         raise _no_source(name)
-    return found[0].public()
+    return public_source(found[0])
 
 
 @router.delete("/sources/{name}", status_code=204)

@@ -10,6 +10,13 @@ from pydantic import BaseModel, ValidationError
 
 from relay.api.deps import AdminDep, ServicesDep
 from relay.api.problems import Problem, invalid, problem_docs
+from relay.api.views import (
+    SecretRotatedView,
+    ShownSubscription,
+    SubscriptionCreatedView,
+    SubscriptionList,
+    SubscriptionSavedView,
+)
 from relay.delivery.fanout import UnknownSubscription
 from relay.delivery.subscriptions import InvalidSubscription
 from relay.domain.input_rules import STORED
@@ -49,7 +56,7 @@ async def _answers() -> AsyncIterator[None]:
         raise invalid(exc) from None
 
 
-@router.post("/subscriptions", status_code=201, response_model=SubscriptionCreated)
+@router.post("/subscriptions", status_code=201, response_model=SubscriptionCreatedView)
 async def create_subscription(spec: SubscriptionIn, services: ServicesDep) -> SubscriptionCreated:
     """Create a subscription. Its signing secret is in this response and never again.
     Sources must exist, and a host must not resolve only to addresses the relay may not
@@ -71,7 +78,6 @@ def unusable(record: UnusableSubscription) -> Problem:
     )
 
 
-# A stored subscription this version cannot use is still shown (and can be deleted).
 Shown = SubscriptionOut | UnusableSubscription
 
 
@@ -79,25 +85,21 @@ def _shown(sub: Subscription | UnusableSubscription) -> Shown:
     return sub.public() if isinstance(sub, Subscription) else sub
 
 
-class SubscriptionList(BaseModel):
-    data: list[Shown]
-
-
-@router.get("/subscriptions")
-async def list_subscriptions(services: ServicesDep) -> SubscriptionList:
+@router.get("/subscriptions", response_model=SubscriptionList)
+async def list_subscriptions(services: ServicesDep) -> dict[str, list[Shown]]:
     """Every subscription, including any stored in a form this relay cannot use (those
     carry a ``problem``)."""
-    return SubscriptionList(data=[_shown(s) for s in await services.store.subscriptions.all()])
+    return {"data": [_shown(s) for s in await services.store.subscriptions.all()]}
 
 
-@router.get("/subscriptions/{sub_id}")
+@router.get("/subscriptions/{sub_id}", response_model=ShownSubscription)
 async def get_subscription(sub_id: str, services: ServicesDep) -> Shown:
     """One subscription; one this relay cannot use answers with its ``problem``."""
     async with _answers():
         return _shown(await services.subscriptions.lookup(sub_id))
 
 
-@router.patch("/subscriptions/{sub_id}")
+@router.patch("/subscriptions/{sub_id}", response_model=SubscriptionSavedView)
 async def patch_subscription(
     sub_id: str, patch: SubscriptionPatch, services: ServicesDep
 ) -> SubscriptionSaved:
@@ -111,7 +113,7 @@ async def patch_subscription(
     )
 
 
-@router.post("/subscriptions/{sub_id}/rotate-secret")
+@router.post("/subscriptions/{sub_id}/rotate-secret", response_model=SecretRotatedView)
 async def rotate_secret(sub_id: str, services: ServicesDep) -> SecretRotated:
     """Issue a new signing secret (shown only here). For ``RELAY_SECRET_ROTATION_OVERLAP_S``
     deliveries are signed with both the new and the previous secret."""
@@ -119,7 +121,7 @@ async def rotate_secret(sub_id: str, services: ServicesDep) -> SecretRotated:
         return await services.subscriptions.rotate_secret(sub_id)
 
 
-@router.post("/subscriptions/{sub_id}/pause")
+@router.post("/subscriptions/{sub_id}/pause", response_model=ShownSubscription)
 async def pause_subscription(sub_id: str, services: ServicesDep) -> Shown:
     """Stop delivering: due deliveries wait (none is dropped within the retention period)
     until resume."""
@@ -127,7 +129,7 @@ async def pause_subscription(sub_id: str, services: ServicesDep) -> Shown:
         return _shown(await services.subscriptions.set_paused(sub_id, True))
 
 
-@router.post("/subscriptions/{sub_id}/resume")
+@router.post("/subscriptions/{sub_id}/resume", response_model=ShownSubscription)
 async def resume_subscription(sub_id: str, services: ServicesDep) -> Shown:
     """Deliver again: waiting deliveries go out in the order they fell due."""
     async with _answers():

@@ -6,7 +6,8 @@ These commands talk only to the relay's HTTP API. Every one of them takes ``--ur
 ``--relay-url``, the only spelling on ``subscriptions create``, whose ``--url`` is the
 subscriber's.
 
-Exit codes: 0 done; 1 the relay answered an error or could not be reached; 2 bad usage or
+Exit codes: 0 done; 1 the relay answered an error or could not be reached (or the delivery
+of ``subscriptions test`` did not succeed); 2 bad usage or
 input (a malformed option, an apply file that does not validate). A failure prints one line
 to stderr, ``error: 404 no delivery 'dlv_x'``. The admin token is never printed.
 

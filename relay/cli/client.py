@@ -2,22 +2,31 @@
 
 :func:`command` gives a command the shared ``--url``/``--relay-url``, ``--token`` and
 ``--json`` options, a connected :class:`Relay`, and failures reported on one line.
+
+Without a token, a relay on this machine is asked with the one `relay dev` keeps in
+``$RELAY_DATA_DIR/admin-token`` (:func:`dev_token_file`), so a laptop needs no setup.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import ipaddress
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
 import typer
 
+from config.settings import DEFAULT_DATA_DIR
+
 DEFAULT_URL = "http://127.0.0.1:8000"
+DEV_TOKEN_NAME = "admin-token"  # noqa: S105 (a file name, not a secret)
 
 
 class CliError(Exception):
@@ -35,6 +44,8 @@ class Relay:
     url: str
     client: httpx.Client
     as_json: bool
+    # Where the token came from when it is `relay dev`'s, to say so if the relay refuses it.
+    token_file: Path | None = None
 
     def request(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None
@@ -50,7 +61,10 @@ class Relay:
         except httpx.HTTPError as exc:
             raise CliError(f"cannot reach relay at {self.url}: {_reason(exc)}") from None
         if response.is_error:
-            raise CliError(_problem(response))
+            hint = ""
+            if response.status_code == 401 and self.token_file is not None:
+                hint = f" (the token in {self.token_file}; set RELAY_ADMIN_TOKEN or pass --token)"
+            raise CliError(_problem(response) + hint)
         return response
 
     def call(
@@ -93,9 +107,37 @@ def _shown(url: str) -> str:
     return re.sub(r"//[^/@]*@", "//", url.rstrip("/"))
 
 
+def dev_token_file() -> Path:
+    """Where `relay dev` keeps the admin token it made."""
+    return Path(os.environ.get("RELAY_DATA_DIR") or DEFAULT_DATA_DIR) / DEV_TOKEN_NAME
+
+
+def _on_this_machine(url: str) -> bool:
+    try:
+        host = httpx.URL(url).host
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # not a URL, or a host name
+        return False
+
+
+def _dev_token(url: str) -> tuple[str, Path] | None:
+    """`relay dev`'s token, for a relay on this machine only: never sent elsewhere."""
+    path = dev_token_file()
+    if not _on_this_machine(url):
+        return None
+    try:
+        return path.read_text(encoding="utf-8").strip(), path
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def _connect(url: str, token: str | None) -> httpx.Client:
     if not token:
-        raise CliError("no admin token: set RELAY_ADMIN_TOKEN or pass --token", 2)
+        raise CliError(
+            "no admin token: set RELAY_ADMIN_TOKEN or pass --token (for a relay on this machine,"
+            f" `relay dev`'s {dev_token_file()} is used when it exists)",
+            2,
+        )
     if not (token.isascii() and token.isprintable()):
         # Checked here: an HTTP library's complaint about a header would quote it.
         raise CliError("the admin token has characters a header cannot carry", 2)
@@ -152,8 +194,11 @@ def command(
 
         def run(**kwargs: Any) -> None:
             url, token, as_json = (kwargs.pop(key) for key in _SHARED)
+            token_file = None
+            if not token and (found := _dev_token(url)) is not None:
+                token, token_file = found
             with _one_line_errors(), _connect(url, token) as client:
-                fn(Relay(_shown(url), client, as_json), **kwargs)
+                fn(Relay(_shown(url), client, as_json, token_file), **kwargs)
 
         shared = _shared_options(url_flags)
         run.__signature__ = signature.replace(parameters=[*own, *shared])  # type: ignore[attr-defined]

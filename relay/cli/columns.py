@@ -1,4 +1,7 @@
-"""Which fields of each API resource the tables (``*_COLUMNS``) and detail views show."""
+"""Which fields of each API resource the tables (``*_COLUMNS``) and detail views show.
+
+A column's ``drop`` ranks it among those a narrow terminal may leave out (highest first);
+ids are ``whole``: never wrapped."""
 
 from __future__ import annotations
 
@@ -13,6 +16,11 @@ def _error(row: Mapping[str, Any]) -> object:
     return f"{error}: {message}" if error and message else error or message
 
 
+def _duration(attempt: Mapping[str, Any]) -> object:
+    ms = attempt.get("duration_ms")
+    return None if ms is None else round(ms)
+
+
 def _state(sub: Mapping[str, Any]) -> str:
     if not sub.get("enabled", True):
         reason = sub.get("disabled_reason")
@@ -21,77 +29,79 @@ def _state(sub: Mapping[str, Any]) -> str:
 
 
 EVENT_COLUMNS: list[Column] = [
-    ("ID", field("id")),
-    ("Received", time_field("received_at")),
-    ("Source", field("source")),
-    ("Type", field("event_type")),
-    ("Bytes", field("body_bytes")),
+    Column("ID", field("id"), whole=True),
+    Column("Received", time_field("received_at")),
+    Column("Source", field("source"), drop=2),
+    Column("Type", field("event_type"), drop=1),
+    Column("Bytes", field("body_bytes"), drop=3),
 ]
 EVENT_DETAILS: list[Column] = [
     *EVENT_COLUMNS,
-    ("Content type", field("content_type")),
-    ("Idempotency key", field("idempotency_key")),
-    ("Fanned out", field("fanned_out")),
-    ("Headers", field("headers")),
+    Column("Content type", field("content_type")),
+    Column("Idempotency key", field("idempotency_key")),
+    Column("Fanned out", field("fanned_out")),
+    Column("Headers", field("headers")),
 ]
 DELIVERY_COLUMNS: list[Column] = [
-    ("ID", field("id")),
-    ("Event", field("event_id")),
-    ("Subscription", field("subscription_id")),
-    ("Status", field("status")),
-    ("Attempts", field("attempts")),
-    ("Last code", field("last_status_code")),
-    ("Last error", field("last_error")),
-    ("Next attempt", time_field("next_attempt_at")),
-    ("Updated", time_field("updated_at")),
+    Column("ID", field("id"), whole=True),
+    Column("Event", field("event_id"), drop=7, whole=True),
+    Column("Subscription", field("subscription_id"), drop=6, whole=True),
+    Column("Status", field("status")),
+    Column("Attempts", field("attempts"), drop=2),
+    Column("Last code", field("last_status_code"), drop=1),
+    Column("Last error", field("last_error"), drop=4),
+    Column("Next attempt", time_field("next_attempt_at"), drop=3),
+    Column("Updated", time_field("updated_at"), drop=8),
 ]
 DELIVERY_DETAILS: list[Column] = [
     *DELIVERY_COLUMNS[:5],
-    ("Mode", field("mode")),
+    Column("Mode", field("mode")),
     *DELIVERY_COLUMNS[5:],
-    ("Created", time_field("created_at")),
+    Column("Created", time_field("created_at")),
 ]
 ATTEMPT_COLUMNS: list[Column] = [
-    ("#", field("number")),
-    ("Trigger", field("trigger")),
-    ("Started", time_field("started_at")),
-    ("Code", field("status_code")),
-    ("Error", _error),
-    ("ms", lambda a: round(a["duration_ms"]) if a.get("duration_ms") is not None else None),
-    ("Outcome", field("outcome")),
-    ("Next attempt", time_field("next_attempt_at")),
-    ("Response", lambda a: excerpt(a.get("response_excerpt"))),
+    Column("#", field("number")),
+    Column("Trigger", field("trigger"), drop=4),
+    Column("Started", time_field("started_at")),
+    Column("Code", field("status_code")),
+    Column("Error", _error, drop=2),
+    Column("ms", _duration, drop=5),
+    Column("Outcome", field("outcome")),
+    Column("Next attempt", time_field("next_attempt_at"), drop=1),
+    Column("Response", lambda a: excerpt(a.get("response_excerpt")), drop=3),
 ]
 SUBSCRIPTION_COLUMNS: list[Column] = [
-    ("ID", field("id")),
-    ("Description", field("description")),
-    ("URL", field("url")),
-    ("Sources", field("sources")),
-    ("Event types", field("event_types")),
-    ("Mode", field("mode")),
-    ("State", _state),
+    Column("ID", field("id"), whole=True),
+    Column("Description", field("description"), drop=5),
+    Column("URL", field("url")),
+    Column("Sources", field("sources"), drop=3),
+    Column("Event types", field("event_types"), drop=4),
+    Column("Mode", field("mode"), drop=2),
+    Column("State", _state, drop=1),
 ]
 SUBSCRIPTION_DETAILS: list[Column] = [
     *SUBSCRIPTION_COLUMNS,
-    ("Headers", lambda s: sorted(s.get("headers") or {})),
-    ("Timeout (s)", field("timeout_s")),
-    ("Retry", field("retry")),
-    ("Svix headers", field("svix_headers")),
-    ("Created", time_field("created_at")),
-    ("Updated", time_field("updated_at")),
-    ("Old secret until", time_field("previous_secret_expires_at")),
+    Column("Headers", lambda s: sorted(s.get("headers") or {})),
+    Column("Timeout (s)", field("timeout_s")),
+    Column("Retry", field("retry")),
+    Column("Svix headers", field("svix_headers")),
+    Column("Filter", field("filter")),
+    Column("Transform", field("transform")),
+    Column("Created", time_field("created_at")),
+    Column("Updated", time_field("updated_at")),
+    Column("Old secret until", time_field("previous_secret_expires_at")),
 ]
 SOURCE_COLUMNS: list[Column] = [
-    ("Name", field("name")),
-    ("Description", field("description")),
-    ("Verification", lambda s: (s.get("verification") or {}).get("scheme")),
-    ("Secrets", lambda s: (s.get("verification") or {}).get("secret_count")),
-    ("Event type header", field("event_type_header")),
-    ("Idempotency header", field("idempotency_header")),
+    Column("Name", field("name"), whole=True),
+    Column("Description", field("description"), drop=4),
+    Column("Verification", lambda s: (s.get("verification") or {}).get("scheme")),
+    Column("Secrets", lambda s: (s.get("verification") or {}).get("secret_count"), drop=1),
+    Column("Event type header", field("event_type_header"), drop=2),
+    Column("Idempotency header", field("idempotency_header"), drop=3),
 ]
 SOURCE_DETAILS: list[Column] = [
     *SOURCE_COLUMNS,
-    ("Verification config", field("verification")),
-    ("Created", time_field("created_at")),
-    ("Updated", time_field("updated_at")),
+    Column("Verification config", field("verification")),
+    Column("Created", time_field("created_at")),
+    Column("Updated", time_field("updated_at")),
 ]

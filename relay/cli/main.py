@@ -10,6 +10,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
@@ -21,13 +22,41 @@ import uvloop
 from config.settings import Settings
 from relay.api.app import create_app
 from relay.cli.admin import admin_app
+from relay.cli.client import DEV_TOKEN_NAME
 from relay.delivery import queue
 from relay.devtools.embedded_redis import EmbeddedRedis
+from relay.domain.clock import rfc3339
 from relay.observability import logs
 from workers.main import build_worker, run_worker
 
 app = typer.Typer(help="Event-driven webhook relay.", no_args_is_help=True, add_completion=False)
 log = structlog.get_logger("relay.cli")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("webhook-relay")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"relay {_version()}")
+        raise typer.Exit
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Event-driven webhook relay."""
+
 
 HostOpt = Annotated[str | None, typer.Option(help="Listen address (default RELAY_HOST).")]
 PortOpt = Annotated[int | None, typer.Option(help="Listen port (default RELAY_PORT).")]
@@ -95,8 +124,9 @@ def worker() -> None:
 
 
 def _dev_token(data_dir: Path) -> str:
-    """A stable admin token for a laptop: made once, kept beside the data (mode 0600)."""
-    path = data_dir / "admin-token"
+    """A stable admin token for a laptop: made once, kept beside the data (mode 0600), where
+    the admin commands find it."""
+    path = data_dir / DEV_TOKEN_NAME
     if path.exists():
         return path.read_text().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -165,7 +195,8 @@ def dev(host: HostOpt = None, port: PortOpt = None) -> None:
 
         token = _dev_token(settings.data_dir)
         settings = settings.model_copy(update={"admin_token": SecretStr(token)})
-        typer.echo(f"Admin token (also in {settings.data_dir / 'admin-token'}): {token}", err=True)
+        kept = settings.data_dir / DEV_TOKEN_NAME
+        typer.echo(f"Admin token (also in {kept}, which relay's commands read): {token}", err=True)
     if not settings.allowed_private_networks:
         # On a laptop the receivers are local: allow them here, and only here.
         settings = settings.model_copy(update={"allowed_private_networks": DEV_NETWORKS})
@@ -188,9 +219,12 @@ def receiver(
 
     def show(got: Received, reply: Reply) -> None:
         attempt = got.headers.get("x-relay-attempt", "?")
+        # When each attempt came is the point of watching retries.
+        at = rfc3339(int(got.at * 1000))
         typer.echo(
-            f"{reply.status} <- {got.headers.get('webhook-id', '-')} attempt {attempt} "
-            f"type={got.headers.get('x-relay-event-type', '-')} body={got.body[:200]!r}"
+            f"{at} {reply.status} <- {got.headers.get('webhook-id', '-')}"
+            f" attempt {attempt} type={got.headers.get('x-relay-event-type', '-')}"
+            f" body={got.body[:200]!r}"
         )
 
     server = Receiver(port=port, on_request=show)

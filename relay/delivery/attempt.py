@@ -6,6 +6,9 @@ Both the ARQ delivery job and the API's best-effort fan-out make attempts throug
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
+from functools import partial
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -14,13 +17,17 @@ from structlog.contextvars import bound_contextvars
 
 from config.settings import Settings
 from relay.delivery import outbound
-from relay.domain import backpressure, failing
+from relay.delivery.fanout import SubscriptionCache
+from relay.delivery.ops import publish
+from relay.domain import backpressure, failing, ops, transforms
 from relay.domain.clock import now_ms
+from relay.domain.filters import EventFacts
 from relay.domain.models import (
     TEST_SOURCE,
     Attempt,
     DeliveryMode,
     DeliveryStatus,
+    Event,
     Subscription,
     Trigger,
     UnusableSubscription,
@@ -28,13 +35,17 @@ from relay.domain.models import (
 from relay.domain.outcome import AttemptResult
 from relay.domain.retry_policy import RetryPolicy, merged
 from relay.domain.signing import signed_headers
+from relay.domain.transforms import TransformFailed
 from relay.domain.transitions import after_attempt
 from relay.observability import metrics
-from relay.storage import AlreadyRecorded, DeliveryContext, Store
+from relay.storage import AlreadyRecorded, DeliveryContext, OpsContext, Store
 
 log = structlog.get_logger("relay.delivery")
 
 _VISIBLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+# Bodies up to this size are transformed on the event loop (tens of microseconds).
+_TRANSFORM_INLINE_BYTES = 64 * 1024
 
 # A claim outlives the HTTP deadline by this much, so a slow but live attempt keeps it.
 LEASE_MARGIN_S = 5.0
@@ -77,31 +88,44 @@ def _not_sent(sub: Subscription | UnusableSubscription | None) -> AttemptResult:
     return AttemptResult(error="SubscriptionDisabled", error_message="no request was sent")
 
 
-def delivery_headers(ctx: DeliveryContext, attempt: int, now_ms: int) -> dict[str, str]:
-    """The request headers of one attempt: Standard Webhooks signed with this attempt's time."""
-    sub = ctx.subscription
-    assert isinstance(sub, Subscription)
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """The request one attempt sends."""
+
+    body: bytes
+    headers: dict[str, str]
+
+
+def outgoing(
+    sub: Subscription, event: Event, body: bytes, attempt: int, now_ms: int, max_bytes: int
+) -> Outgoing:
+    """The body and headers of one attempt: the event's body, or what the subscription's
+    transform makes of it, signed (Standard Webhooks) with this attempt's time. Raises
+    :class:`TransformFailed` when the transform cannot shape this event."""
+    content_type = event.content_type or "application/octet-stream"
     headers = dict(sub.headers)
-    headers.update(
-        signed_headers(
-            sub.signing_secrets(now_ms),
-            ctx.event.id,
-            now_ms // 1000,
-            ctx.body,
-            svix_names=sub.svix_headers,
-        )
-    )
+    if sub.transform is not None:
+        facts = EventFacts(event.headers, body, event_id=event.id, source=event.source,
+                           event_type=event.event_type)  # fmt: skip
+        shaped = transforms.apply(sub.transform, facts, max_bytes=max_bytes)
+        body, content_type = shaped.body, shaped.content_type or content_type
+        templated = {name.lower() for name in shaped.headers}
+        headers = {k: v for k, v in headers.items() if k.lower() not in templated}
+        headers.update(shaped.headers)
+    signing = sub.signing_secrets(now_ms)
+    signed = signed_headers(signing, event.id, now_ms // 1000, body, svix_names=sub.svix_headers)
+    headers.update(signed)
     headers.update(
         {
-            "content-type": ctx.event.content_type or "application/octet-stream",
-            "x-relay-source": ctx.event.source,
+            "content-type": content_type,
+            "x-relay-source": event.source,
             "x-relay-attempt": str(attempt),
         }
     )
-    if ctx.event.event_type:
+    if event.event_type:
         # Event types come from providers' headers and JSON; a header must be ASCII.
-        headers["x-relay-event-type"] = quote(ctx.event.event_type, safe=_VISIBLE_ASCII)
-    return headers
+        headers["x-relay-event-type"] = quote(event.event_type, safe=_VISIBLE_ASCII)
+    return Outgoing(body, headers)
 
 
 class Attempter:
@@ -110,6 +134,8 @@ class Attempter:
         self.client = client
         self.settings = settings
         self.policies = Policies(settings)
+        # Operational events are fanned out by whoever wrote them, at once.
+        self._ops_subscriptions = SubscriptionCache(store)
 
     def _timeout_s(self, mode: DeliveryMode, sub: Subscription) -> float:
         limit = (
@@ -171,11 +197,22 @@ class Attempter:
             result = _not_sent(sub)
             return await self._finish(ctx, attempt, trigger, started_ms, result, give_up=True)
 
+        shape = partial(outgoing, sub, ctx.event, ctx.body, attempt, started_ms,
+                        self.settings.max_body_bytes)  # fmt: skip
+        try:
+            # A transform over a large body is milliseconds to a second of Python: off the
+            # loop, so the attempts in flight beside it keep going.
+            big = sub.transform is not None and len(ctx.body) > _TRANSFORM_INLINE_BYTES
+            request = await asyncio.to_thread(shape) if big else shape()
+        except TransformFailed as exc:
+            # The same event and transform fail the same way on every try: no retry.
+            result = AttemptResult(error="TransformFailed", error_message=str(exc))
+            return await self._finish(ctx, attempt, trigger, started_ms, result, give_up=True)
         result = await outbound.post(
             self.client,
             str(sub.url),
-            ctx.body,
-            delivery_headers(ctx, attempt, started_ms),
+            request.body,
+            request.headers,
             timeout_s=self._timeout_s(ctx.delivery.mode, sub),
             excerpt_bytes=self.settings.response_excerpt_bytes,
         )
@@ -222,6 +259,9 @@ class Attempter:
             response_excerpt=result.response_excerpt,
             outcome=moved.status,
             next_attempt_at=next_at,
+            transform_version=(
+                sub.transform.version if isinstance(sub, Subscription) and sub.transform else None
+            ),
         )
         own_test = ctx.event.source == TEST_SOURCE
         limit_ms = int(self.settings.disable_after_failing_s * 1000)
@@ -237,8 +277,11 @@ class Attempter:
         if policy is not None and not own_test:
             failures = ctx.lane_failures + (clock.action == "count")
             hold_s = backpressure.hold_for(result, failures, policy.max_wait_s)
+        may_report = (
+            moved.status is DeliveryStatus.DEAD or moved.disable_subscription or clock.disable
+        )
         try:
-            disabled = await self.store.deliveries.record(
+            recorded = await self.store.deliveries.record(
                 ctx, record, now_ms=finished_ms,
                 disable_reason="410 Gone from the receiver" if moved.disable_subscription else None,
                 # A failed subscription test is an answer, not a dead letter to replay later.
@@ -246,16 +289,29 @@ class Attempter:
                 failing=clock, failing_limit_ms=limit_ms,
                 failing_reason=failing.describe(limit_ms),
                 hold_until_ms=None if hold_s is None else finished_ms + int(hold_s * 1000),
+                ops=self._ops_context(ctx, finished_ms) if may_report and not give_up else None,
             )  # fmt: skip
         except AlreadyRecorded:
             log.warning("delivery.record_conflict", attempt=attempt)
             return None
+        disabled = recorded.disabled
+        if recorded.ops_events:
+            await publish(self.store, self._ops_subscriptions, recorded.ops_events)
         self._log(ctx, record, result, retry_in, disabled)
         metrics.observe_attempt(
             record.outcome, result.status_code, result.duration_ms, ctx.event.received_at,
             finished_ms, disabled=disabled is not None,
         )  # fmt: skip
         return record
+
+    def _ops_context(self, ctx: DeliveryContext, now: int) -> OpsContext | None:
+        """Room for the two events an attempt may report (its delivery died, it disabled
+        the subscription); none for the relay's own tests and for operational deliveries,
+        whose failures are only logged, so no event can be about another."""
+        if not ops.emits_ops(ctx.event.source):
+            return None
+        types = (ops.DELIVERY_DEAD, ops.SUBSCRIPTION_DISABLED)  # as record_attempt.lua numbers them
+        return OpsContext.make(ops.OPS_SOURCE, types, now, self.settings.retention_ms)
 
     def _log(
         self,

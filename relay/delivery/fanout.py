@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from relay.domain.clock import now_ms
+from relay.domain.filters import EventFacts
 from relay.domain.ids import new_id
 from relay.domain.matching import ANY_SOURCE, wants
 from relay.domain.models import DeliveryMode, Subscription, UnusableSubscription
@@ -54,6 +55,9 @@ class EventRef:
 class Planned:
     event_id: str
     deliveries: list[NewDelivery]
+    # Subscriptions that want the event's source and type but whose filter did not match it:
+    # (id, the condition that failed), kept with the event.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 class SubscriptionCache:
@@ -82,7 +86,7 @@ class SubscriptionCache:
             self._rev = rev
         return self._rev, self._subs
 
-    def skipped(self, source: str) -> list[str]:
+    def unusable_for(self, source: str) -> list[str]:
         """Unusable subscriptions that may have wanted an event of ``source`` (all of them
         when their sources cannot be read)."""
         return [
@@ -90,6 +94,11 @@ class SubscriptionCache:
             for s in self.unusable
             if not s.sources or source in s.sources or ANY_SOURCE in s.sources
         ]
+
+    async def fresh(self) -> list[Subscription]:
+        """Every subscription as of now: read again only when the revision has moved."""
+        rev = await self._store.subscriptions.revision()
+        return (await self.current(refresh=rev != self._rev))[1]
 
 
 def plan(
@@ -105,9 +114,17 @@ def plan(
     ``match``), in its own mode or in ``mode``. With ``inline_lease_ms`` the caller attempts
     best-effort deliveries itself, under a lease that long."""
     deliveries = []
+    skipped: list[tuple[str, str]] = []
+    facts: EventFacts | None = None  # made, and the body parsed, only if a filter asks
     for sub in subscriptions:
         if match and not wants(sub, event.source, event.event_type):
             continue
+        if match and sub.filter is not None:
+            facts = facts or EventFacts(event.headers, event.body)
+            failed = sub.filter.check(facts)
+            if failed is not None:
+                skipped.append((sub.id, failed))
+                continue
         sub_mode = mode or sub.mode
         inline = inline_lease_ms is not None and sub_mode is DeliveryMode.BEST_EFFORT
         deliveries.append(
@@ -123,7 +140,7 @@ def plan(
                 else sub.ordering_key(dict(event.headers), event.body),
             )
         )
-    return Planned(event.id, deliveries)
+    return Planned(event.id, deliveries, skipped)
 
 
 async def fan_out(
@@ -140,7 +157,7 @@ async def fan_out(
         rev, subs = await cache.current(refresh=refresh)
         now = now_ms()
         planned = [plan(e, subs, now, inline_lease_ms=inline_lease_ms) for e in events]
-        batch = [NewDeliveries(p.event_id, p.deliveries) for p in planned]
+        batch = [NewDeliveries(p.event_id, p.deliveries, p.skipped) for p in planned]
         try:
             added = await store.deliveries.add(batch, now, fan_out=True, subs_rev=rev)
         except StaleSubscriptions:
@@ -150,10 +167,11 @@ async def fan_out(
         for p, event in zip(done, events, strict=True):
             if p is None:
                 continue
-            skipped = cache.skipped(event.source)
+            unusable = cache.unusable_for(event.source)
             log.info("fanout.completed", event_id=p.event_id, source=event.source,
                      event_type=event.event_type, deliveries=len(p.deliveries),
-                     **({"skipped": skipped} if skipped else {}))  # fmt: skip
+                     skipped=len(p.skipped),
+                     **({"unusable": unusable} if unusable else {}))  # fmt: skip
         return done
     raise RuntimeError("subscriptions keep changing under fan-out")
 
@@ -191,7 +209,7 @@ async def replay(
     # Named subscriptions get the event whatever their filters say.
     planned = plan(event, subs, now, mode=DeliveryMode.RELIABLE, match=subscription_ids is None)
     [added] = await store.deliveries.add(
-        [NewDeliveries(event_id, planned.deliveries)], now, fan_out=False
+        [NewDeliveries(event_id, planned.deliveries, planned.skipped)], now, fan_out=False
     )
     if added < 0:
         raise NotFannedOut(event_id)

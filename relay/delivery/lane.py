@@ -43,6 +43,9 @@ class LaneRunner:
         """Drain the lane until nothing is due or the budget is spent; returns the number of
         attempts made."""
         loop = asyncio.get_running_loop()
+        # ARQ keeps a running job's in-progress mark this long (its job timeout + 10 s).
+        in_progress_ms = int((self._settings.job_timeout_s + 10) * 1000)
+        await self._store.lanes.started(sub_id, job_id, now_ms() + in_progress_ms)
         deadline = loop.time() + self._settings.lane_budget_s
         default_cap = self._settings.max_concurrency_per_subscription
         cap = default_cap

@@ -23,6 +23,7 @@ from relay.delivery.attempt import Attempter
 from relay.delivery.fanout import UnknownSubscription
 from relay.domain.addresses import ip_literal
 from relay.domain.clock import now_ms
+from relay.domain.filters import Filter
 from relay.domain.ids import new_id
 from relay.domain.input_rules import STORED
 from relay.domain.matching import ANY_SOURCE
@@ -39,6 +40,7 @@ from relay.domain.models import (
     Trigger,
     UnusableSubscription,
 )
+from relay.domain.ops import OPS_SOURCE
 from relay.domain.ordering import HEADER_PREFIX
 from relay.domain.signing import generate_secret
 from relay.storage import NewDeliveries, NewDelivery, Store, UnusableRecord
@@ -104,6 +106,15 @@ class Subscriptions:
                 "RELAY_STORED_HEADERS"
             )
 
+    def _check_filter(self, spec: Filter | None) -> None:
+        """A filter can only test headers the relay keeps with each event."""
+        missing = sorted(set(spec.headers) - set(self._settings.stored_headers)) if spec else []
+        if missing:
+            raise InvalidSubscription(
+                f"filter: header {missing[0]!r} is not stored with events; add it to "
+                "RELAY_STORED_HEADERS"
+            )
+
     async def _check_reachable(self, url: HttpUrl) -> list[str]:
         """Refuse, up front, a URL whose host is, or only resolves to, addresses the relay
         may not call (``localhost`` as much as ``127.0.0.1``). Every connection is checked
@@ -129,7 +140,7 @@ class Subscriptions:
 
     async def _check_sources(self, sources: list[str] | None) -> None:
         """Source names must exist: a typo would otherwise never match anything."""
-        named = [s for s in sources or [] if s != ANY_SOURCE]
+        named = [s for s in sources or [] if s not in (ANY_SOURCE, OPS_SOURCE)]
         missing = await self._store.sources.missing(named)
         if missing:
             raise InvalidSubscription(
@@ -156,6 +167,7 @@ class Subscriptions:
         warnings = await self._check_reachable(spec.url)
         await self._check_sources(spec.sources)
         self._check_ordering(spec.ordering)
+        self._check_filter(spec.filter)
         now = now_ms()
         sub = Subscription(
             id=new_id("sub", now), secret=generate_secret(), created_at=now, updated_at=now,
@@ -190,6 +202,7 @@ class Subscriptions:
         warnings = [] if patch.url is None else await self._check_reachable(patch.url)
         await self._check_sources(patch.sources)
         self._check_ordering(patch.ordering)
+        self._check_filter(patch.filter)
         changes = patch.changes()
         if changes.get("enabled") is True:
             changes["disabled_reason"] = None

@@ -21,6 +21,8 @@ from types import TracebackType
 import httpx
 
 START_TIMEOUT_S = 30.0
+# The directory holding the ``relay``, ``config`` and ``workers`` packages imported here.
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 def relay_command(sub: str) -> list[str]:
@@ -36,6 +38,9 @@ def relay_env(redis_url: str, token: str, port: int, log_level: str) -> dict[str
     runs and how it is reached are set here.
     """
     env = dict(os.environ)
+    # The code under test, not whatever checkout the `relay` script was installed from (an
+    # editable install in a shared virtualenv points at one worktree only).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
     env.update(
         RELAY_REDIS_URL=redis_url,
         RELAY_ADMIN_TOKEN=token,

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -29,9 +30,22 @@ class Received:
 @dataclass
 class Reply:
     status: int = 200
-    body: bytes = b"ok"
+    # None: "ok" for a success, else the status's reason ("Service Unavailable"), so that
+    # a 503 does not read "ok" in the attempt log.
+    body: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+
+    @property
+    def content(self) -> bytes:
+        if self.body is not None:
+            return self.body
+        if self.status < 400:
+            return b"ok"
+        try:
+            return HTTPStatus(self.status).phrase.encode()
+        except ValueError:  # a status with no registered reason, e.g. 599
+            return b"error"
 
 
 class Receiver:
@@ -72,9 +86,10 @@ class Receiver:
                     self.send_response(reply.status)
                     for name, value in reply.headers.items():
                         self.send_header(name, value)
-                    self.send_header("content-length", str(len(reply.body)))
+                    content = reply.content
+                    self.send_header("content-length", str(len(content)))
                     self.end_headers()
-                    self.wfile.write(reply.body)
+                    self.wfile.write(content)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 

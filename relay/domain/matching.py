@@ -10,6 +10,8 @@ from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 from typing import Protocol
 
+from relay.domain.ops import is_internal
+
 ANY_SOURCE = "*"
 
 
@@ -31,7 +33,9 @@ def wants(subscription: Matchable, source: str, event_type: str | None) -> bool:
     """True when an enabled subscription listens to ``source`` and to this event type."""
     if not subscription.enabled:
         return False
-    if source not in subscription.sources and ANY_SOURCE not in subscription.sources:
+    if source not in subscription.sources and (
+        ANY_SOURCE not in subscription.sources or is_internal(source)
+    ):
         return False
     return event_type_matches(subscription.event_types, event_type)
 

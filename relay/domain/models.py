@@ -21,10 +21,12 @@ from pydantic import (
 )
 
 from relay.domain import ordering
+from relay.domain.filters import FilterField
 from relay.domain.headers import HeaderName
 from relay.domain.input_rules import NUMBER, STORED, input_range, on_input
 from relay.domain.matching import check_glob
 from relay.domain.redaction import REDACTED, looks_secret, mask_url
+from relay.domain.transforms import Transform, TransformField
 from relay.domain.verification import NoneScheme, VerificationConfig
 
 SOURCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -176,6 +178,16 @@ ExtraHeaders = Annotated[
         "answers show them as [REDACTED] unless the header is listed in public_headers."
     ),
 ]
+
+
+def _transform_headers_allowed(transform: Transform) -> Transform:
+    clash = sorted(name for name, _ in transform.headers if name.lower() in RESERVED_HEADERS)
+    if clash:
+        raise ValueError(f"headers set by the relay cannot be templated: {', '.join(clash)}")
+    return transform
+
+
+Shaping = Annotated[TransformField, AfterValidator(_transform_headers_allowed)]
 Patterns = Annotated[
     list[Annotated[str, StringConstraints(min_length=1, max_length=256), on_input(check_glob)]],
     Field(
@@ -228,7 +240,8 @@ SubscriberUrl = Annotated[
     ),
 ]
 Sources = Annotated[
-    list[SourceName | Annotated[str, StringConstraints(pattern=r"^\*$")]],
+    # "*", or the relay's operational events, which "*" does not include (relay.domain.ops).
+    list[SourceName | Annotated[str, StringConstraints(pattern=r"^(\*|_relay\.ops)$")]],
     Field(min_length=1, max_length=64),
 ]
 
@@ -298,6 +311,12 @@ class SubscriptionFields(BaseModel):
         default_factory=Ordering,
         description="Order of delivery: none (default) or FIFO per key.",
     )
+    filter: FilterField | None = Field(
+        default=None, description="Deliver only events whose body and headers match."
+    )
+    transform: Shaping | None = Field(
+        default=None, description="Reshape the JSON body and template headers (JMESPath)."
+    )
 
 
 class SubscriptionIn(SubscriptionFields):
@@ -345,6 +364,8 @@ class SubscriptionPatch(BaseModel):
     max_concurrency: MaxConcurrency | None = None
     rate_limit: RateLimit | None = None
     ordering: Ordering | None = None
+    filter: FilterField | None = None
+    transform: Shaping | None = None
 
     def changes(self) -> dict[str, Any]:
         """The fields to set: those sent, without a null for a field that cannot be null."""
@@ -523,6 +544,9 @@ class Attempt(BaseModel):
     response_excerpt: str
     outcome: DeliveryStatus
     next_attempt_at: int | None
+    transform_version: str | None = Field(
+        default=None, description="The subscription's transform that shaped what was sent."
+    )
 
 
 class Delivery(BaseModel):
@@ -563,8 +587,18 @@ class DeliveryDetail(Delivery):
     attempt_log: list[Attempt]
 
 
+class Skipped(BaseModel):
+    subscription_id: str
+    failed: str = Field(description="The condition of the subscription's filter that failed.")
+
+
 class EventDetail(Event):
     deliveries: list[Delivery]
+    skipped: list[Skipped] = Field(
+        default_factory=list,
+        description="Subscriptions that want this source and type but whose filter did not "
+        "match the event (no delivery was made for them).",
+    )
 
 
 class IngestAccepted(BaseModel):

@@ -122,10 +122,30 @@ def observe_attempt(
         SUBSCRIPTIONS_DISABLED.inc()
 
 
+def _registry() -> CollectorRegistry:
+    """This process's metrics; with PROMETHEUS_MULTIPROC_DIR set, summed over all processes."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
 def render() -> tuple[bytes, str]:
-    """The exposition text; with PROMETHEUS_MULTIPROC_DIR set, summed over all processes."""
-    registry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    """The exposition text."""
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST
+
+
+def ingest_counts() -> dict[tuple[str, str, str], int]:
+    """Webhooks received since the API started, by (source, outcome, reason): rejected
+    webhooks are never stored, so these counters are the only record of them."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for metric in _registry().collect():
+        if metric.name != "relay_ingest":
+            continue
+        for sample in metric.samples:
+            if sample.name == "relay_ingest_total" and sample.value:
+                labels = sample.labels
+                key = (labels["source"], labels["outcome"], labels["reason"])
+                counts[key] = counts.get(key, 0) + int(sample.value)
+    return counts

@@ -11,6 +11,7 @@ from relay.storage.deliveries import (
     NewDeliveries,
     NewDelivery,
     NotFannedOut,
+    Recorded,
     Reopened,
     RetryWindow,
     StaleSubscriptions,
@@ -19,6 +20,8 @@ from relay.storage.events import IngestResult, NewEvent
 from relay.storage.housekeeping import HEARTBEAT_S, HEARTBEAT_STALE_MS
 from relay.storage.keys import JobQueue
 from relay.storage.lanes import Claim, LaneDepth
+from relay.storage.ops import OpsContext, Thresholds
+from relay.storage.stats import MinuteStats
 from relay.storage.store import Store
 from relay.storage.subscriptions import UnusableRecord
 
@@ -31,15 +34,19 @@ __all__ = [
     "IngestResult",
     "JobQueue",
     "LaneDepth",
+    "MinuteStats",
     "NewDeliveries",
     "NewDelivery",
     "NewEvent",
     "NotFannedOut",
+    "OpsContext",
     "Page",
+    "Recorded",
     "Reopened",
     "RetryWindow",
     "StaleSubscriptions",
     "Store",
+    "Thresholds",
     "TimeRange",
     "UnusableRecord",
 ]

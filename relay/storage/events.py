@@ -9,6 +9,7 @@ from typing import Literal
 import orjson
 from redis.asyncio import Redis
 
+from relay.domain.matching import ANY_SOURCE
 from relay.domain.models import Event
 from relay.storage.codec import LexIndex, Page, TimeRange, dumps, r
 from relay.storage.keys import Keys
@@ -21,6 +22,9 @@ IngestStatus = Literal["accepted", "duplicate", "stale"]
 class IngestResult:
     status: IngestStatus
     event_id: str
+    # False when no subscription could want the event: it was fanned out (to nobody) as it
+    # was stored.
+    needs_fan_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +81,7 @@ class EventStore:
         """Store an event in one round trip; a repeat of an idempotency key stores nothing."""
         meta = _meta(event.source, event.event_type, event.received_ms, event.content_type,
                      event.headers, event.idempotency_key, len(event.body))  # fmt: skip
-        status, value = await self._scripts.run(
+        status, value, *fan_out = await self._scripts.run(
             Ingest(
                 source_key=Keys.source(event.source),
                 idempotency_key=Keys.idempotency(event.source, event.idempotency_key or ""),
@@ -87,6 +91,8 @@ class EventStore:
                 source_events_key=Keys.source_events(event.source),
                 unfanned_key=Keys.unfanned,
                 indexes_key=Keys.indexes,
+                source_subs_key=Keys.subs_for(event.source),
+                every_source_subs_key=Keys.subs_for(ANY_SOURCE),
                 source_rev=event.source_rev,
                 use_idempotency=bool(event.idempotency_key),
                 idempotency_ttl_s=idempotency_ttl_s,
@@ -97,7 +103,7 @@ class EventStore:
                 body=event.body,
             )
         )
-        return IngestResult(status=status.decode(), event_id=value.decode())
+        return IngestResult(status.decode(), value.decode(), fan_out == [b"1"])
 
     async def store_own(
         self, *, event_id: str, source: str, event_type: str, body: bytes, now_ms: int
@@ -140,6 +146,11 @@ class EventStore:
     async def delivery_ids(self, event_id: str) -> list[str]:
         ids = await r(self._redis.lrange(Keys.event_deliveries(event_id), 0, -1))
         return [i.decode() for i in ids]
+
+    async def skipped(self, event_id: str) -> dict[str, str]:
+        """Subscriptions whose filter skipped the event, and the condition that failed."""
+        raw = await r(self._redis.hgetall(Keys.event_skipped(event_id)))
+        return {k.decode(): v.decode() for k, v in sorted(raw.items())}
 
     async def unfanned_before(self, cutoff_ms: int, limit: int) -> list[str]:
         """Events accepted by ``cutoff_ms`` whose fan-out has not happened."""

@@ -53,6 +53,11 @@ class Housekeeping:
         live: int = await r(self._redis.zcount(Keys.workers, now_ms - stale_after_ms, "+inf"))
         return live
 
+    async def heartbeats(self) -> list[tuple[str, int]]:
+        """Every worker seen lately and its last heartbeat (ms), most recent first."""
+        rows = await r(self._redis.zrevrange(Keys.workers, 0, -1, withscores=True))
+        return [(worker.decode(), int(ms)) for worker, ms in rows]
+
     async def queue_depth(self, now_ms: int) -> QueueDepth:
         """Deliveries due now (in flight included), scheduled for later, and dead, summed
         over the lanes that have work, and each of those lanes."""

@@ -15,6 +15,8 @@ Key layout (prefix ``relay:``)::
     evt:{id}              str   event metadata (JSON; never changes)                  [TTL]
     evt:{id}:body         str   the raw body, stored once                             [TTL]
     evt:{id}:dlv          list  delivery ids of the event                             [TTL]
+    evt:{id}:skipped      hash  subscription id -> the filter condition that skipped it
+                                (written by fanout.lua)                               [TTL]
     events                zset  every event id (lexical: ids sort by time)
     events:src:{source}   zset  event ids of one source (lexical)
     events:unfanned       zset  events accepted but not yet fanned out, by receipt ms
@@ -34,6 +36,13 @@ Key layout (prefix ``relay:``)::
     lanes                 set   subscription ids whose lane has work
     subs:rev              str   bumped by every subscription change (fan-out's cache)
     workers               zset  worker ids by their last heartbeat (ms)
+    stats:{minute}        hash  attempt outcomes recorded in that minute (minute = ms //
+                                60000): succeeded, failed, dead; for the dashboard  [TTL]
+    ui:session:{digest}   str   a dashboard session: its CSRF token, by the SHA-256 of
+                                the cookie (the cookie itself is never stored)      [TTL]
+    ops:alerts            hash  "{sub id}:backlog" / "{sub id}:dead_letters" -> the count
+                                that crossed its threshold, until it recovers
+                                (ops_thresholds.lua)
     indexes               set   names of the per-source and per-subscription indexes
 
 ARQ's own keys (``arq:job:{id}``, the queue) are written only through ARQ, except that
@@ -71,6 +80,8 @@ paused                    "1"/"0"                                 pause.lua
 ========================  ======================================  ==========================
 job, seq                  the armed ARQ job id (absent: idle);    lib/lanes.lua (arm_lane),
                           the counter job ids are made from       yield_lane, arm_lanes
+running                   the job that started last (its queue    start_lane
+                          entry was moved past its lease)
 hold_until                ms before which the lane hands out      record_attempt (429/503
                           nothing (backpressure)                  Retry-After, failing run)
 fails                     failures in a row that reached the      record_attempt
@@ -147,6 +158,7 @@ class Keys:
     lanes = PREFIX + "lanes"
     subs_rev = PREFIX + "subs:rev"
     workers = PREFIX + "workers"
+    ops_alerts = PREFIX + "ops:alerts"
     # Every per-source and per-subscription index ever written to, so trimming reaches the
     # indexes of deleted sources and subscriptions too.
     indexes = PREFIX + "indexes"
@@ -181,6 +193,14 @@ class Keys:
         return f"{PREFIX}lane:{sub_id}" + (f":{part}" if part else "")
 
     @staticmethod
+    def minute_stats(minute: int) -> str:
+        return f"{PREFIX}stats:{minute}"
+
+    @staticmethod
+    def ui_session(digest: str) -> str:
+        return f"{PREFIX}ui:session:{digest}"
+
+    @staticmethod
     def source(name: str) -> str:
         return f"{PREFIX}source:{name}"
 
@@ -207,6 +227,10 @@ class Keys:
     @staticmethod
     def event_deliveries(event_id: str) -> str:
         return f"{PREFIX}evt:{event_id}:dlv"
+
+    @staticmethod
+    def event_skipped(event_id: str) -> str:
+        return f"{PREFIX}evt:{event_id}:skipped"
 
     @staticmethod
     def idempotency(source: str, key: str) -> str:

@@ -19,7 +19,14 @@ from relay.storage import subscriptions
 from relay.storage.codec import integer, r
 from relay.storage.deliveries import FIELDS, DeliveryContext, context_from
 from relay.storage.keys import PREFIX, JobQueue, Keys
-from relay.storage.scripts import ArmLanes, ClaimLane, MigrateLanes, Scripts, YieldLane
+from relay.storage.scripts import (
+    ArmLanes,
+    ClaimLane,
+    MigrateLanes,
+    Scripts,
+    StartLane,
+    YieldLane,
+)
 
 ClaimStatus = Literal["ok", "empty", "paused", "hold", "rate", "full"]
 YieldStatus = Literal["more", "rearmed", "idle", "not_owner"]
@@ -83,6 +90,20 @@ class LaneStore:
             if ctx is not None:
                 contexts.append(replace(ctx, lane_failures=int(fails)))
         return Claim(status.decode(), integer(next_due), sub, contexts)
+
+    async def started(self, sub_id: str, job_id: str, lease_until_ms: int) -> bool:
+        """A lane job is running: its queue entry leaves the head of the queue until
+        ``lease_until_ms``, when ARQ would retry it had its worker died. False when another
+        job owns the lane now."""
+        started = await self._scripts.run(
+            StartLane(
+                state_key=Keys.lane(sub_id, "state"),
+                queue_key=self._queue.queue_key,
+                job_id=job_id,
+                until_ms=lease_until_ms,
+            )
+        )
+        return bool(started)
 
     async def yield_(
         self, sub_id: str, job_id: str, now_ms: int, *, exhausted: bool

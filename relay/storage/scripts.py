@@ -163,7 +163,8 @@ class Scripts:
 class Ingest(ScriptCall):
     SCRIPT = "ingest"
     KEYS = ("source_key", "idempotency_key", "event_key", "body_key", "events_key",
-            "source_events_key", "unfanned_key", "indexes_key")  # fmt: skip
+            "source_events_key", "unfanned_key", "indexes_key", "source_subs_key",
+            "every_source_subs_key")  # fmt: skip
     ARGV = ("source_rev", "use_idempotency", "idempotency_ttl_s", "event_id", "received_ms",
             "expire_at_ms", "meta", "body")  # fmt: skip
 
@@ -175,6 +176,8 @@ class Ingest(ScriptCall):
     source_events_key: str
     unfanned_key: str
     indexes_key: str
+    source_subs_key: str
+    every_source_subs_key: str
     source_rev: str
     use_idempotency: bool
     idempotency_ttl_s: int
@@ -202,6 +205,7 @@ class FanoutRow:
 class FanoutEvent:
     event_id: str
     rows: Sequence[FanoutRow]
+    skipped: Sequence[tuple[str, str]] = ()  # (subscription id, the condition that failed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,10 +230,12 @@ class Fanout(ScriptCall):
     def more_argv(self) -> list[str | int | bytes]:
         argv: list[str | int | bytes] = []
         for event in self.events:
-            argv += ["E", event.event_id, len(event.rows)]
+            argv += ["E", event.event_id, len(event.rows), len(event.skipped)]
             for r in event.rows:
                 argv += [r.delivery_id, r.sub_id, r.mode, _encode(r.inline), r.due_ms,
                          _encode(r.ordered), r.okey]  # fmt: skip
+            for sub_id, why in event.skipped:
+                argv += [sub_id, why]
         return argv
 
 
@@ -275,6 +281,38 @@ class YieldLane(ScriptCall):
 
 
 @dataclass(frozen=True, slots=True)
+class StartLane(ScriptCall):
+    SCRIPT = "start_lane"
+    KEYS = ("state_key", "queue_key")
+    ARGV = ("job_id", "until_ms")
+
+    state_key: str
+    queue_key: str
+    job_id: str
+    until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpsThresholds(ScriptCall):
+    SCRIPT = "ops_thresholds"
+    KEYS = ("lane_key", "flight_key", "sub_dead_key", "alerts_key", "sub_key")
+    ARGV = ("prefix", "sub_id", "ops", "backlog_high", "backlog_low", "dead_high", "dead_low")
+
+    lane_key: str
+    flight_key: str
+    sub_dead_key: str
+    alerts_key: str
+    sub_key: str
+    prefix: str
+    sub_id: str
+    ops: bytes
+    backlog_high: int
+    backlog_low: int
+    dead_high: int
+    dead_low: int
+
+
+@dataclass(frozen=True, slots=True)
 class ArmLanes(ScriptCall):
     SCRIPT = "arm_lanes"
     KEYS = ("queue_key",)
@@ -295,11 +333,12 @@ class ArmLanes(ScriptCall):
 class RecordAttempt(ScriptCall):
     SCRIPT = "record_attempt"
     KEYS = ("delivery_key", "attempts_key", "lane_key", "flight_key", "state_key", "dead_key",
-            "sub_key", "sub_dead_key", "indexes_key", "failing_key", "subs_rev_key")  # fmt: skip
+            "sub_key", "sub_dead_key", "indexes_key", "failing_key", "subs_rev_key",
+            "stats_key")  # fmt: skip
     ARGV = ("prefix", "sub_id", "delivery_id", "number", "attempt_json", "status", "now_ms",
             "next_attempt_at", "status_code", "error", "dead_letter", "disable_reason",
             "failing", "failing_seen", "failing_since", "failing_ttl_ms", "failing_disable",
-            "hold_until")  # fmt: skip
+            "hold_until", "stats_ttl_ms", "ops")  # fmt: skip
 
     delivery_key: str
     attempts_key: str
@@ -312,6 +351,7 @@ class RecordAttempt(ScriptCall):
     indexes_key: str
     failing_key: str
     subs_rev_key: str
+    stats_key: str
     prefix: str
     sub_id: str
     delivery_id: str
@@ -330,6 +370,8 @@ class RecordAttempt(ScriptCall):
     failing_ttl_ms: int
     failing_disable: str | None
     hold_until: int | None
+    stats_ttl_ms: int
+    ops: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,5 +481,6 @@ class MigrateLanes(ScriptCall):
 
 CALLS: tuple[type[ScriptCall], ...] = (
     Ingest, Fanout, ClaimLane, RecordAttempt, YieldLane, ArmLanes, Reopen, Pause,
-    SaveSubscription, DeleteSubscription, ForgetEmptyIndexes, MigrateLanes,
+    SaveSubscription, DeleteSubscription, ForgetEmptyIndexes, MigrateLanes, StartLane,
+    OpsThresholds,
 )  # fmt: skip

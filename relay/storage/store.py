@@ -18,8 +18,11 @@ from relay.storage.events import EventStore
 from relay.storage.housekeeping import Housekeeping
 from relay.storage.keys import JobQueue
 from relay.storage.lanes import LaneStore
+from relay.storage.ops import OpsStore
 from relay.storage.scripts import Scripts
+from relay.storage.sessions import SessionStore
 from relay.storage.sources import SourceStore
+from relay.storage.stats import StatsStore
 from relay.storage.subscriptions import SubscriptionStore
 
 DEFAULT_RETENTION_MS = 7 * 86_400_000
@@ -41,3 +44,6 @@ class Store:
         self.deliveries = DeliveryStore(redis, scripts, retention_ms, queue)
         self.lanes = LaneStore(redis, scripts, queue)
         self.housekeeping = Housekeeping(redis, scripts, retention_ms, self.lanes)
+        self.stats = StatsStore(redis)
+        self.sessions = SessionStore(redis)
+        self.ops = OpsStore(redis, scripts, retention_ms)

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from relay.api.app import create_app
 from relay.devtools.embedded_redis import EmbeddedRedis, free_port
@@ -338,7 +339,7 @@ async def test_listings_need_the_token(api: httpx.AsyncClient, path: str) -> Non
 
 
 async def test_deleting_a_paused_subscription_turns_its_waiting_deliveries_into_dead_letters(
-    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
+    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver, redis: aioredis.Redis
 ) -> None:
     await create_source(api)
     sub = await create_subscription(api, receiver.url)
@@ -352,6 +353,22 @@ async def test_deleting_a_paused_subscription_turns_its_waiting_deliveries_into_
     assert delivery["last_error"] == "SubscriptionDeleted"
     assert receiver.requests == []
     assert (await get(api, "/api/dead-letters"))["total"] == 1
+    # Nothing of its lane is left behind once its deliveries are closed.
+    assert await redis.keys(f"relay:lane:{sub['id']}*") == []
+    assert not await redis.sismember("relay:lanes", sub["id"])
+
+
+async def test_deleting_an_idle_subscription_leaves_no_lane_state(
+    api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver, redis: aioredis.Redis
+) -> None:
+    await create_source(api)
+    sub = await create_subscription(api, receiver.url)
+    await ingest(api)
+    await run_worker()
+    receiver.wait_for(1)
+    assert await redis.exists(f"relay:lane:{sub['id']}:state")  # its job counter
+    assert (await api.delete(f"/api/subscriptions/{sub['id']}", headers=AUTH)).status_code == 204
+    assert await redis.keys(f"relay:lane:{sub['id']}*") == []
 
 
 async def test_a_test_event_goes_out_while_paused(
@@ -371,6 +388,7 @@ async def test_replay_before_fan_out_is_refused(
     from relay.delivery.ingest import Ingestor
 
     await create_source(api)
+    await create_subscription(api, "http://x.test/")  # so the event waits for its fan-out
     outcome = await Ingestor(store, settings).ingest("github", {}, b"{}", "application/json")
     event_id = outcome.result.event_id  # type: ignore[union-attr]
     r = await api.post(f"/api/events/{event_id}/replay", json={}, headers=AUTH)

@@ -21,7 +21,7 @@ import svix.webhooks
 from structlog.testing import capture_logs
 
 from relay.devtools.receiver import Receiver
-from tests.conftest import AUTH, WorkerRun, create_subscription, event_count, running_app
+from tests.conftest import AUTH, WorkerRun, create_subscription, event_count, ms_of, running_app
 
 GH_SECRET = "It's a Secret to Everybody"
 STRIPE_SECRET = "whsec_test_stripe_secret_value"
@@ -268,7 +268,8 @@ async def test_rotation_signs_with_both_secrets_during_the_overlap(
         new = r.json()["secret"]
         assert new.startswith("whsec_")
         assert new != old
-        assert r.json()["previous_secret_expires_at"] > time.time() * 1000 + 23 * 3600 * 1000
+        expires = ms_of(r.json()["previous_secret_expires_at"])
+        assert expires > time.time() * 1000 + 23 * 3600 * 1000
         shown = (await api.get(f"/api/subscriptions/{sub['id']}", headers=AUTH)).text
         assert new not in shown
         assert old not in shown

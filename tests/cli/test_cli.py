@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib.metadata
 import json
 import sys
 import threading
@@ -22,7 +23,6 @@ from typer.testing import CliRunner, Result
 from config.settings import Settings
 from relay import cli
 from relay.api.app import create_app
-from relay.cli.admin import admin_app
 from relay.devtools.receiver import Receiver, Reply
 from tests.conftest import ADMIN_TOKEN, AUTH, WorkerRun
 
@@ -78,20 +78,19 @@ def relay_url(settings: Settings) -> Iterator[str]:
 
 @pytest.fixture
 def app() -> typer.Typer:
-    """`relay` as shipped: the existing commands plus these, merged the way cli.py does."""
-    merged = typer.Typer()
-    merged.add_typer(cli.app)
-    merged.add_typer(admin_app)
-    return merged
+    """`relay` as shipped (its admin commands included)."""
+    return cli.app
 
 
 @pytest.fixture
-def relay(app: typer.Typer, relay_url: str) -> Cli:
-    """``relay("events", "list")``: runs the command with RELAY_URL and RELAY_ADMIN_TOKEN."""
+def relay(app: typer.Typer, relay_url: str, tmp_path: Path) -> Cli:
+    """``relay("events", "list")``: runs the command with RELAY_URL and RELAY_ADMIN_TOKEN
+    (and a RELAY_DATA_DIR of its own: a `relay dev` token of the developer's is not read)."""
     runner = CliRunner()
 
     def run(*args: str, env: dict[str, str | None] | None = None, **kwargs: Any) -> Result:
         base: dict[str, str | None] = {"RELAY_URL": relay_url, "RELAY_ADMIN_TOKEN": ADMIN_TOKEN}
+        base["RELAY_DATA_DIR"] = str(tmp_path / "no-relay-dev")
         return runner.invoke(app, list(args), env={**base, **(env or {})}, **kwargs)
 
     return run
@@ -272,14 +271,29 @@ def test_subscription_rotate_pause_resume_delete(relay: Cli, receiver: Receiver)
 
 def test_subscription_test_reports_what_the_receiver_said(relay: Cli, receiver: Receiver) -> None:
     sub_id = setup_github(relay, receiver)
-    receiver.script(Reply(status=503))
+    receiver.script(Reply(status=503), Reply(status=400))
 
-    failing = ok(relay("subscriptions", "test", sub_id))
-    assert "(503)" in failing
+    failing = relay("subscriptions", "test", sub_id)
+    assert failing.exit_code == 1
+    assert "(503)" in failing.stdout
+    rejected = relay("subscriptions", "test", sub_id, "--json")
+    assert rejected.exit_code == 1
+    assert json.loads(rejected.stdout)["status_code"] == 400
     result = as_json(relay("subscriptions", "test", sub_id, "--json"))
     assert (result["status"], result["status_code"]) == ("succeeded", 200)
-    got = receiver.wait_for(2)
-    assert got[1].headers["x-relay-event-type"] == "relay.test"
+    got = receiver.wait_for(3)
+    assert got[2].headers["x-relay-event-type"] == "relay.test"
+
+    # Nothing listens on port 9 of loopback: no answer at all is a failure too.
+    ok(relay("subscriptions", "create", "--url", "http://127.0.0.1:9/", "--source", "github"))
+    [dead_end] = [
+        s
+        for s in as_json(relay("subscriptions", "list", "--json"))["data"]
+        if s["url"] == "http://127.0.0.1:9/"
+    ]
+    unreachable = relay("subscriptions", "test", dead_end["id"])
+    assert unreachable.exit_code == 1
+    assert "ConnectError" in unreachable.stdout
 
 
 # --- events and deliveries ----------------------------------------------------------------
@@ -307,6 +321,16 @@ def test_events_list_filters_and_pages(relay: Cli, http: httpx.Client, receiver:
     )
     assert [e["id"] for e in every["data"]] == [second, first]
     assert every["next_cursor"] is None
+    # Times print as the API writes them, and go back into --since as they are.
+    received = every["data"][0]["received_at"]
+    assert received in ok(relay("events", "list", "--source", "github"))
+    since = as_json(relay("events", "list", "--source", "github", "--since", received, "--json"))
+    assert second in [e["id"] for e in since["data"]]
+
+    # At 80 columns every id stays whole on its row's one line.
+    narrow = ok(relay("events", "list", "--source", "github", env={"COLUMNS": "80"}))
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    assert [first in line or second in line for line in narrow.splitlines()].count(True) == 2
 
     typed = as_json(relay("events", "list", "--event-type", "issues", "--json"))
     assert [e["id"] for e in typed["data"]] == [second]
@@ -393,6 +417,7 @@ async def test_dead_letters_story(
     # The receiver is fixed (it answers 200 from now on).
     out = relay("replay", "dead-letters", "--subscription", sub_id, "--batch", "1")
     assert ok(out).strip().endswith("Requeued 2 dead delivery(ies).")
+    assert "2/2" in out.stderr, out.stderr  # the progress bar counts
     await run_worker()
 
     got = receiver.wait_for(10)
@@ -404,6 +429,9 @@ async def test_dead_letters_story(
     assert "succeeded" in ok(relay("deliveries", "show", dead[0]))
     nothing = as_json(relay("replay", "dead-letters", "--json"))
     assert nothing == {"requeued": 0, "remaining": 0}
+    idle = relay("replay", "dead-letters")
+    assert ok(idle).strip() == "Requeued 0 dead delivery(ies)."
+    assert idle.stderr == ""  # no empty progress bar
 
 
 # --- failures --------------------------------------------------------------------------------
@@ -614,3 +642,43 @@ def test_serve_leaves_the_access_line_to_ingest_accepted_unless_asked(
     result = CliRunner().invoke(app, ["serve"], env=env)
     assert result.exit_code == 0, result.output
     assert passed["access_log"] is configured["access_log"] is expected
+
+
+# --- relay dev's token -----------------------------------------------------------------------
+
+
+def test_a_relay_on_this_machine_is_asked_with_relay_devs_token(
+    relay: Cli, relay_url: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    no_token = {"RELAY_ADMIN_TOKEN": None, "RELAY_DATA_DIR": str(data)}
+    missing = failed(relay("sources", "list", env=no_token), 2)
+    assert "RELAY_ADMIN_TOKEN" in missing
+    assert str(data / "admin-token") in missing
+
+    data.mkdir()
+    (data / "admin-token").write_text(ADMIN_TOKEN + "\n")
+    ok(relay("sources", "put", "github", env=no_token))
+    assert "github" in ok(relay("sources", "list", env=no_token))
+    # Spelled another way, still this machine.
+    localhost = relay_url.replace("127.0.0.1", "localhost")
+    assert "github" in ok(relay("sources", "list", "--url", localhost, env=no_token))
+
+    # Another relay's token file: the refusal says where the token came from.
+    (data / "admin-token").write_text("rly_stale\n")
+    refused = failed(relay("sources", "list", env=no_token))
+    assert refused.startswith("error: 401 ")
+    assert str(data / "admin-token") in refused
+    assert "rly_stale" not in refused
+    # A given token wins over the file.
+    assert "github" in ok(relay("sources", "list", env={"RELAY_DATA_DIR": str(data)}))
+
+    # Never sent to a relay elsewhere: refused before any request is made.
+    remote = relay("sources", "list", "--url", "http://relay.example.com:8000", env=no_token)
+    assert "no admin token" in failed(remote, 2)
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(cli.app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"relay {importlib.metadata.version('webhook-relay')}"

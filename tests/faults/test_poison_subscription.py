@@ -74,7 +74,7 @@ async def test_a_poison_subscription_costs_only_its_own_deliveries(
     assert reported["log_level"] == "error"
     completed = [e for e in logs if e["event"] == "fanout.completed"]
     assert len(completed) == 5
-    assert all(e["skipped"] == [POISON_ID] for e in completed)
+    assert all(e["unusable"] == [POISON_ID] for e in completed)
 
     listed = (await get(api, "/api/subscriptions"))["data"]
     assert sorted(s["id"] for s in listed) == sorted([healthy["id"], POISON_ID])

@@ -85,8 +85,9 @@ async def record(
     failing: FailingUpdate = NO_CHANGE,
     hold_until_ms: int | None = None,
 ) -> str | None:
-    return await store.deliveries.record(
+    recorded = await store.deliveries.record(
         ctx, attempt(ctx, outcome, next_at), now_ms=now_ms(), disable_reason=None,
         dead_letter=True, failing=failing, failing_limit_ms=60_000,
         failing_reason="failing too long", hold_until_ms=hold_until_ms,
     )  # fmt: skip
+    return recorded.disabled

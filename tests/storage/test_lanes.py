@@ -214,3 +214,40 @@ async def test_reconciliation_waits_for_an_in_flight_lease_to_run_out(
     assert await store.lanes.arm_idle([sub.id], now) == []  # a live lease needs no job
     assert await store.lanes.arm_idle([sub.id], now + 60_001) == [sub.id]  # its holder died
     assert ctx.delivery.attempts == 0
+
+
+async def test_a_started_job_leaves_the_head_of_the_queue_and_new_work_leaves_it_there(
+    store: Store, redis: aioredis.Redis, settings: Settings
+) -> None:
+    slow, other = await subscription(store), await subscription(store)
+    await fan_out(store, slow)
+    job = await armed_job(redis, slow.id)
+    assert job is not None
+    lease_until = now_ms() + 70_000
+    assert await store.lanes.started(slow.id, job, lease_until)
+    await fan_out(store, slow)  # more work for the running job: no new job, no pull-back
+    await fan_out(store, other)
+    # A worker reading only the first due entry finds the other lane's job, not the running one.
+    head = await redis.zrangebyscore(settings.queue_name, "-inf", now_ms(), start=0, num=1)
+    assert head == [f"lane:{other.id}:1".encode()]
+    assert await redis.zscore(settings.queue_name, job) == lease_until
+    assert await armed_job(redis, slow.id) == job
+    assert not await store.lanes.started(slow.id, "lane:gone:1", lease_until)  # not its job
+
+
+async def test_reconciliation_makes_a_started_job_due_again_once_nobody_runs_it(
+    store: Store, redis: aioredis.Redis, settings: Settings
+) -> None:
+    sub = await subscription(store)
+    await fan_out(store, sub)
+    job = await armed_job(redis, sub.id)
+    assert job is not None
+    await redis.set(f"arq:in-progress:{job}", b"1")  # as ARQ marks a job it starts
+    await store.lanes.started(sub.id, job, now_ms() + 70_000)
+    await store.lanes.arm_idle([sub.id], now_ms())
+    assert await redis.zscore(settings.queue_name, job) > now_ms()  # running: left alone
+    await redis.delete(f"arq:in-progress:{job}")  # its worker died; the mark is gone
+    now = now_ms()
+    assert await store.lanes.arm_idle([sub.id], now) == [sub.id]
+    assert await armed_job(redis, sub.id) == job  # the same job, due now
+    assert await redis.zscore(settings.queue_name, job) == now

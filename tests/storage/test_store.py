@@ -72,3 +72,27 @@ async def test_the_rule_disables_on_a_clock_that_did_not_move(store: Store) -> N
     assert got is not None
     assert not got.enabled
     assert got.disabled_reason == "failing too long"
+
+
+async def test_an_event_no_subscription_can_want_is_fanned_out_as_it_is_stored(
+    store: Store, redis: aioredis.Redis
+) -> None:
+    """No subscription for its source or for every source: no fan-out step is needed, and
+    none is left for the recovery cron; with one, the event waits for fan-out."""
+
+    async def waits_for_fan_out() -> bool:
+        event_id = await stored_event(store)
+        event = await store.events.get(event_id)
+        assert event is not None
+        waiting = await redis.zscore(Keys.unfanned, event_id) is not None
+        assert event.fanned_out is not waiting
+        return waiting
+
+    assert not await waits_for_fan_out()
+    await subscription(store, sources=["other"])
+    assert not await waits_for_fan_out()
+    every = await subscription(store, sources=["*"])
+    assert await waits_for_fan_out()
+    await store.subscriptions.delete(every, now_ms())
+    await subscription(store, sources=["src"])
+    assert await waits_for_fan_out()

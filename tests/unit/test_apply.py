@@ -262,3 +262,24 @@ def test_masked_credential_headers_compare_equal_unless_secrets_are_pushed() -> 
     [_, change] = plan(desired(billing=with_token), sources, current, push_secrets=True)
     assert change.action == "update"
     assert change.body == {"headers": {"Authorization": "Bearer new", "X-Team": "pay"}}
+
+
+def test_filters_and_transforms_are_managed_like_any_field() -> None:
+    shaped = {
+        **BILLING,
+        "filter": {"all": [{"body": "ref", "eq": "refs/heads/main"},
+                           {"header": "X-GitHub-Event", "in": ["push"]}]},
+        "transform": {"body": "{ref: ref}", "headers": {"X-Repo": "{{ body.repository.name }}"}},
+    }  # fmt: skip
+    current = [api_subscription("sub_1", **shaped, description="billing")]
+    changes = plan(desired(billing=shaped), [api_source("github", **GITHUB)], current)
+    assert summary(changes) == "0 created, 0 updated, 2 unchanged"
+
+    edited = {**shaped, "filter": {"body": "ref", "prefix": "refs/tags/"}}
+    [_, change] = plan(desired(billing=edited), [api_source("github", **GITHUB)], current)
+    assert change.fields == ("filter",)
+    assert change.body == {"filter": {"body": "ref", "prefix": "refs/tags/"}}
+
+    with pytest.raises(ApplyError, match=r"subscriptions\.b\.filter: .*any\[0\]\.regex"):
+        desired_state({"subscriptions": {"b": {**BILLING, "filter": {"any": [
+            {"body": "ref", "regex": "(unclosed"}]}}}})  # fmt: skip

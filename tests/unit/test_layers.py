@@ -99,6 +99,13 @@ RULES = (
         forbidden=("relay.storage.*",),
     ),
     Rule(
+        "ui-over-use-cases",
+        ("relay/ui/**/*.py",),
+        # The dashboard reads and acts through relay.api's services and relay.delivery's use
+        # cases, like the API: never a key, a script or a Redis client of its own.
+        forbidden=("relay.storage.*", "redis", "relay.cli", "relay.devtools", "workers"),
+    ),
+    Rule(
         "admin-cli-over-http",
         ("relay/cli/**/*.py",),
         forbidden=("relay.storage", "relay.delivery", "relay.api", "workers", "relay.devtools"),
@@ -194,6 +201,7 @@ BREAKING = {
     "delivery-below-api": ("relay/delivery/fanout.py", "from relay.api import app"),
     "api-below-cli-and-workers": ("relay/api/app.py", "from workers.main import build_worker"),
     "api-uses-storage-surface": ("relay/api/sources.py", "from relay.storage import keys"),
+    "ui-over-use-cases": ("relay/ui/pages.py", "from relay.storage.keys import Keys"),
     "admin-cli-over-http": ("relay/cli/admin.py", "from relay.storage import Store"),
     "devtools-only-for-cli": ("workers/main.py", "from relay import devtools"),
     "observability-on-domain-only": (

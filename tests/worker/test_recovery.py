@@ -80,8 +80,9 @@ async def test_recovery_waits_for_the_grace_period(
     await create_subscription(api, receiver.url)
     event_id = await accept_without_fanout(store, settings)
     # Only what recovery reads: the store and the settings (nothing is due to be queued).
-    deps = WorkerDeps(settings, store, None, None, None, None, "test")  # type: ignore[arg-type]
-    assert await recover({"deps": deps}) == {"fanned_out": 0, "rearmed": 0, "trimmed": 0}
+    cache = SubscriptionCache(store)
+    deps = WorkerDeps(settings, store, None, None, cache, "test")  # type: ignore[arg-type]
+    assert await recover({"deps": deps}) == {"fanned_out": 0, "rearmed": 0, "trimmed": 0, "ops": 0}
     assert (await store.events.get(event_id)).fanned_out is False  # type: ignore[union-attr]
 
 

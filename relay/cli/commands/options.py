@@ -13,8 +13,12 @@ from relay.domain.models import DeliveryStatus
 EventId = Annotated[str, typer.Argument(metavar="EVENT_ID", show_default=False)]
 DeliveryId = Annotated[str, typer.Argument(metavar="DELIVERY_ID", show_default=False)]
 
-SinceOpt = Annotated[str | None, typer.Option(help="From this ISO 8601 time.")]
-UntilOpt = Annotated[str | None, typer.Option(help="Up to this ISO 8601 time.")]
+SinceOpt = Annotated[
+    str | None, typer.Option(help="From this time (RFC 3339: 2026-11-24T18:10:03Z).")
+]
+UntilOpt = Annotated[
+    str | None, typer.Option(help="Up to this time (RFC 3339: 2026-11-24T18:10:03Z).")
+]
 LimitOpt = Annotated[int, typer.Option(min=1, max=500, help="Rows per page.")]
 AllOpt = Annotated[bool, typer.Option("--all", help="Follow every page, not just the first.")]
 SubscriptionOpt = Annotated[str | None, typer.Option("--subscription", help="Subscription id.")]
@@ -27,7 +31,10 @@ def window(since: str | None, until: str | None) -> dict[str, str | None]:
             try:
                 datetime.fromisoformat(value)
             except ValueError:
-                raise CliError(f"{flag} must be an ISO 8601 time, got {value!r}", 2) from None
+                raise CliError(
+                    f"{flag} must be an RFC 3339 time such as 2026-11-24T18:10:03Z, got {value!r}",
+                    2,
+                ) from None
     return {"since": since, "until": until}
 
 

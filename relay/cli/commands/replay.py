@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.progress import Progress
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from relay.cli.client import Relay, api_path, command
 from relay.cli.columns import DELIVERY_COLUMNS
@@ -61,7 +61,11 @@ def replay_dead_letters(
     requeued, remaining, after = 0, total, None
     # Walk the dead letters in id order, each call starting after the last one seen: one that
     # dies again at once (a 4xx) goes back into the index behind us, not in front.
-    with Progress(console=console(stderr=True), disable=relay.as_json) as progress:
+    # Counts, not a percentage and a time estimate (which read "0% -:--:--" before the first
+    # answer); no bar at all when there is nothing to requeue.
+    bar = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    quiet = relay.as_json or total == 0
+    with Progress(*bar, console=console(stderr=True), disable=quiet) as progress:
         task = progress.add_task("Requeueing dead letters", total=total)
         while requeued < total:
             body = filters | {"limit": min(batch, total - requeued), "after": after}

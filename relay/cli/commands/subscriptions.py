@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from relay.cli.client import CliError, CommandFn, Relay, api_path, command
 from relay.cli.columns import SUBSCRIPTION_COLUMNS, SUBSCRIPTION_DETAILS
 from relay.cli.render import details, emit, secret_line, table, timestamp
-from relay.domain.models import DeliveryMode
+from relay.domain.models import DeliveryMode, DeliveryStatus
 
 subscriptions_app = typer.Typer(help="Manage subscriptions.", no_args_is_help=True)
 
@@ -58,6 +62,12 @@ def subscriptions_create(
         list[str] | None,
         typer.Option("--public-header", help="Show this header's value in answers (repeatable)."),
     ] = None,
+    filter_: Annotated[
+        str | None, typer.Option("--filter", help="Content filter (JSON, or @file).")
+    ] = None,
+    transform: Annotated[
+        str | None, typer.Option("--transform", help="Transform (JSON, or @file).")
+    ] = None,
 ) -> None:
     """Create a subscription; its signing secret is printed once."""
     body: dict[str, Any] = {"url": url, "sources": source, "mode": mode.value}
@@ -65,6 +75,9 @@ def subscriptions_create(
     body["public_headers"] = public_header or []
     if event_type:
         body["event_types"] = event_type
+    for name, given in (("filter", filter_), ("transform", transform)):
+        if given is not None:
+            body[name] = _json_option(given, f"--{name}")
     sub = relay.call("POST", "/api/subscriptions", body=body)
     emit(relay.as_json, sub, details(sub, SUBSCRIPTION_DETAILS), secret_line(sub["secret"]))
 
@@ -98,13 +111,17 @@ def subscriptions_rotate_secret(relay: Relay, subscription_id: SubscriptionId) -
 
 @command(subscriptions_app, "test")
 def subscriptions_test(relay: Relay, subscription_id: SubscriptionId) -> None:
-    """Send a test event to the subscription now and show what it answered."""
+    """Send a test event to the subscription now and show what it answered; exits 1 unless
+    the receiver took it."""
     result = relay.call("POST", api_path("subscriptions", subscription_id, "test"))
     code = result.get("status_code")
     outcome = f"{result['status']}" + (f" ({code})" if code is not None else "")
     error = f": {result['error']}" if result.get("error") else ""
     line = f"Test delivery {result['delivery_id']} (event {result['event_id']}): {outcome}"
     emit(relay.as_json, result, line + error)
+    if result["status"] != DeliveryStatus.SUCCEEDED:
+        # A script checking a receiver (`relay subscriptions test ... && deploy`) must see it.
+        raise typer.Exit(1)
 
 
 @command(subscriptions_app, "delete")
@@ -112,3 +129,79 @@ def subscriptions_delete(relay: Relay, subscription_id: SubscriptionId) -> None:
     """Delete a subscription."""
     relay.call("DELETE", api_path("subscriptions", subscription_id))
     emit(relay.as_json, {"deleted": subscription_id}, f"Deleted subscription {subscription_id}.")
+
+
+def _json_option(value: str | None, flag: str) -> Any:
+    """A JSON value given inline, or from a file as ``@path``."""
+    if value is None:
+        return None
+    try:
+        text = Path(value[1:]).read_text(encoding="utf-8") if value.startswith("@") else value
+        return json.loads(text)
+    except OSError as exc:
+        raise CliError(f"{flag}: cannot read {value[1:]}: {exc.strerror or exc}", 2) from None
+    except ValueError as exc:
+        raise CliError(f"{flag} is not JSON: {exc}", 2) from None
+
+
+def _preview_lines(result: dict[str, Any]) -> list[Text]:
+    # Text, not markup: bodies and header values hold brackets ("[REDACTED]", JSON arrays).
+    return [Text(line) for line in _preview_text(result)]
+
+
+def _preview_text(result: dict[str, Any]) -> list[str]:
+    if not result["matched"]:
+        return [f"Not delivered: {result['failed']}"]
+    if result.get("error"):
+        return [f"Matched, but the delivery would die: {result['error']}"]
+    version = result.get("transform_version")
+    lines = ["Matched" + (f" (transform {version})" if version else "") + ". It would send:"]
+    lines += [f"{name}: {value}" for name, value in (result.get("headers") or {}).items()]
+    return [*lines, "", result.get("body") or ""]
+
+
+@command(subscriptions_app, "preview")
+def subscriptions_preview(
+    relay: Relay,
+    subscription_id: Annotated[
+        str | None,
+        typer.Argument(metavar="[SUBSCRIPTION_ID]", help="Omit to try --filter/--transform."),
+    ] = None,
+    event: Annotated[str | None, typer.Option("--event", help="A stored event's id.")] = None,
+    body: Annotated[
+        Path | None, typer.Option("--body", help="A sample body file ('-' for stdin).")
+    ] = None,
+    header: Annotated[
+        list[str] | None, typer.Option("--header", help="Sample header 'Name: value'.")
+    ] = None,
+    source: Annotated[str | None, typer.Option(help="The sample's source.")] = None,
+    event_type: Annotated[str | None, typer.Option(help="The sample's event type.")] = None,
+    filter_: Annotated[
+        str | None, typer.Option("--filter", help="A filter (JSON, or @file) to try.")
+    ] = None,
+    transform: Annotated[
+        str | None, typer.Option("--transform", help="A transform (JSON, or @file) to try.")
+    ] = None,
+) -> None:
+    """Would a subscription (or a filter and transform not saved yet) deliver an event, and
+    what would it send? Nothing is stored or sent."""
+    if (event is None) == (body is None):
+        raise CliError("give one of --event or --body", 2)
+    spec: dict[str, Any] = {"event_id": event} if event else {}
+    if body is not None:
+        try:
+            raw = sys.stdin.read() if str(body) == "-" else body.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"cannot read {body}: {exc.strerror or exc}", 2) from None
+        spec |= {"raw_body": raw, "headers": _headers(header or [])}
+        spec |= {k: v for k, v in (("source", source), ("event_type", event_type)) if v}
+    if subscription_id is not None:
+        if filter_ or transform:
+            raise CliError("--filter and --transform try unsaved ones: omit SUBSCRIPTION_ID", 2)
+        path = api_path("subscriptions", subscription_id, "preview")
+    else:
+        path = "/api/preview"
+        spec |= {"filter": _json_option(filter_, "--filter")}
+        spec |= {"transform": _json_option(transform, "--transform")}
+    result = relay.call("POST", path, body=spec)
+    emit(relay.as_json, result, *_preview_lines(result))

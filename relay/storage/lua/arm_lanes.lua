@@ -11,10 +11,16 @@ local armed = {}
 for i = 5, #ARGV do
   local sub_id = ARGV[i]
   local state_key = prefix .. 'lane:' .. sub_id .. ':state'
-  local job = redis.call('HGET', state_key, 'job')
+  local state = redis.call('HMGET', state_key, 'job', 'running')
+  local job = state[1]
   if job and redis.call('EXISTS', job_prefix .. job, in_progress_prefix .. job) == 0 then
     redis.call('HDEL', state_key, 'job')
     job = nil
+  elseif job and job == state[2] and redis.call('EXISTS', in_progress_prefix .. job) == 0 then
+    -- It started, and nobody runs it now (its worker died and its in-progress mark is
+    -- gone), yet start_lane moved its queue entry to its lease's end: due again now.
+    redis.call('ZADD', queue_key, 'XX', now_ms, job)
+    armed[#armed + 1] = sub_id
   end
   -- A paused lane waits for resume, which arms it.
   local sub = redis.call('HMGET', prefix .. 'sub:' .. sub_id, 'enabled', 'paused')

@@ -10,6 +10,9 @@ redis.call('SREM', subs_key, sub_id)
 for i = 6, #KEYS do redis.call('SREM', KEYS[i], sub_id) end
 redis.call('INCR', subs_rev_key)
 if redis.call('SISMEMBER', prefix .. 'lanes', sub_id) == 1 then
+  -- Its lane job closes what waits, then drops the lane's state (yield_lane).
   arm_lane(prefix, queue_key, job_prefix, sub_id, now_ms, now_ms)
+else
+  redis.call('DEL', lane_key(prefix, sub_id, 'state'), lane_key(prefix, sub_id, 'heads'))
 end
 return 1

@@ -3,9 +3,10 @@
 -- time after fan-out). Reliable deliveries enter their subscription's lane, which is armed;
 -- best-effort ones the caller attempts itself are put in flight under its lease (a lane job
 -- takes them over only if the caller dies first).
--- ARGV after the fixed ones, per event: 'E', event id, number of deliveries; then per
--- delivery: id, subscription id, mode, inline ('1': in flight for the caller), due or lease
--- ms, ordered ('1'/'0'), ordering key.
+-- ARGV after the fixed ones, per event: 'E', event id, number of deliveries, number of
+-- subscriptions its filters skipped; then per delivery: id, subscription id, mode, inline
+-- ('1': in flight for the caller), due or lease ms, ordered ('1'/'0'), ordering key; then per
+-- skipped subscription: its id and the condition that failed (kept in evt:{id}:skipped).
 -- Returns {'stale', current rev} when fan-out planned with out-of-date subscriptions, else
 -- {'ok', per event: 1 added, 0 fanned out already or gone, -1 a replay before fan-out}.
 -- include: lib/lanes.lua
@@ -17,8 +18,8 @@ if fan_out == '1' and rev ~= planned_rev then return {'stale', rev} end
 local results = {'ok'}
 local i = 7
 while i <= #ARGV do
-  local event_id, count = ARGV[i + 1], tonumber(ARGV[i + 2])
-  i = i + 3
+  local event_id, count, skipped = ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  i = i + 4
   local event_key = prefix .. 'evt:' .. event_id
   local unfanned = redis.call('ZSCORE', unfanned_key, event_id)
   local verdict = 1
@@ -54,8 +55,17 @@ while i <= #ARGV do
         arm_lane(prefix, queue_key, job_prefix, sub_id, due_ms, now_ms)
       end
     end
+    local keys = {event_key, event_deliveries_key, event_key .. ':body'}
+    if skipped > 0 then
+      local skipped_key = event_key .. ':skipped'
+      keys[4] = skipped_key
+      for k = 0, skipped - 1 do
+        local j = i + 7 * count + 2 * k
+        redis.call('HSET', skipped_key, ARGV[j], ARGV[j + 1])
+      end
+    end
     -- The event lives as long as its newest delivery.
-    for _, key in ipairs({event_key, event_deliveries_key, event_key .. ':body'}) do
+    for _, key in ipairs(keys) do
       local ttl = redis.call('PTTL', key)
       if ttl == -1 or (ttl >= 0 and ttl < tonumber(expire_at_ms) - tonumber(now_ms)) then
         redis.call('PEXPIREAT', key, expire_at_ms)
@@ -63,7 +73,7 @@ while i <= #ARGV do
     end
     if fan_out == '1' then redis.call('ZREM', unfanned_key, event_id) end
   end
-  i = i + 7 * count
+  i = i + 7 * count + 2 * skipped
   results[#results + 1] = verdict
 end
 return results

@@ -2,8 +2,11 @@
 -- event's metadata and body, and the listing and "not fanned out yet" indexes, together.
 -- Metadata and body are two plain strings: a hash holding a body of more than 64 bytes
 -- leaves Redis's compact encoding and costs about 2 KB more per event.
--- Returns {'accepted', event id}, {'duplicate', first event id} or {'stale', current rev}.
-local source_key, idempotency_key, event_key, body_key, events_key, source_events_key, unfanned_key, indexes_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+-- An event no subscription can want (its source has none, and none is for every source) is
+-- fanned out here, to nobody: the API then skips the fan-out step and its round trip.
+-- Returns {'accepted', event id, '1' if it waits for fan-out else '0'},
+-- {'duplicate', first event id} or {'stale', current rev}.
+local source_key, idempotency_key, event_key, body_key, events_key, source_events_key, unfanned_key, indexes_key, source_subs_key, every_source_subs_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local source_rev, use_idempotency, idempotency_ttl_s, event_id, received_ms, expire_at_ms, meta, body = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 
 local rev = redis.call('HGET', source_key, 'rev')
@@ -18,5 +21,8 @@ redis.call('SET', body_key, body, 'PXAT', expire_at_ms)
 redis.call('ZADD', events_key, 0, event_id)
 redis.call('ZADD', source_events_key, 0, event_id)
 redis.call('SADD', indexes_key, source_events_key)
+if redis.call('EXISTS', source_subs_key, every_source_subs_key) == 0 then
+  return {'accepted', event_id, '0'}
+end
 redis.call('ZADD', unfanned_key, received_ms, event_id)
-return {'accepted', event_id}
+return {'accepted', event_id, '1'}

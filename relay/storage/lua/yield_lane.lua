@@ -13,6 +13,12 @@ if state[1] ~= job_id then return {'not_owner'} end
 local waiting = redis.call('ZRANGE', lane_key, 0, 0, 'WITHSCORES')[2]
 local lease = redis.call('ZRANGE', flight_key, 0, 0, 'WITHSCORES')[2]
 if not waiting and not lease then
+  if redis.call('EXISTS', sub_key) == 0 then
+    -- Deleted, and its last deliveries are closed: nothing will arm this lane again.
+    redis.call('DEL', state_key, heads_key)
+    redis.call('SREM', lanes_key, sub_id)
+    return {'idle'}
+  end
   redis.call('HDEL', state_key, 'job')
   if redis.call('HLEN', heads_key) == 0 then redis.call('SREM', lanes_key, sub_id) end
   return {'idle'}

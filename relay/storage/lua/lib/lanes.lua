@@ -15,9 +15,12 @@ end
 local function arm_lane(prefix, queue_key, job_prefix, sub_id, when_ms, now_ms)
   redis.call('SADD', prefix .. 'lanes', sub_id)
   local state = lane_key(prefix, sub_id, 'state')
-  local current = redis.call('HGET', state, 'job')
+  local job = redis.call('HMGET', state, 'job', 'running')
+  local current = job[1]
   if current then
-    redis.call('ZADD', queue_key, 'XX', 'LT', when_ms, current)
+    -- A running job takes new work itself; pulling its entry back to the queue's head
+    -- would hide other lanes' jobs from the workers again (see start_lane.lua).
+    if current ~= job[2] then redis.call('ZADD', queue_key, 'XX', 'LT', when_ms, current) end
     return current
   end
   local job_id = 'lane:' .. sub_id .. ':' .. redis.call('HINCRBY', state, 'seq', 1)

@@ -1,0 +1,101 @@
+"""What the pages show, gathered through the same use cases and store surface as the API
+(``relay.api.inspect`` for listings, ``relay.delivery`` for actions): no second path to
+Redis, so the dashboard and the API can never disagree."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass
+
+from relay.api import inspect
+from relay.api.services import Services
+from relay.domain.models import DeliveryStatus, Subscription, SubscriptionOut
+from relay.observability import metrics
+from relay.storage import HEARTBEAT_STALE_MS, LaneDepth
+
+# A subscription's recent success rate is over its last this-many deliveries.
+RECENT = 50
+_FINISHED = (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED, DeliveryStatus.DEAD)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionHealth:
+    sub: SubscriptionOut
+    recent: int  # finished deliveries among the last RECENT
+    succeeded: int
+    waiting: int  # in its lane: due or scheduled
+    in_flight: int
+    last_error: str | None  # of its newest finished delivery, when that one did not succeed
+
+    @property
+    def state(self) -> str:
+        if not self.sub.enabled:
+            return "disabled"
+        if self.sub.paused:
+            return "paused"
+        return "failing" if self.last_error is not None else "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    worker_id: str
+    last_seen_ms: int
+    live: bool
+
+
+async def _health(
+    services: Services, sub: SubscriptionOut, lane: LaneDepth | None
+) -> SubscriptionHealth:
+    listing = await inspect.list_deliveries(
+        services, subscription_id=sub.id, status=None, since=None, until=None, cursor=None,
+        limit=RECENT,
+    )  # fmt: skip
+    finished = [d for d in listing.data if d.status in _FINISHED]
+    newest = finished[0] if finished else None
+    last_error = None
+    if newest is not None and newest.status is not DeliveryStatus.SUCCEEDED:
+        last_error = newest.last_error or (
+            f"HTTP {newest.last_status_code}" if newest.last_status_code else newest.status.value
+        )
+    return SubscriptionHealth(
+        sub=sub,
+        recent=len(finished),
+        succeeded=sum(d.status is DeliveryStatus.SUCCEEDED for d in finished),
+        waiting=lane.waiting if lane else 0,
+        in_flight=lane.in_flight if lane else 0,
+        last_error=last_error,
+    )
+
+
+async def subscription_health(services: Services, now_ms: int) -> list[SubscriptionHealth]:
+    # An unusable stored subscription has no health to show; the API lists it.
+    subs = [
+        s.public() for s in await services.store.subscriptions.all() if isinstance(s, Subscription)
+    ]
+    lanes = {d.subscription_id: d for d in await services.store.lanes.depths(now_ms)}
+    found = await asyncio.gather(*(_health(services, s, lanes.get(s.id)) for s in subs))
+    order = {"disabled": 0, "failing": 1, "paused": 2, "ok": 3}
+    return sorted(found, key=lambda h: (order[h.state], h.sub.created_at))
+
+
+async def workers(services: Services, now_ms: int) -> list[Worker]:
+    beats = await services.store.housekeeping.heartbeats()
+    return [Worker(w, ms, now_ms - ms <= HEARTBEAT_STALE_MS) for w, ms in beats]
+
+
+def ingest_outcomes() -> dict[str, int]:
+    """accepted / duplicate / rejected since this API process started."""
+    totals: dict[str, int] = defaultdict(int)
+    for (_, outcome, _), count in metrics.ingest_counts().items():
+        totals[outcome] += count
+    return dict(totals)
+
+
+def rejections() -> dict[str, dict[str, int]]:
+    """Rejected webhooks since this API process started, by source, then reason."""
+    found: dict[str, dict[str, int]] = defaultdict(dict)
+    for (source, outcome, reason), count in metrics.ingest_counts().items():
+        if outcome == "rejected":
+            found[source][reason or "unknown"] = count
+    return dict(found)
