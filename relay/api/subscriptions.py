@@ -16,6 +16,8 @@ from relay.api.views import (
     SubscriptionCreatedView,
     SubscriptionList,
     SubscriptionSavedView,
+    SubscriptionView,
+    UnusableSubscriptionView,
 )
 from relay.delivery.fanout import UnknownSubscription
 from relay.delivery.subscriptions import InvalidSubscription
@@ -26,9 +28,7 @@ from relay.domain.models import (
     Subscription,
     SubscriptionCreated,
     SubscriptionIn,
-    SubscriptionOut,
     SubscriptionPatch,
-    SubscriptionSaved,
     UnusableSubscription,
 )
 from relay.storage import UnusableRecord
@@ -78,22 +78,23 @@ def unusable(record: UnusableSubscription) -> Problem:
     )
 
 
-Shown = SubscriptionOut | UnusableSubscription
-
-
-def _shown(sub: Subscription | UnusableSubscription) -> Shown:
-    return sub.public() if isinstance(sub, Subscription) else sub
+def _shown(sub: Subscription | UnusableSubscription) -> ShownSubscription:
+    """The view of a stored subscription, built under the rules it was stored with: FastAPI
+    takes a view as it is, but would validate anything else under today's input rules."""
+    if isinstance(sub, Subscription):
+        return SubscriptionView.model_validate(sub.public(), from_attributes=True, context=STORED)
+    return UnusableSubscriptionView.model_validate(sub, from_attributes=True)
 
 
 @router.get("/subscriptions", response_model=SubscriptionList)
-async def list_subscriptions(services: ServicesDep) -> dict[str, list[Shown]]:
+async def list_subscriptions(services: ServicesDep) -> SubscriptionList:
     """Every subscription, including any stored in a form this relay cannot use (those
     carry a ``problem``)."""
-    return {"data": [_shown(s) for s in await services.store.subscriptions.all()]}
+    return SubscriptionList(data=[_shown(s) for s in await services.store.subscriptions.all()])
 
 
 @router.get("/subscriptions/{sub_id}", response_model=ShownSubscription)
-async def get_subscription(sub_id: str, services: ServicesDep) -> Shown:
+async def get_subscription(sub_id: str, services: ServicesDep) -> ShownSubscription:
     """One subscription; one this relay cannot use answers with its ``problem``."""
     async with _answers():
         return _shown(await services.subscriptions.lookup(sub_id))
@@ -102,13 +103,12 @@ async def get_subscription(sub_id: str, services: ServicesDep) -> Shown:
 @router.patch("/subscriptions/{sub_id}", response_model=SubscriptionSavedView)
 async def patch_subscription(
     sub_id: str, patch: SubscriptionPatch, services: ServicesDep
-) -> SubscriptionSaved:
+) -> SubscriptionSavedView:
     """Change some fields (checked as on create). Re-enabling clears the reason it was
     disabled."""
     async with _answers():
         saved = await services.subscriptions.update(sub_id, patch)
-    # Stored rules: fields an older version wrote are shown as they are.
-    return SubscriptionSaved.model_validate(
+    return SubscriptionSavedView.model_validate(
         {**saved.subscription.public().model_dump(), "warnings": saved.warnings}, context=STORED
     )
 
@@ -122,7 +122,7 @@ async def rotate_secret(sub_id: str, services: ServicesDep) -> SecretRotated:
 
 
 @router.post("/subscriptions/{sub_id}/pause", response_model=ShownSubscription)
-async def pause_subscription(sub_id: str, services: ServicesDep) -> Shown:
+async def pause_subscription(sub_id: str, services: ServicesDep) -> ShownSubscription:
     """Stop delivering: due deliveries wait (none is dropped within the retention period)
     until resume."""
     async with _answers():
@@ -130,7 +130,7 @@ async def pause_subscription(sub_id: str, services: ServicesDep) -> Shown:
 
 
 @router.post("/subscriptions/{sub_id}/resume", response_model=ShownSubscription)
-async def resume_subscription(sub_id: str, services: ServicesDep) -> Shown:
+async def resume_subscription(sub_id: str, services: ServicesDep) -> ShownSubscription:
     """Deliver again: waiting deliveries go out in the order they fell due."""
     async with _answers():
         return _shown(await services.subscriptions.set_paused(sub_id, False))

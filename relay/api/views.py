@@ -77,8 +77,8 @@ class DeadLettersView(Listing[DeliveryView]):
 
 class SubscriptionView(SubscriptionOut):
     model_config = _FROM_DOMAIN
-    created_at: Timestamp
-    updated_at: Timestamp
+    created_at: Timestamp = Field(description="When it was made.")
+    updated_at: Timestamp = Field(description="When it last changed.")
     previous_secret_expires_at: Timestamp | None = Field(
         default=None, description="Until then deliveries are signed with the old secret too."
     )

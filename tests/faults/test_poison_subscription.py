@@ -69,9 +69,10 @@ async def test_a_poison_subscription_costs_only_its_own_deliveries(
         detail = await get(api, f"/api/events/{event_id}")
         assert [d["subscription_id"] for d in detail["deliveries"]] == [healthy["id"]]
         assert detail["deliveries"][0]["status"] == "succeeded"
-    [reported] = [e for e in logs if e["event"] == "fanout.subscription_unusable"]
-    assert reported["subscription_id"] == POISON_ID
-    assert reported["log_level"] == "error"
+    # Once per read of the subscriptions, in each process that reads them (API, worker).
+    reported = [e for e in logs if e["event"] == "fanout.subscription_unusable"]
+    assert 1 <= len(reported) <= 4
+    assert all((e["subscription_id"], e["log_level"]) == (POISON_ID, "error") for e in reported)
     completed = [e for e in logs if e["event"] == "fanout.completed"]
     assert len(completed) == 5
     assert all(e["unusable"] == [POISON_ID] for e in completed)
