@@ -35,6 +35,10 @@ EXCLUDED = {
     # only to blocked addresses: a documented 422 the schema cannot express.
     "/api/subscriptions": [positive_data_acceptance],
     "/api/subscriptions/{sub_id}": [positive_data_acceptance],
+    # "Exactly one of event_id, body or raw_body" and the transform's shape are checked in
+    # code, not said in the document (yet): schema-valid previews can be a 422.
+    "/api/preview": [positive_data_acceptance],
+    "/api/subscriptions/{sub_id}/preview": [positive_data_acceptance],
 }
 # Subscribers the fuzzer's subscriptions may reach: none but this machine.
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
