@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, WithJsonSchema
 
 from relay.storage import Page, TimeRange
 
@@ -26,12 +26,22 @@ class Listing(BaseModel, Generic[T]):
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _not_a_number(value: object) -> object:
-    # pydantic reads "0.5" as seconds since 1970; the document promises a date-time.
+# Epoch milliseconds, as answers gave times before RFC 3339: 11 to 16 digits (1973 on).
+_EPOCH_MS = re.compile(r"[0-9]{11,16}")
+
+
+def _date_time_or_ms(value: object) -> object:
+    # pydantic would read any number ("0.5", 7) as seconds or milliseconds since 1970; the
+    # document promises a date-time, or the epoch milliseconds earlier answers carried.
+    if isinstance(value, str) and _EPOCH_MS.fullmatch(value.strip()):
+        return datetime.fromtimestamp(int(value) / 1000, UTC)
     if isinstance(value, int | float) or (
         isinstance(value, str) and re.fullmatch(r"\s*[-+]?[\d.eE+-]+\s*", value)
     ):
-        raise ValueError("expected an ISO 8601 date-time such as 2026-11-24T10:00:00Z")
+        raise ValueError(
+            "expected an RFC 3339 date-time such as 2026-11-24T10:00:00Z (ISO 8601), or "
+            "epoch milliseconds"
+        )
     return value
 
 
@@ -42,7 +52,19 @@ def _utc_since_epoch(value: datetime) -> datetime:
     return max(value, _EPOCH)
 
 
-Moment = Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_utc_since_epoch)]
+Moment = Annotated[
+    datetime,
+    BeforeValidator(_date_time_or_ms),
+    AfterValidator(_utc_since_epoch),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "pattern": "^[0-9]{11,16}$", "description": "epoch ms"},
+            ]
+        }
+    ),
+]
 
 
 def to_ms(value: datetime | None) -> int | None:

@@ -99,9 +99,14 @@ def problem_response(problem: Problem) -> JSONResponse:
     )
 
 
-# What FastAPI raises (as a 400) for a body it cannot decode at all, invalid UTF-8 included.
+# What FastAPI raises (as a 400) for a body it cannot decode at all: invalid UTF-8, or
+# nesting past the parser's recursion limit.
 _FASTAPI_BODY_ERROR = "There was an error parsing the body"
-_NOT_JSON = {"loc": ["body"], "msg": "the body must be JSON in UTF-8", "type": "json_invalid"}
+_NOT_JSON = {
+    "loc": ["body"],
+    "msg": "the body cannot be read as JSON (invalid UTF-8, or nested too deep)",
+    "type": "json_invalid",
+}
 
 
 def install(app: FastAPI) -> None:
