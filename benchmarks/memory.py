@@ -19,7 +19,14 @@ from relay.devtools.embedded_redis import EmbeddedRedis
 from relay.domain.clock import now_ms
 from relay.domain.failing import FailingUpdate
 from relay.domain.ids import new_id
-from relay.domain.models import Attempt, DeliveryMode, DeliveryStatus, SourceIn, Trigger
+from relay.domain.models import (
+    Attempt,
+    DeliveryMode,
+    DeliveryStatus,
+    SourceIn,
+    Subscription,
+    Trigger,
+)
 from relay.storage import NewDeliveries, NewDelivery, NewEvent, Store
 from relay.storage.keys import DEFAULT_QUEUE, Keys
 
@@ -69,6 +76,17 @@ async def main(events: int, body_bytes: int) -> None:
         redis = aioredis.Redis.from_url(server.url)
         store = Store(redis, queue.job_queue(DEFAULT_QUEUE))
         await store.sources.put("bench", SourceIn(), now_ms())
+        # A real subscription: events of a source nobody subscribes to skip fan-out entirely.
+        now = now_ms()
+        sub = Subscription(
+            id="sub_bench",
+            secret="whsec_bench",  # noqa: S106 - a throwaway store, never sent anywhere
+            created_at=now,
+            updated_at=now,
+            url="https://example.com/hook",
+            sources=["bench"],
+        )
+        await store.subscriptions.create(sub)
         found = await store.sources.get("bench")
         assert found is not None
         body = (b'{"payload":"' + b"x" * body_bytes)[: body_bytes - 2] + b'"}'

@@ -1,7 +1,7 @@
 """One validated settings object, read from ``RELAY_*`` environment variables.
 
->>> Settings(redis_url="redis://127.0.0.1:6379/0").max_body_bytes
-1048576
+>>> Settings(redis_url="redis://127.0.0.1:6379/0").max_header_bytes
+16384
 """
 
 from __future__ import annotations
@@ -68,7 +68,21 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     admin_token: SecretStr | None = None
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # GitHub caps its payloads at 25 MB, the largest of the common providers; a source may
+    # set its own max_body_bytes. Redis refuses a string beyond 512 MB.
+    max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1, le=512 * 1024 * 1024)
+    # Ingest limits, enforced by relay.api.protocol before the app sees a request. Defaults
+    # follow Node (16 KiB of headers, 60 s for them, 300 s for the whole request), nginx
+    # (60 s between two reads of the body) and Apache (100 header fields).
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    max_header_count: int = Field(default=100, ge=10)
+    max_event_type_length: int = Field(default=256, ge=1)
+    max_idempotency_key_length: int = Field(default=256, ge=1)
+    headers_timeout_s: float = Field(default=60.0, gt=0)
+    body_timeout_s: float = Field(default=60.0, gt=0)
+    request_timeout_s: float = Field(default=300.0, gt=0)
+    # Connections one API process holds; more are answered 503 and closed at once.
+    max_connections: int = Field(default=1000, ge=1)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
     # Comma-separated in the environment: RELAY_STORED_HEADERS=user-agent,x-github-event
     stored_headers: Annotated[tuple[str, ...], NoDecode] = DEFAULT_STORED_HEADERS

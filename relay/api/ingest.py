@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from relay.api.deps import ServicesDep
 from relay.api.problems import Problem, problem_docs
 from relay.delivery.fanout import EventRef
-from relay.delivery.ingest import Challenge, UnknownSource
+from relay.delivery.ingest import Challenge, TooLong, UnknownSource
 from relay.domain.models import IngestAccepted
 from relay.domain.verification import VerificationError
 from relay.observability.metrics import INGESTED, UNKNOWN_SOURCE, count_ingested
@@ -23,16 +23,26 @@ _VALID_CONTENT_TYPE = re.compile(r"^[\x20-\x7e]{0,256}$")
 log = structlog.get_logger("relay.ingest")
 
 
+def _too_large(cap: int) -> Problem:
+    # relay.api.protocol closes the connection after this answer, once the client stops
+    # sending (or after a short while): the rest of the upload is not read.
+    return Problem(413, f"the body exceeds {cap} bytes")
+
+
 async def read_capped(request: Request, cap: int) -> bytes:
-    """The raw body, refusing more than ``cap`` bytes without buffering past it."""
+    """The raw body, refusing more than ``cap`` bytes without buffering past it.
+
+    A declared Content-Length over the cap is refused before reading; a chunked body, or one
+    whose length was not declared, is cut as soon as it passes the cap.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > cap:
-        raise Problem(413, f"the body exceeds {cap} bytes")
+        raise _too_large(cap)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > cap:
-            raise Problem(413, f"the body exceeds {cap} bytes")
+            raise _too_large(cap)
     return bytes(body)
 
 
@@ -55,7 +65,7 @@ def _rejected(bound: structlog.stdlib.BoundLogger, source: str, reason: str, sta
                 }
             },
         },
-        **problem_docs(400, 401, 404, 413),
+        **problem_docs(400, 401, 404, 408, 413, 431),
     },
     openapi_extra={"requestBody": {"content": {"*/*": {}}, "required": False}},
 )
@@ -70,8 +80,8 @@ async def ingest(
         request_id=request_id, source=source, method=request.method, path=request.scope["path"]
     )
     try:
-        await services.ingestor.source(source)
-        body = await read_capped(request, services.settings.max_body_bytes)
+        found, _ = await services.ingestor.source(source)
+        body = await read_capped(request, services.ingestor.body_cap(found))
         # ASGI header names are lower-case already.
         headers = dict(request.headers.items())
         content_type = request.headers.get("content-type", "")
@@ -82,6 +92,9 @@ async def ingest(
     except UnknownSource:
         _rejected(bound, UNKNOWN_SOURCE, "unknown_source", 404)
         raise Problem(404, f"no source named {source!r}") from None
+    except TooLong as exc:
+        _rejected(bound, source, f"{exc.field}_too_long", 400)
+        raise Problem(400, str(exc), reason=f"{exc.field}_too_long", header=exc.header) from None
     except VerificationError as exc:
         _rejected(bound, source, exc.reason, 401)
         raise Problem(401, exc.detail, title="Verification failed", reason=exc.reason) from None

@@ -11,11 +11,12 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from relay.domain.redaction import validation_errors
 
@@ -80,6 +81,15 @@ class Problem(Exception):
         self.headers = headers
         self.extra = extra
 
+    def body(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            **self.extra,
+        }
+
 
 def invalid(exc: RequestValidationError | ValidationError) -> Problem:
     """A 422 for input that failed validation, without echoing the input back."""
@@ -87,15 +97,8 @@ def invalid(exc: RequestValidationError | ValidationError) -> Problem:
 
 
 def problem_response(problem: Problem) -> JSONResponse:
-    body = {
-        "type": problem.type,
-        "title": problem.title,
-        "status": problem.status,
-        "detail": problem.detail,
-        **problem.extra,
-    }
     return JSONResponse(
-        body, status_code=problem.status, media_type=MEDIA_TYPE, headers=problem.headers
+        problem.body(), status_code=problem.status, media_type=MEDIA_TYPE, headers=problem.headers
     )
 
 
@@ -140,6 +143,12 @@ def install(app: FastAPI) -> None:
                     headers={"retry-after": "5"})
         )  # fmt: skip
 
+    async def on_disconnect(request: Request, exc: Exception) -> Response:
+        # The client left mid-body, or relay.api.protocol timed it out: nobody reads an
+        # answer, and it is no error of ours (this was a traceback at error level).
+        log.info("request.disconnected", method=request.method, path=request.scope["path"])
+        return Response(status_code=400)
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("api.error", path=request.url.path)
         return problem_response(Problem(500, "internal error; see the relay's logs"))
@@ -149,4 +158,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(RedisConnectionError, on_redis_down)
     app.add_exception_handler(RedisTimeoutError, on_redis_down)
+    app.add_exception_handler(ClientDisconnect, on_disconnect)
     app.add_exception_handler(Exception, on_unexpected)

@@ -102,6 +102,7 @@ SOURCE_COLUMNS: list[Column] = [
 SOURCE_DETAILS: list[Column] = [
     *SOURCE_COLUMNS,
     Column("Verification config", field("verification")),
+    Column("Max body bytes", field("max_body_bytes")),
     Column("Created", time_field("created_at")),
     Column("Updated", time_field("updated_at")),
 ]

@@ -21,6 +21,7 @@ import uvloop
 
 from config.settings import Settings
 from relay.api.app import create_app
+from relay.api.protocol import server_options
 from relay.cli.admin import admin_app
 from relay.cli.client import DEV_TOKEN_NAME
 from relay.delivery import queue
@@ -108,9 +109,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         workers=workers,
-        log_config=None,
-        access_log=settings.access_log,
-        proxy_headers=False,
+        **server_options(settings),
     )
 
 
@@ -143,9 +142,7 @@ async def _run_dev(settings: Settings) -> None:
             create_app(settings),
             host=settings.host,
             port=settings.port,
-            log_config=None,
-            access_log=settings.access_log,
-            proxy_headers=False,
+            **server_options(settings),
         )
     )
     pool = await queue.connect(settings.require_redis_url(), settings.queue_name)

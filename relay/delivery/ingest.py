@@ -22,6 +22,21 @@ class UnknownSource(LookupError):
     pass
 
 
+class TooLong(ValueError):
+    """An event type or idempotency key longer than the relay keeps: nothing is stored.
+
+    ``field`` is ``event_type`` or ``idempotency_key``; ``header`` the request header it came
+    from, when the source names one (else the verification scheme read it).
+    """
+
+    def __init__(self, field: str, header: str | None, scheme: str, limit: int) -> None:
+        what = field.replace("_", " ")
+        origin = f"the {header} header" if header else f"the {what} the {scheme} scheme reads"
+        super().__init__(f"{origin} is longer than {limit} characters")
+        self.field = field
+        self.header = header
+
+
 @dataclass(frozen=True, slots=True)
 class Challenge:
     """The provider wants an answer, not an event (Slack's url_verification)."""
@@ -56,6 +71,9 @@ class Ingestor:
     def forget(self, name: str) -> None:
         self._sources.pop(name, None)
 
+    def body_cap(self, source: Source) -> int:
+        return source.max_body_bytes or self.settings.max_body_bytes
+
     async def ingest(
         self, name: str, headers: Mapping[str, str], body: bytes, content_type: str
     ) -> Stored | Challenge:
@@ -85,15 +103,40 @@ class Ingestor:
             source, rev = await self.source(name, fresh=True)
         raise RuntimeError(f"source {name!r} keeps changing under ingest")
 
-    @staticmethod
     def _identify(
-        source: Source, headers: Mapping[str, str], verified: Verified
+        self, source: Source, headers: Mapping[str, str], verified: Verified
     ) -> tuple[str | None, str | None]:
-        # A source's explicit headers win over what the verification scheme derives.
-        event_type = verified.event_type
-        if source.event_type_header:
-            event_type = headers.get(source.event_type_header.lower()) or event_type
-        idem = verified.idempotency_key
-        if source.idempotency_header:
-            idem = headers.get(source.idempotency_header.lower()) or idem
+        # A source's explicit headers win over what the verification scheme derives. Both
+        # values go into the event record, every log line about it and every delivery.
+        event_type = self._pick(
+            "event_type",
+            source,
+            headers,
+            source.event_type_header,
+            verified.event_type,
+            self.settings.max_event_type_length,
+        )
+        idem = self._pick(
+            "idempotency_key",
+            source,
+            headers,
+            source.idempotency_header,
+            verified.idempotency_key,
+            self.settings.max_idempotency_key_length,
+        )
         return event_type, idem
+
+    @staticmethod
+    def _pick(
+        field: str,
+        source: Source,
+        headers: Mapping[str, str],
+        header: str | None,
+        derived: str | None,
+        limit: int,
+    ) -> str | None:
+        given = headers.get(header.lower()) if header else None
+        value = given or derived
+        if value is not None and len(value) > limit:
+            raise TooLong(field, header if given else None, source.verification.scheme, limit)
+        return value

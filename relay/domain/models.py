@@ -106,6 +106,14 @@ class SourceIn(BaseModel):
         default=None, description="Header that names the event type, e.g. X-GitHub-Event."
     )
     verification: VerificationConfig = Field(default_factory=NoneScheme)
+    # Redis refuses a string beyond 512 MB.
+    max_body_bytes: int | None = Field(
+        default=None,
+        ge=1,
+        le=512 * 1024 * 1024,
+        description="Largest body accepted for this source (413 beyond); "
+        "default RELAY_MAX_BODY_BYTES.",
+    )
 
 
 class Source(SourceIn):

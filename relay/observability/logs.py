@@ -8,6 +8,7 @@ runs before rendering on every line, ours and the libraries': URL query strings 
 userinfo are cut, auth and signature headers and anything named like a secret are masked.
 Tracebacks are rendered without local variables, and their exception text goes through the
 same rule (``redact_exception``), pydantic's quoted inputs masked.
+``truncate`` then cuts any string value longer than ``MAX_VALUE_CHARS``.
 """
 
 from __future__ import annotations
@@ -99,6 +100,31 @@ def redact_exception(_: WrappedLogger, __: str, event_dict: EventDict) -> EventD
     return event_dict
 
 
+# Longest string value a line carries. Values come from senders too (an event type, a path,
+# a header map), and one 64 MB header once went into every line about its event.
+MAX_VALUE_CHARS = 1024
+
+
+def _truncated(value: Any) -> Any:
+    if isinstance(value, str):
+        if len(value) <= MAX_VALUE_CHARS:
+            return value
+        return f"{value[:MAX_VALUE_CHARS]}...[{len(value) - MAX_VALUE_CHARS} more chars]"
+    if isinstance(value, Mapping):  # a header map: the names are the sender's too
+        return {_truncated(k): _truncated(v) for k, v in value.items()}
+    # Anything else is ours (numbers, exc_info, which must stay a tuple for the renderer).
+    return value
+
+
+def truncate(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Cut every string value (the event's text included) to ``MAX_VALUE_CHARS``."""
+    for key, value in event_dict.items():
+        # Strings of a normal length are nearly every value: the cheap test first.
+        if not (isinstance(value, str) and len(value) <= MAX_VALUE_CHARS):
+            event_dict[key] = _truncated(value)
+    return event_dict
+
+
 def _json_bytes(value: Any, **_: Any) -> bytes:
     return orjson.dumps(value, default=str)
 
@@ -173,6 +199,7 @@ def configure(
         structlog.stdlib.ExtraAdder(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact,
+        truncate,
     ]
     ours: list[Processor]
     theirs: list[Processor]

@@ -2,7 +2,9 @@
 
 Outcomes are counted by ``record_attempt.lua`` in the same step that records the attempt
 (``stats:{minute}``, kept two hours); accepted events need no counter of their own, since the
-event index sorts ids by their creation time and can count any minute of it.
+event index sorts ids by their creation time and can count any minute of it. Events the relay
+made itself (operational events, subscription tests) are in that index too, and are taken
+out through their sources' own indexes: "accepted" means webhooks that came in.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from relay.domain.models import TEST_SOURCE
+from relay.domain.ops import OPS_SOURCE
 from relay.storage.codec import lex_range
 from relay.storage.keys import Keys
 
 MINUTE_MS = 60_000
 # Twice the hour the dashboard shows, so a minute is never read after it expired.
 STATS_TTL_MS = 2 * 3_600_000
+_OWN_SOURCES = (OPS_SOURCE, TEST_SOURCE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +44,18 @@ class StatsStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             for minute in minutes:
                 low, high = lex_range("evt", minute * MINUTE_MS, (minute + 1) * MINUTE_MS - 1)
-                pipe.zlexcount(Keys.events, low, high)  # type: ignore[no-untyped-call]
+                for index in (Keys.events, *map(Keys.source_events, _OWN_SOURCES)):
+                    pipe.zlexcount(index, low, high)  # type: ignore[no-untyped-call]
                 pipe.hmget(Keys.minute_stats(minute), ["succeeded", "failed", "dead"])
             replies = await pipe.execute()
+        step = 2 + len(_OWN_SOURCES)
         return [
-            MinuteStats(minute * MINUTE_MS, int(accepted), *(int(v or 0) for v in outcomes))
-            for minute, accepted, outcomes in zip(
-                minutes, replies[0::2], replies[1::2], strict=True
+            MinuteStats(
+                minute * MINUTE_MS,
+                int(row[0]) - sum(int(n) for n in row[1:-1]),
+                *(int(v or 0) for v in row[-1]),
+            )
+            for minute, row in zip(
+                minutes, (replies[i : i + step] for i in range(0, len(replies), step)), strict=True
             )
         ]

@@ -115,3 +115,82 @@ async def test_source_changed_elsewhere_is_noticed(api: httpx.AsyncClient, store
     assert event["event_type"] == "changed"
     await store.sources.delete("github")
     assert (await api.post("/ingest/github", content=b"{}")).status_code == 404
+
+
+async def test_a_sources_own_body_cap_wins_over_the_global_one(make_settings) -> None:
+    from relay.api.app import create_app
+    from tests.conftest import running_app
+
+    async with running_app(create_app(make_settings(max_body_bytes=1000))) as api:
+        await create_source(api, "small", max_body_bytes=100)
+        await create_source(api, "large", max_body_bytes=5000)
+        shown = (await api.get("/api/sources/small", headers=AUTH)).json()
+        assert shown["max_body_bytes"] == 100
+
+        r = await api.post("/ingest/small", content=b"x" * 101)
+        assert r.status_code == 413
+        assert r.json()["detail"] == "the body exceeds 100 bytes"
+        assert (await api.post("/ingest/small", content=b"x" * 100)).status_code == 202
+        assert (await api.post("/ingest/large", content=b"x" * 5000)).status_code == 202
+        assert (await api.post("/ingest/large", content=b"x" * 5001)).status_code == 413
+        assert await event_count(api) == 2
+
+        for bad in (0, 600 * 1024 * 1024):
+            r = await api.put("/api/sources/bad", json={"max_body_bytes": bad}, headers=AUTH)
+            assert r.status_code == 422
+
+
+async def test_an_event_type_or_key_too_long_is_400_naming_the_header(
+    api: httpx.AsyncClient,
+) -> None:
+    await create_source(api)
+    long_type = {"X-GitHub-Event": "p" * 257, "X-GitHub-Delivery": "d-1"}
+    r = await api.post("/ingest/github", content=b"{}", headers=long_type)
+    assert r.status_code == 400
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["reason"] == "event_type_too_long"
+    assert r.json()["header"] == "X-GitHub-Event"
+    assert r.json()["detail"] == "the X-GitHub-Event header is longer than 256 characters"
+    assert "ppp" not in r.text
+
+    long_key = {"X-GitHub-Event": "push", "X-GitHub-Delivery": "k" * 257}
+    r = await api.post("/ingest/github", content=b"{}", headers=long_key)
+    assert r.status_code == 400
+    assert (r.json()["reason"], r.json()["header"]) == (
+        "idempotency_key_too_long",
+        "X-GitHub-Delivery",
+    )
+    assert await event_count(api) == 0
+
+    at_the_bound = {"X-GitHub-Event": "p" * 256, "X-GitHub-Delivery": "k" * 256}
+    r = await api.post("/ingest/github", content=b"{}", headers=at_the_bound)
+    assert r.status_code == 202
+    assert await event_count(api) == 1
+
+
+async def test_an_event_type_read_by_the_scheme_is_bounded_too(make_settings) -> None:
+    import base64
+    import time
+
+    from relay.api.app import create_app
+    from relay.domain.signing import signed_headers
+    from tests.conftest import running_app
+
+    secret = "whsec_" + base64.b64encode(b"limits-test-key-0123456789abcdef").decode()
+    verification = {"scheme": "standard-webhooks", "secrets": [secret]}
+    async with running_app(create_app(make_settings(max_event_type_length=10))) as api:
+        await create_source(api, "acme", event_type_header=None, idempotency_header=None,
+                            verification=verification)  # fmt: skip
+
+        async def post(body: bytes, msg_id: str) -> httpx.Response:
+            headers = signed_headers([secret], msg_id, int(time.time()), body)
+            return await api.post("/ingest/acme", content=body, headers=headers)
+
+        r = await post(b'{"type":"user.created.with.a.long.name"}', "msg_1")
+        assert r.status_code == 400
+        assert r.json()["header"] is None
+        assert r.json()["detail"] == (
+            "the event type the standard-webhooks scheme reads is longer than 10 characters"
+        )
+        assert (await post(b'{"type":"user.new"}', "msg_2")).status_code == 202
+        assert await event_count(api) == 1

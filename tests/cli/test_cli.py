@@ -168,9 +168,12 @@ def test_sources_put_list_show_delete(relay: Cli, tmp_path: Path) -> None:
             "GitHub org",
             "--idempotency-header",
             "X-GitHub-Delivery",
+            "--max-body-bytes",
+            "5000000",
         )
     )
     assert "Created source github." in created
+    assert "5000000" in created  # shown among the details
     assert "s3cret" not in created
     assert "Updated source github." in ok(relay("sources", "put", "github", "--file", str(spec)))
 

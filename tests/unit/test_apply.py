@@ -283,3 +283,19 @@ def test_filters_and_transforms_are_managed_like_any_field() -> None:
     with pytest.raises(ApplyError, match=r"subscriptions\.b\.filter: .*any\[0\]\.regex"):
         desired_state({"subscriptions": {"b": {**BILLING, "filter": {"any": [
             {"body": "ref", "regex": "(unclosed"}]}}}})  # fmt: skip
+
+
+def test_a_sources_body_cap_is_applied_and_compared() -> None:
+    capped = {**GITHUB, "max_body_bytes": 5_000_000}
+    doc = desired_state(parse("[sources.github]\nmax_body_bytes = 5000000\n", ".toml"))
+    assert doc.sources["github"] == {"max_body_bytes": 5_000_000}
+    [change] = plan(
+        desired_state({"sources": {"github": capped}}), [api_source("github", **GITHUB)], []
+    )
+    assert (change.action, change.fields) == ("update", ("max_body_bytes",))
+    [same] = plan(
+        desired_state({"sources": {"github": capped}}), [api_source("github", **capped)], []
+    )
+    assert same.action == "unchanged"
+    with pytest.raises(ApplyError, match=r"sources\.github\.max_body_bytes"):
+        desired_state({"sources": {"github": {"max_body_bytes": 0}}})

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import structlog
 
-from relay.observability.logs import REDACTED, configure, redact, scrub_url
+from relay.observability.logs import MAX_VALUE_CHARS, REDACTED, configure, redact, scrub_url
 
 
 def test_scrub_url_drops_userinfo_and_query() -> None:
@@ -167,3 +167,34 @@ def test_exception_text_is_redacted_in_json_and_console(
         assert "ValidationError" in out
         for secret in ("pw1", "tok1", "tok2", "pw3", "tok3"):
             assert secret not in out, (fmt, secret)
+
+
+def test_long_values_are_cut_in_our_lines_and_the_libraries(
+    json_logs: pytest.CaptureFixture[str],
+) -> None:
+    huge = "A" * 100_000
+    structlog.get_logger("relay.ingest").info(
+        "ingest.accepted", event_type=huge, headers={"x-big": huge, huge: "1"}, bytes=5
+    )
+    ours = last_line(json_logs)
+    logging.getLogger("uvicorn.error").warning("Invalid request %s", huge)
+    theirs = last_line(json_logs)
+    cut = "A" * MAX_VALUE_CHARS + f"...[{100_000 - MAX_VALUE_CHARS} more chars]"
+    assert ours["event_type"] == ours["headers"]["x-big"] == cut
+    assert list(ours["headers"]) == ["x-big", cut]
+    assert ours["bytes"] == 5
+    assert theirs["event"] == "Invalid request " + cut[: MAX_VALUE_CHARS - 16] + (
+        f"...[{100_016 - MAX_VALUE_CHARS} more chars]"
+    )
+
+
+def test_values_at_the_bound_and_exceptions_are_left_alone(
+    json_logs: pytest.CaptureFixture[str],
+) -> None:
+    try:
+        raise ValueError("x" * 5000)
+    except ValueError:
+        structlog.get_logger("t").exception("api.error", path="/" + "p" * (MAX_VALUE_CHARS - 1))
+    line = last_line(json_logs)
+    assert line["path"] == "/" + "p" * (MAX_VALUE_CHARS - 1)
+    assert "ValueError" in json.dumps(line["exception"])

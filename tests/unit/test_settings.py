@@ -46,3 +46,39 @@ def test_a_subscriptions_schedule_is_cut_to_the_retention_period() -> None:
     policy = Policies(Settings()).for_delivery(DeliveryMode.RELIABLE, sub)
     assert policy.next_delay(1, elapsed_s=5 * 86_400) == 5
     assert policy.next_delay(1, elapsed_s=7 * 86_400) is None  # 30 days asked, 7 kept
+
+
+def test_ingest_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from relay.api.protocol import HttpLimits
+
+    assert Settings().max_body_bytes == 25 * 1024 * 1024  # GitHub's cap
+    assert HttpLimits.from_settings(Settings()) == HttpLimits()  # the documented defaults
+    for name, value in {
+        "MAX_HEADER_BYTES": "8192",
+        "MAX_HEADER_COUNT": "50",
+        "HEADERS_TIMEOUT_S": "10",
+        "BODY_TIMEOUT_S": "5",
+        "REQUEST_TIMEOUT_S": "30",
+        "MAX_CONNECTIONS": "200",
+    }.items():
+        monkeypatch.setenv(f"RELAY_{name}", value)
+    assert HttpLimits.from_settings(Settings()) == HttpLimits(8192, 50, 10, 5, 30, 200)
+    with pytest.raises(ValidationError, match="max_header_bytes"):
+        Settings(max_header_bytes=100)  # a bound below any real request's headers
+
+
+def test_the_limits_reach_every_process_of_serve_workers_n() -> None:
+    # uvicorn pickles its config into each worker process it spawns: the protocol and its
+    # limits must come through (a class made at run time would not).
+    import pickle
+
+    import uvicorn
+
+    from relay.api.protocol import HttpLimits, LimitedHttpProtocol, server_options
+
+    settings = Settings(max_header_bytes=4096, max_connections=7)
+    config = uvicorn.Config("relay.api.app:serve_app", factory=True, **server_options(settings))
+    http = pickle.loads(pickle.dumps(config)).http  # noqa: S301 - our own bytes, as uvicorn does
+    assert http.func is LimitedHttpProtocol
+    assert http.keywords == {"limits": HttpLimits.from_settings(settings)}
+    assert http.keywords["limits"].max_connections == 7

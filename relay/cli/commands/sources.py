@@ -55,6 +55,9 @@ def sources_put(
     description: Annotated[str | None, typer.Option()] = None,
     event_type_header: Annotated[str | None, typer.Option()] = None,
     idempotency_header: Annotated[str | None, typer.Option()] = None,
+    max_body_bytes: Annotated[
+        int | None, typer.Option(help="Largest body (default RELAY_MAX_BODY_BYTES).")
+    ] = None,
 ) -> None:
     """Create or replace a source (fields not given take their defaults)."""
     body = _read_json(file) if file else {}
@@ -62,6 +65,7 @@ def sources_put(
         "description": description,
         "event_type_header": event_type_header,
         "idempotency_header": idempotency_header,
+        "max_body_bytes": max_body_bytes,
     }
     body |= {k: v for k, v in given.items() if v is not None}
     response = relay.request("PUT", api_path("sources", name), body=body)

@@ -1,0 +1,288 @@
+"""The HTTP/1.1 server protocol with the relay's ingest limits, for uvicorn's ``http=`` option.
+
+uvicorn over httptools bounds nothing a client sends before the app sees it: llhttp has no
+limit on the size of the headers, httptools joins the pieces of a header value into one
+``bytes`` as they arrive (a 64 MB ``X-GitHub-Event`` was buffered whole, then stored and
+logged), and a connection that sends nothing, or a byte a minute, is kept for ever. This
+subclass of uvicorn's httptools protocol adds, per connection:
+
+- a bound on the header bytes (request line included) and on the number of header fields:
+  ``431``. Bytes are counted as they are read, so at most one read (256 KiB) beyond the
+  bound is ever held;
+- deadlines: for the headers, between two reads of the body, and for the whole request:
+  ``408``;
+- a bound on the connections one process holds: ``503`` at once, before reading anything.
+
+A refusal answers problem+json, closes the connection (lingering, so that the client reads
+the answer) and logs ``http.refused``; if the app was already reading that request, it sees
+a disconnect and its answer goes nowhere.
+
+    uvicorn.run(app, **server_options(settings))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from config.settings import Settings
+from relay.api.problems import MEDIA_TYPE, Problem
+
+log = structlog.get_logger("relay.api")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    max_header_bytes: int = 16 * 1024
+    max_header_count: int = 100
+    headers_timeout_s: float = 60.0
+    body_timeout_s: float = 60.0
+    request_timeout_s: float = 300.0
+    max_connections: int = 1000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HttpLimits:
+        return cls(
+            max_header_bytes=settings.max_header_bytes,
+            max_header_count=settings.max_header_count,
+            headers_timeout_s=settings.headers_timeout_s,
+            body_timeout_s=settings.body_timeout_s,
+            request_timeout_s=settings.request_timeout_s,
+            max_connections=settings.max_connections,
+        )
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """The uvicorn options ``relay serve`` and ``relay dev`` share.
+
+    The protocol goes in as a partial of a module-level class: ``relay serve --workers N``
+    pickles uvicorn's config into each worker process, and this pickles by reference.
+    """
+    protocol = functools.partial(LimitedHttpProtocol, limits=HttpLimits.from_settings(settings))
+    return {
+        "http": protocol,
+        "log_config": None,
+        "access_log": settings.access_log,
+        "proxy_headers": False,
+    }
+
+
+# Longest a refused connection is kept to drain what the client is still sending.
+LINGER_S = 2.0
+# Where a connection is in its current request; the deadline's meaning depends on it.
+_IDLE, _HEADERS, _BODY = 0, 1, 2
+
+
+class LimitedHttpProtocol(HttpToolsProtocol):
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        limits: HttpLimits = HttpLimits(),
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.limits = limits
+        self._closing = False
+        self._phase = _HEADERS
+        self._header_bytes = 0  # of the current request, in reads that did not end them
+        self._read_size = 0  # of the read being parsed
+        # One timer per connection, armed once and moved on only when it fires: setting and
+        # cancelling one per request cost more than everything else here together.
+        self._deadline: asyncio.TimerHandle | None = None
+        self._request_started = 0.0
+        self._last_read = 0.0
+
+    # --- connection ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            self._refuse(
+                503, "too_many_connections", "this relay process is at its connection limit"
+            )
+            return
+        # A connection that never sends a byte is on the headers' clock from the start.
+        self._request_started = self.loop.time()
+        self._arm(self._headers_wait(self._request_started))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if self._phase == _BODY:
+            self._last_read = self.loop.time()
+        elif self._phase == _IDLE:  # the first byte of a further request on this connection
+            self._phase = _HEADERS
+            self._header_bytes = 0
+            self._request_started = self.loop.time()
+            if self._deadline is None:
+                self._arm(self._headers_wait(self._request_started))
+        self._read_size = len(data)
+        super().data_received(data)
+        if self._phase == _HEADERS and not self._closing and not self.transport.is_closing():
+            # The headers are still incomplete after this read, so all of it belonged to them
+            # (except, with pipelining, the end of the previous request read in the same go:
+            # an over-count that only makes the bound stricter).
+            self._header_bytes += len(data)
+            if self._header_bytes > self.limits.max_header_bytes:
+                self._too_large()
+
+    # --- parser callbacks ------------------------------------------------------------------
+
+    def on_headers_complete(self) -> None:
+        limits = self.limits
+        if self._header_bytes + self._read_size > limits.max_header_bytes:
+            # They ended in this read, which may hold the body too: count them exactly.
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > limits.max_header_bytes:
+                self._too_large()
+                return
+        if len(self.headers) > limits.max_header_count:
+            self._refuse(
+                431,
+                "too_many_headers",
+                f"the request has more than {limits.max_header_count} header fields",
+            )
+            return
+        self._phase = _BODY
+        now = self._last_read = self.loop.time()
+        if limits.body_timeout_s < min(limits.headers_timeout_s, limits.request_timeout_s):
+            # Else the timer, set for the headers, fires before the body can be late.
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._arm(self._body_wait(now))
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        # After a refusal the parser still hands over the rest of the read it was given.
+        if not self._closing:
+            super().on_body(body)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._phase == _BODY and not self._closing and not self.transport.is_closing():
+            # The app answered before the body ended (a 413, a 404): the rest of the body
+            # is of no use, and reading on to find the next request could take long.
+            self._close_lingering()
+
+    def on_message_complete(self) -> None:
+        if self._closing:
+            return
+        self._phase = _IDLE
+        super().on_message_complete()
+
+    # --- deadlines -------------------------------------------------------------------------
+
+    def _headers_wait(self, now: float) -> float:
+        limit = min(self.limits.headers_timeout_s, self.limits.request_timeout_s)
+        return self._request_started + limit - now
+
+    def _body_wait(self, now: float) -> float:
+        """Seconds until the body has taken too long: between two reads, or in all."""
+        idle = self._last_read + self.limits.body_timeout_s - now
+        total = self._request_started + self.limits.request_timeout_s - now
+        return min(idle, total)
+
+    def _arm(self, delay: float) -> None:
+        self._deadline = self.loop.call_later(max(delay, 0.0), self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._deadline = None
+        if self._closing or self.transport.is_closing() or self._phase == _IDLE:
+            return  # an idle connection is uvicorn's keep-alive timeout's to close
+        limits = self.limits
+        now = self.loop.time()
+        if self._phase == _HEADERS:
+            left = self._headers_wait(now)
+            if left > 0:  # a later request on this connection
+                self._arm(left)
+            else:
+                seconds = min(limits.headers_timeout_s, limits.request_timeout_s)
+                self._refuse(408, "headers_timeout", f"the headers took more than {seconds:g} s")
+            return
+        if self.flow.read_paused:
+            # The app has not taken what was read yet: the wait is ours, not the client's.
+            self._last_read = now
+            self._arm(limits.body_timeout_s)
+            return
+        left = self._body_wait(now)
+        if left > 0:
+            self._arm(left)
+        elif now - self._request_started >= limits.request_timeout_s:
+            self._refuse(
+                408, "request_timeout", f"the request took more than {limits.request_timeout_s:g} s"
+            )
+        else:
+            self._refuse(
+                408,
+                "body_timeout",
+                f"no part of the body came for {limits.body_timeout_s:g} s",
+            )
+
+    # --- refusals --------------------------------------------------------------------------
+
+    def _too_large(self) -> None:
+        self._refuse(
+            431, "headers_too_large", f"the headers exceed {self.limits.max_header_bytes} bytes"
+        )
+
+    def _refuse(self, status: int, reason: str, detail: str) -> None:
+        cycle = self.cycle
+        answered = False
+        if cycle is not None and not cycle.response_complete:
+            # The app is on this request (or on the one before it): from now on it reads a
+            # disconnect and its answer is dropped.
+            answered = cycle.response_started
+            cycle.disconnected = True
+            cycle.message_event.set()
+        elif cycle is not None and self._phase == _BODY:
+            answered = True  # it answered early (a 404, say) while the body still came
+        if not answered:
+            self.transport.write(self._problem(status, reason, detail))
+        self._close_lingering()
+        client = self.client[0] if self.client else None
+        log.info("http.refused", reason=reason, status=status, client=client)
+
+    def _close_lingering(self) -> None:
+        """Stop answering; close once the client stops sending, or after ``LINGER_S``.
+
+        Closing with the client's bytes unread makes the kernel reset the connection, and
+        the client then loses the answer it was sent (a 431 for 4 MB of headers, a 413 for a
+        body still coming): nginx's lingering close, for the same reason. What is read
+        meanwhile is dropped unparsed.
+        """
+        self._closing = True
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.flow.resume_reading()
+        self._deadline = self.loop.call_later(LINGER_S, self.transport.close)
+
+    def _problem(self, status: int, reason: str, detail: str) -> bytes:
+        body = orjson.dumps(Problem(status, detail, reason=reason).body())
+        head = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head.append(b"content-type: " + MEDIA_TYPE.encode() + b"\r\n")
+        head.append(b"content-length: " + str(len(body)).encode() + b"\r\n")
+        if status == 503:
+            head.append(b"retry-after: 1\r\n")
+        head.append(b"connection: close\r\n\r\n")
+        return b"".join(head) + body
