@@ -26,8 +26,9 @@ class Listing(BaseModel, Generic[T]):
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-# Epoch milliseconds, as answers gave times before RFC 3339: 11 to 16 digits (1973 on).
-_EPOCH_MS = re.compile(r"[0-9]{11,16}")
+# Epoch milliseconds, as answers gave times before RFC 3339: 11 to 14 digits (1973 to 5138:
+# datetime ends at the year 9999).
+_EPOCH_MS = re.compile(r"[0-9]{11,14}")
 
 
 def _date_time_or_ms(value: object) -> object:
@@ -60,7 +61,7 @@ Moment = Annotated[
         {
             "anyOf": [
                 {"type": "string", "format": "date-time"},
-                {"type": "string", "pattern": "^[0-9]{11,16}$", "description": "epoch ms"},
+                {"type": "string", "pattern": "^[0-9]{11,14}$", "description": "epoch ms"},
             ]
         }
     ),
