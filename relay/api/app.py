@@ -20,6 +20,7 @@ from relay.api import (
     sources,
     subscriptions,
 )
+from relay.api.methods import AllowedMethods
 from relay.api.services import Services
 from relay.delivery import outbound, queue
 from relay.delivery.attempt import Attempter
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     problems.install(app)
+    app.add_middleware(AllowedMethods)
     app.include_router(ingest.router)
     app.include_router(sources.router)
     app.include_router(subscriptions.router)

@@ -41,3 +41,17 @@ async def require_admin(
 
 
 AdminDep = Depends(require_admin)
+
+
+async def known_subscription(services: Services, sub_id: str | None) -> None:
+    """A filter naming a subscription that never existed is a typo, not an empty result."""
+    if sub_id is not None and not await services.store.subscriptions.known(sub_id):
+        raise Problem(404, f"no subscription {sub_id!r}")
+
+
+async def _subscription_filter(services: ServicesDep, subscription_id: str | None = None) -> None:
+    await known_subscription(services, subscription_id)
+
+
+# On routes that take ``?subscription_id=``: 404 for an id that never existed.
+KnownSubscriptionFilter = Depends(_subscription_filter)

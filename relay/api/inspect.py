@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from relay.api.deps import AdminDep, ServicesDep
+from relay.api.deps import AdminDep, KnownSubscriptionFilter, ServicesDep
 from relay.api.listing import Listing, Moment, collect, to_ms
 from relay.api.problems import Problem, problem_docs
 from relay.api.views import (
@@ -122,7 +122,9 @@ async def get_event_body(event_id: str, services: ServicesDep) -> Response:
     return Response(body, media_type=content_type or "application/octet-stream")
 
 
-@router.get("/deliveries", response_model=Listing[DeliveryView])
+@router.get(
+    "/deliveries", dependencies=[KnownSubscriptionFilter], response_model=Listing[DeliveryView]
+)
 async def list_deliveries(
     services: ServicesDep,
     subscription_id: str | None = None,
@@ -163,7 +165,7 @@ async def get_delivery(delivery_id: str, services: ServicesDep) -> DeliveryDetai
     )
 
 
-@router.get("/dead-letters", response_model=DeadLettersView)
+@router.get("/dead-letters", dependencies=[KnownSubscriptionFilter], response_model=DeadLettersView)
 async def list_dead_letters(
     services: ServicesDep,
     subscription_id: str | None = None,

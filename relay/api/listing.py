@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, WithJsonSchema
 
 from relay.storage import Page, TimeRange
 
@@ -22,16 +23,49 @@ class Listing(BaseModel, Generic[T]):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: done.")
 
 
-def _utc_since_epoch(value: datetime) -> datetime:
-    # A time without a zone means UTC, not wherever the server happens to run; ids cannot
-    # name a time before 1970, so such a bound would only raise further down.
-    value = value if value.tzinfo else value.replace(tzinfo=UTC)
-    if value.year < 1970:
-        raise ValueError("must be 1970 or later")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# Epoch milliseconds, as answers gave times before RFC 3339: 11 to 14 digits (1973 to 5138:
+# datetime ends at the year 9999).
+_EPOCH_MS = re.compile(r"[0-9]{11,14}")
+
+
+def _date_time_or_ms(value: object) -> object:
+    # pydantic would read any number ("0.5", 7) as seconds or milliseconds since 1970; the
+    # document promises a date-time, or the epoch milliseconds earlier answers carried.
+    if isinstance(value, str) and _EPOCH_MS.fullmatch(value.strip()):
+        return datetime.fromtimestamp(int(value) / 1000, UTC)
+    if isinstance(value, int | float) or (
+        isinstance(value, str) and re.fullmatch(r"\s*[-+]?[\d.eE+-]+\s*", value)
+    ):
+        raise ValueError(
+            "expected an RFC 3339 date-time such as 2026-11-24T10:00:00Z (ISO 8601), or "
+            "epoch milliseconds"
+        )
     return value
 
 
-Moment = Annotated[datetime, AfterValidator(_utc_since_epoch)]
+def _utc_since_epoch(value: datetime) -> datetime:
+    # A time without a zone means UTC, not wherever the server happens to run. Nothing is
+    # older than 1970, so an earlier bound means the same as 1970 (ids cannot name it).
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return max(value, _EPOCH)
+
+
+Moment = Annotated[
+    datetime,
+    BeforeValidator(_date_time_or_ms),
+    AfterValidator(_utc_since_epoch),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "pattern": "^[0-9]{11,14}$", "description": "epoch ms"},
+            ]
+        }
+    ),
+]
 
 
 def to_ms(value: datetime | None) -> int | None:

@@ -18,6 +18,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from relay.domain.redaction import validation_errors
+
 MEDIA_TYPE = "application/problem+json"
 
 
@@ -91,7 +93,7 @@ class Problem(Exception):
 
 def invalid(exc: RequestValidationError | ValidationError) -> Problem:
     """A 422 for input that failed validation, without echoing the input back."""
-    return Problem(422, "the request is not valid", errors=_validation_errors(exc))
+    return Problem(422, "the request is not valid", errors=validation_errors(exc.errors()))
 
 
 def problem_response(problem: Problem) -> JSONResponse:
@@ -100,12 +102,14 @@ def problem_response(problem: Problem) -> JSONResponse:
     )
 
 
-def _validation_errors(exc: RequestValidationError | ValidationError) -> list[dict[str, Any]]:
-    # Echoing the rejected input could reflect a secret back; location and reason suffice.
-    return [
-        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
-        for err in exc.errors()
-    ]
+# What FastAPI raises (as a 400) for a body it cannot decode at all: invalid UTF-8, or
+# nesting past the parser's recursion limit.
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+_NOT_JSON = {
+    "loc": ["body"],
+    "msg": "the body cannot be read as JSON (invalid UTF-8, or nested too deep)",
+    "type": "json_invalid",
+}
 
 
 def install(app: FastAPI) -> None:
@@ -115,12 +119,21 @@ def install(app: FastAPI) -> None:
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
+            # A body that is not UTF-8 fails before JSON parsing: the same 422 as bad JSON.
+            return problem_response(Problem(422, "the request is not valid", errors=[_NOT_JSON]))
         headers = dict(exc.headers) if exc.headers else None
         return problem_response(Problem(exc.status_code, str(exc.detail), headers=headers))
 
-    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return problem_response(invalid(exc))
+        problem = invalid(exc)
+        if "json" not in request.headers.get("content-type", "") and any(
+            tuple(e["loc"]) == ("body",) for e in problem.extra["errors"]
+        ):
+            # Not "Input should be a valid dictionary": say what the route wants.
+            problem.detail = "expected a JSON body sent with content-type: application/json"
+        return problem_response(problem)
 
     async def on_redis_down(request: Request, exc: Exception) -> JSONResponse:
         # Nothing was stored: the sender should try again (webhook providers do on a 5xx).

@@ -10,14 +10,15 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from relay.api.deps import AdminDep, ServicesDep
+from relay.api.deps import AdminDep, KnownSubscriptionFilter, ServicesDep, known_subscription
 from relay.api.listing import Moment, to_ms
 from relay.api.problems import Problem, problem_docs
+from relay.api.subscriptions import unusable
 from relay.api.views import DeliveryView
 from relay.delivery.fanout import UnknownSubscription
 from relay.delivery.replay import DeadLetters, InFlight, UnknownDelivery
 from relay.domain.models import Delivery
-from relay.storage import NotFannedOut
+from relay.storage import NotFannedOut, UnusableRecord
 
 router = APIRouter(
     prefix="/api",
@@ -97,8 +98,10 @@ async def replay_event(
         made = await services.replays.replay_event(
             event_id, request.subscription_ids if request else None
         )
-    except UnknownSubscription:
-        raise Problem(404, "one of subscription_ids does not exist") from None
+    except UnknownSubscription as exc:
+        raise Problem(404, f"no subscription {exc.args[0]!r}") from None
+    except UnusableRecord as exc:
+        raise unusable(exc.record) from None
     except NotFannedOut:
         raise Problem(409, "the event is not fanned out yet; try again in a moment") from None
     if made is None:
@@ -115,6 +118,7 @@ async def replay_dead_letters(
     Safe to repeat: a delivery leaves the dead-letter index in the same step that re-queues
     it, so a second call finds only what died since.
     """
+    await known_subscription(services, flt.subscription_id if flt else None)
     with _in_flight_is_conflict():
         requeued, remaining, last = await services.replays.replay_dead(
             _dead_letters(flt or DeadLetterFilter())
@@ -122,7 +126,7 @@ async def replay_dead_letters(
     return DeadLettersReplayed(requeued=requeued, remaining=remaining, last=last)
 
 
-@router.delete("/dead-letters")
+@router.delete("/dead-letters", dependencies=[KnownSubscriptionFilter])
 async def purge_dead_letters(
     services: ServicesDep,
     subscription_id: str | None = None,

@@ -10,23 +10,34 @@ from pydantic import BaseModel, ValidationError
 
 from relay.api.deps import AdminDep, ServicesDep
 from relay.api.problems import Problem, invalid, problem_docs
-from relay.api.views import SecretRotatedView, SubscriptionCreatedView, SubscriptionView
+from relay.api.views import (
+    SecretRotatedView,
+    ShownSubscription,
+    SubscriptionCreatedView,
+    SubscriptionList,
+    SubscriptionSavedView,
+    SubscriptionView,
+    UnusableSubscriptionView,
+)
 from relay.delivery.fanout import UnknownSubscription
 from relay.delivery.subscriptions import InvalidSubscription
+from relay.domain.input_rules import STORED
 from relay.domain.models import (
     DeliveryStatus,
     SecretRotated,
+    Subscription,
     SubscriptionCreated,
     SubscriptionIn,
-    SubscriptionOut,
     SubscriptionPatch,
+    UnusableSubscription,
 )
+from relay.storage import UnusableRecord
 
 router = APIRouter(
     prefix="/api",
     dependencies=[AdminDep],
     tags=["admin"],
-    responses=problem_docs(401, 404, 422, 503),
+    responses=problem_docs(401, 404, 409, 422, 503),
 )
 
 
@@ -37,6 +48,8 @@ async def _answers() -> AsyncIterator[None]:
         yield
     except UnknownSubscription as exc:
         raise Problem(404, f"no subscription {exc.args[0]!r}") from None
+    except UnusableRecord as exc:
+        raise unusable(exc.record) from None
     except InvalidSubscription as exc:
         raise Problem(422, str(exc)) from None
     except ValidationError as exc:  # e.g. {"url": null}: valid JSON, not a valid subscription
@@ -45,30 +58,59 @@ async def _answers() -> AsyncIterator[None]:
 
 @router.post("/subscriptions", status_code=201, response_model=SubscriptionCreatedView)
 async def create_subscription(spec: SubscriptionIn, services: ServicesDep) -> SubscriptionCreated:
-    """Create a subscription. Its signing secret is in this response and never again."""
+    """Create a subscription. Its signing secret is in this response and never again.
+    Sources must exist, and a host must not resolve only to addresses the relay may not
+    call (422); a host that does not resolve yet is accepted with a ``warnings`` entry."""
     async with _answers():
-        sub = await services.subscriptions.create(spec)
-    return SubscriptionCreated(**sub.public().model_dump(), secret=sub.secret)
+        saved = await services.subscriptions.create(spec)
+    sub = saved.subscription
+    return SubscriptionCreated.model_validate(
+        {**sub.public().model_dump(), "secret": sub.secret, "warnings": saved.warnings},
+        context=STORED,
+    )
 
 
-@router.get("/subscriptions", response_model=dict[str, list[SubscriptionView]])
-async def list_subscriptions(services: ServicesDep) -> dict[str, list[SubscriptionOut]]:
-    return {"data": [s.public() for s in await services.store.subscriptions.all()]}
+def unusable(record: UnusableSubscription) -> Problem:
+    return Problem(
+        409,
+        f"subscription {record.id!r} is stored in a form this relay cannot use "
+        f"({record.problem}); delete it and create it again",
+    )
 
 
-@router.get("/subscriptions/{sub_id}", response_model=SubscriptionView)
-async def get_subscription(sub_id: str, services: ServicesDep) -> SubscriptionOut:
+def _shown(sub: Subscription | UnusableSubscription) -> ShownSubscription:
+    """The view of a stored subscription, built under the rules it was stored with: FastAPI
+    takes a view as it is, but would validate anything else under today's input rules."""
+    if isinstance(sub, Subscription):
+        return SubscriptionView.model_validate(sub.public(), from_attributes=True, context=STORED)
+    return UnusableSubscriptionView.model_validate(sub, from_attributes=True)
+
+
+@router.get("/subscriptions", response_model=SubscriptionList)
+async def list_subscriptions(services: ServicesDep) -> SubscriptionList:
+    """Every subscription, including any stored in a form this relay cannot use (those
+    carry a ``problem``)."""
+    return SubscriptionList(data=[_shown(s) for s in await services.store.subscriptions.all()])
+
+
+@router.get("/subscriptions/{sub_id}", response_model=ShownSubscription)
+async def get_subscription(sub_id: str, services: ServicesDep) -> ShownSubscription:
+    """One subscription; one this relay cannot use answers with its ``problem``."""
     async with _answers():
-        return (await services.subscriptions.get(sub_id)).public()
+        return _shown(await services.subscriptions.lookup(sub_id))
 
 
-@router.patch("/subscriptions/{sub_id}", response_model=SubscriptionView)
+@router.patch("/subscriptions/{sub_id}", response_model=SubscriptionSavedView)
 async def patch_subscription(
     sub_id: str, patch: SubscriptionPatch, services: ServicesDep
-) -> SubscriptionOut:
-    """Change some fields. Re-enabling clears the reason it was disabled."""
+) -> SubscriptionSavedView:
+    """Change some fields (checked as on create). Re-enabling clears the reason it was
+    disabled."""
     async with _answers():
-        return (await services.subscriptions.update(sub_id, patch)).public()
+        saved = await services.subscriptions.update(sub_id, patch)
+    return SubscriptionSavedView.model_validate(
+        {**saved.subscription.public().model_dump(), "warnings": saved.warnings}, context=STORED
+    )
 
 
 @router.post("/subscriptions/{sub_id}/rotate-secret", response_model=SecretRotatedView)
@@ -79,19 +121,19 @@ async def rotate_secret(sub_id: str, services: ServicesDep) -> SecretRotated:
         return await services.subscriptions.rotate_secret(sub_id)
 
 
-@router.post("/subscriptions/{sub_id}/pause", response_model=SubscriptionView)
-async def pause_subscription(sub_id: str, services: ServicesDep) -> SubscriptionOut:
+@router.post("/subscriptions/{sub_id}/pause", response_model=ShownSubscription)
+async def pause_subscription(sub_id: str, services: ServicesDep) -> ShownSubscription:
     """Stop delivering: due deliveries wait (none is dropped within the retention period)
     until resume."""
     async with _answers():
-        return (await services.subscriptions.set_paused(sub_id, True)).public()
+        return _shown(await services.subscriptions.set_paused(sub_id, True))
 
 
-@router.post("/subscriptions/{sub_id}/resume", response_model=SubscriptionView)
-async def resume_subscription(sub_id: str, services: ServicesDep) -> SubscriptionOut:
+@router.post("/subscriptions/{sub_id}/resume", response_model=ShownSubscription)
+async def resume_subscription(sub_id: str, services: ServicesDep) -> ShownSubscription:
     """Deliver again: waiting deliveries go out in the order they fell due."""
     async with _answers():
-        return (await services.subscriptions.set_paused(sub_id, False)).public()
+        return _shown(await services.subscriptions.set_paused(sub_id, False))
 
 
 class TestResult(BaseModel):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from relay.api.listing import Listing
 from relay.domain.clock import rfc3339
@@ -25,6 +25,8 @@ from relay.domain.models import (
     Skipped,
     Source,
     SubscriptionOut,
+    SubscriptionSaved,
+    UnusableSubscription,
 )
 
 Timestamp = Annotated[
@@ -75,14 +77,34 @@ class DeadLettersView(Listing[DeliveryView]):
 
 class SubscriptionView(SubscriptionOut):
     model_config = _FROM_DOMAIN
-    created_at: Timestamp
-    updated_at: Timestamp
+    created_at: Timestamp = Field(description="When it was made.")
+    updated_at: Timestamp = Field(description="When it last changed.")
     previous_secret_expires_at: Timestamp | None = Field(
         default=None, description="Until then deliveries are signed with the old secret too."
     )
 
 
-class SubscriptionCreatedView(SubscriptionView):
+class UnusableSubscriptionView(UnusableSubscription):
+    model_config = _FROM_DOMAIN
+    created_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
+
+
+# A stored subscription this version cannot use is shown too, with its ``problem``.
+ShownSubscription = SubscriptionView | UnusableSubscriptionView
+
+
+class SubscriptionList(BaseModel):
+    data: list[ShownSubscription]
+
+
+class SubscriptionSavedView(SubscriptionView):
+    warnings: list[str] = Field(
+        default_factory=list, description=SubscriptionSaved.model_fields["warnings"].description
+    )
+
+
+class SubscriptionCreatedView(SubscriptionSavedView):
     secret: str
 
 

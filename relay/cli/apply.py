@@ -66,7 +66,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
-from relay.domain.models import SOURCE_NAME_PATTERN, SourceIn, SubscriptionIn, public_headers
+from relay.domain.models import SOURCE_NAME_PATTERN, SourceIn, SubscriptionIn, shown_headers
+from relay.domain.redaction import mask_url
 
 Kind = Literal["source", "subscription"]
 Action = Literal["create", "update", "delete", "unchanged"]
@@ -240,8 +241,11 @@ def _subscription_view(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _as_shown(view: Mapping[str, Any]) -> dict[str, Any]:
-    """The view as the API shows it back: credential-like header values are masked."""
-    return {**view, "headers": public_headers(view["headers"])} if "headers" in view else {**view}
+    """The view as the API shows it back: header values (unless public) and the URL's
+    password and query values are masked."""
+    shown = {**view, "url": mask_url(view["url"])}
+    shown["headers"] = shown_headers(view["headers"], view["public_headers"])
+    return shown
 
 
 def source_changes(
@@ -297,9 +301,10 @@ def subscription_changes(
         want = _subscription_view(name, spec)
         shown = _as_shown(want)
         differ = tuple(sorted(k for k, v in shown.items() if sub.get(k) != v))
-        if push_secrets and shown.get("headers") != want.get("headers"):
-            # Masked header values cannot be compared: re-send them when asked to.
-            differ = tuple(sorted({*differ, "headers"}))
+        masked = {k for k in ("headers", "url") if shown[k] != want[k]}
+        if push_secrets and masked:
+            # Masked values cannot be compared: re-send them when asked to.
+            differ = tuple(sorted({*differ, *masked}))
         patch = {k: want[k] for k in differ}
         action: Action = "update" if differ else "unchanged"
         changes.append(Change("subscription", action, name, str(sub["id"]), differ, patch))

@@ -31,6 +31,7 @@ from relay.domain.models import (
     Event,
     Subscription,
     Trigger,
+    UnusableSubscription,
 )
 from relay.domain.outcome import AttemptResult
 from relay.domain.retry_policy import RetryPolicy, merged
@@ -76,6 +77,16 @@ class Policies:
                 override["max_age_s"] = longest
             self._custom[key] = RetryPolicy.from_settings(merged(self._settings.retry, override))
         return self._custom[key]
+
+
+def _not_sent(sub: Subscription | UnusableSubscription | None) -> AttemptResult:
+    """Why no request goes to this subscription."""
+    if sub is None:
+        return AttemptResult(error="SubscriptionDeleted", error_message="no request was sent")
+    if isinstance(sub, UnusableSubscription):
+        # Named in the delivery's record, so the dead letter says what to repair.
+        return AttemptResult(error="UnusableSubscription", error_message=sub.problem[:500])
+    return AttemptResult(error="SubscriptionDisabled", error_message="no request was sent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,9 +199,8 @@ class Attempter:
         self, ctx: DeliveryContext, attempt: int, trigger: Trigger, started_ms: int
     ) -> Attempt | None:
         sub = ctx.subscription
-        if sub is None or not sub.enabled:
-            error = "SubscriptionDeleted" if sub is None else "SubscriptionDisabled"
-            result = AttemptResult(error=error, error_message="no request was sent")
+        if sub is None or isinstance(sub, UnusableSubscription) or not sub.enabled:
+            result = _not_sent(sub)
             return await self._finish(ctx, attempt, trigger, started_ms, result, give_up=True)
 
         shape = partial(outgoing, sub, ctx.event, ctx.body, attempt, started_ms,
@@ -226,7 +236,9 @@ class Attempter:
         finished_ms = now_ms()
         sub = ctx.subscription
         policy = (
-            None if give_up or sub is None else self.policies.for_delivery(ctx.delivery.mode, sub)
+            self.policies.for_delivery(ctx.delivery.mode, sub)
+            if isinstance(sub, Subscription) and not give_up
+            else None
         )
 
         def next_delay() -> float | None:
@@ -253,7 +265,9 @@ class Attempter:
             response_excerpt=result.response_excerpt,
             outcome=moved.status,
             next_attempt_at=next_at,
-            transform_version=sub.transform.version if sub and sub.transform else None,
+            transform_version=(
+                sub.transform.version if isinstance(sub, Subscription) and sub.transform else None
+            ),
         )
         own_test = ctx.event.source == TEST_SOURCE
         limit_ms = int(self.settings.disable_after_failing_s * 1000)
@@ -320,7 +334,7 @@ class Attempter:
             "subscription_id": ctx.delivery.subscription_id,
             "source": ctx.event.source,
             "event_type": ctx.event.event_type,
-            "url_host": urlsplit(str(sub.url)).hostname if sub else None,
+            "url_host": urlsplit(str(sub.url)).hostname if sub and sub.url else None,
             "attempt": record.number,
             "trigger": record.trigger.value,
             "status_code": result.status_code,

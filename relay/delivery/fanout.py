@@ -23,9 +23,16 @@ from relay.delivery.connection import UNAVAILABLE
 from relay.domain.clock import now_ms
 from relay.domain.filters import EventFacts
 from relay.domain.ids import new_id
-from relay.domain.matching import wants
-from relay.domain.models import DeliveryMode, Subscription
-from relay.storage import NewDeliveries, NewDelivery, NotFannedOut, StaleSubscriptions, Store
+from relay.domain.matching import ANY_SOURCE, wants
+from relay.domain.models import DeliveryMode, Subscription, UnusableSubscription
+from relay.storage import (
+    NewDeliveries,
+    NewDelivery,
+    NotFannedOut,
+    StaleSubscriptions,
+    Store,
+    UnusableRecord,
+)
 
 log = structlog.get_logger("relay.dispatch")
 # A batch whose fan-out met Redis away is tried again for this long, then left to the cron.
@@ -57,21 +64,39 @@ class Planned:
 
 
 class SubscriptionCache:
-    """Every subscription, read again only when ``subs:rev`` has moved."""
+    """Every subscription, read again only when ``subs:rev`` has moved.
+
+    A stored subscription this version cannot use is set aside (and logged once per read),
+    so that it costs its own deliveries only, never those of the others on its sources."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
         self._rev: str | None = None
         self._subs: list[Subscription] = []
+        self.unusable: list[UnusableSubscription] = []
 
     async def current(self, *, refresh: bool = False) -> tuple[str, list[Subscription]]:
         if refresh or self._rev is None:
             # The revision first: subscriptions read after it are at least that new, so a
             # change in between makes the plan stale rather than silently old.
             rev = await self._store.subscriptions.revision()
-            self._subs = await self._store.subscriptions.all()
+            found = await self._store.subscriptions.all()
+            self._subs = [s for s in found if isinstance(s, Subscription)]
+            self.unusable = [s for s in found if isinstance(s, UnusableSubscription)]
+            for bad in self.unusable:
+                log.error("fanout.subscription_unusable", subscription_id=bad.id,
+                          sources=bad.sources, problem=bad.problem)  # fmt: skip
             self._rev = rev
         return self._rev, self._subs
+
+    def unusable_for(self, source: str) -> list[str]:
+        """Unusable subscriptions that may have wanted an event of ``source`` (all of them
+        when their sources cannot be read)."""
+        return [
+            s.id
+            for s in self.unusable
+            if not s.sources or source in s.sources or ANY_SOURCE in s.sources
+        ]
 
     async def fresh(self) -> list[Subscription]:
         """Every subscription as of now: read again only when the revision has moved."""
@@ -143,10 +168,13 @@ async def fan_out(
             continue
         done = [p if ok == 1 else None for p, ok in zip(planned, added, strict=True)]
         for p, event in zip(done, events, strict=True):
-            if p is not None:
-                log.info("fanout.completed", event_id=p.event_id, source=event.source,
-                         event_type=event.event_type, deliveries=len(p.deliveries),
-                         skipped=len(p.skipped))  # fmt: skip
+            if p is None:
+                continue
+            unusable = cache.unusable_for(event.source)
+            log.info("fanout.completed", event_id=p.event_id, source=event.source,
+                     event_type=event.event_type, deliveries=len(p.deliveries),
+                     skipped=len(p.skipped),
+                     **({"unusable": unusable} if unusable else {}))  # fmt: skip
         return done
     raise RuntimeError("subscriptions keep changing under fan-out")
 
@@ -169,13 +197,17 @@ async def replay(
     if event is None:
         return None
     if subscription_ids is None:
-        subs = await store.subscriptions.for_source(event.source)
+        current = await store.subscriptions.for_source(event.source)
+        subs = [s for s in current if isinstance(s, Subscription)]
     else:
         wanted = dict.fromkeys(subscription_ids)
         found = [await store.subscriptions.get(sub_id) for sub_id in wanted]
-        subs = [s for s in found if s is not None]
-        if len(subs) != len(found):
-            raise UnknownSubscription
+        subs = [s for s in found if isinstance(s, Subscription)]
+        for sub_id, sub in zip(wanted, found, strict=True):
+            if sub is None:
+                raise UnknownSubscription(sub_id)
+            if isinstance(sub, UnusableSubscription):
+                raise UnusableRecord(sub)
     now = now_ms()
     # Named subscriptions get the event whatever their filters say.
     planned = plan(event, subs, now, mode=DeliveryMode.RELIABLE, match=subscription_ids is None)

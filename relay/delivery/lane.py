@@ -19,7 +19,7 @@ import structlog
 from config.settings import Settings
 from relay.delivery.attempt import Attempter
 from relay.domain.clock import now_ms
-from relay.domain.models import Attempt, DeliveryMode
+from relay.domain.models import Attempt, DeliveryMode, Subscription
 from relay.observability import metrics
 from relay.storage import Claim, Store
 
@@ -71,7 +71,7 @@ class LaneRunner:
                         job_id=job_id,
                         worker_id=self._worker_id,
                     )
-                    if claim.subscription is not None:
+                    if isinstance(claim.subscription, Subscription):
                         cap = claim.subscription.max_concurrency or default_cap
                     for ctx in claim.contexts:
                         tasks.add(loop.create_task(self._attempter.attempt(ctx)))

@@ -15,7 +15,8 @@ from relay.delivery.attempt import outgoing
 from relay.domain.clock import now_ms
 from relay.domain.filters import EventFacts, Filter
 from relay.domain.matching import ANY_SOURCE, event_type_matches
-from relay.domain.models import Event, Subscription, public_headers
+from relay.domain.models import Event, Subscription, shown_headers
+from relay.domain.redaction import REDACTED, looks_secret
 from relay.domain.signing import generate_secret
 from relay.domain.transforms import Transform, TransformFailed
 from relay.storage import Store
@@ -79,7 +80,15 @@ def preview(
         request = outgoing(sub, event, body, 1, now_ms(), settings.max_body_bytes)
     except TransformFailed as exc:
         return Preview(True, None, None, None, version, f"TransformFailed: {exc}")
-    headers = public_headers(request.headers)
+    # The subscription's own headers as answers show them (write-only unless public), and
+    # any other credential-like one masked.
+    extra = {name.lower() for name in sub.headers}
+    own = {k: v for k, v in request.headers.items() if k.lower() in extra}
+    headers = {
+        k: REDACTED if looks_secret(k) else v
+        for k, v in request.headers.items()
+        if k.lower() not in extra
+    } | shown_headers(own, sub.public_headers)
     for name in _PER_ATTEMPT:
         if name in headers:
             headers[name] = SIGNED_AT_SEND

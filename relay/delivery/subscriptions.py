@@ -8,12 +8,15 @@ out even while the subscription is paused.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import structlog
+from pydantic import HttpUrl
 
 from config.settings import Settings
 from relay.delivery.attempt import Attempter
@@ -22,6 +25,8 @@ from relay.domain.addresses import ip_literal
 from relay.domain.clock import now_ms
 from relay.domain.filters import Filter
 from relay.domain.ids import new_id
+from relay.domain.input_rules import STORED
+from relay.domain.matching import ANY_SOURCE
 from relay.domain.models import (
     TEST_EVENT_TYPE,
     TEST_SOURCE,
@@ -33,10 +38,12 @@ from relay.domain.models import (
     SubscriptionIn,
     SubscriptionPatch,
     Trigger,
+    UnusableSubscription,
 )
+from relay.domain.ops import OPS_SOURCE
 from relay.domain.ordering import HEADER_PREFIX
 from relay.domain.signing import generate_secret
-from relay.storage import NewDeliveries, NewDelivery, Store
+from relay.storage import NewDeliveries, NewDelivery, Store, UnusableRecord
 
 log = structlog.get_logger("relay.admin")
 
@@ -47,6 +54,30 @@ class InvalidSubscription(ValueError):
 
 class BlockedSubscriber(InvalidSubscription):
     """The URL's host is an address the relay may not call."""
+
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve_host(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to now (bounded: a slow resolver is no answer)."""
+    loop = asyncio.get_running_loop()
+    infos = await asyncio.wait_for(
+        loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout=_RESOLVE_TIMEOUT_S
+    )
+    return sorted({str(info[4][0]) for info in infos})
+
+
+_RESOLVE_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """A subscription as saved, and what its maker should know (a host that does not
+    resolve yet)."""
+
+    subscription: Subscription
+    warnings: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +91,8 @@ class Subscriptions:
         self._store = store
         self._attempter = attempter
         self._settings = settings
+        # Replaceable: a test that must not query DNS gives its own.
+        self.resolve: Resolver = resolve_host
 
     def _check_ordering(self, spec: Ordering | None) -> None:
         """A header can only order deliveries if the relay keeps it with the event: fan-out
@@ -82,26 +115,57 @@ class Subscriptions:
                 "RELAY_STORED_HEADERS"
             )
 
-    def _check_reachable(self, url: object) -> None:
-        """Refuse, up front, a URL whose host is an address the relay may not call
-        (hostnames are checked on every connection, when they resolve)."""
-        host = getattr(url, "host", None) or ""
+    async def _check_reachable(self, url: HttpUrl) -> list[str]:
+        """Refuse, up front, a URL whose host is, or only resolves to, addresses the relay
+        may not call (``localhost`` as much as ``127.0.0.1``). Every connection is checked
+        again on what the name resolves to then; a name that does not resolve yet is
+        accepted, with a warning."""
+        host = url.host or ""
         address = ip_literal(host)
-        if address is not None and not self._settings.address_guard.allows(address):
+        if address is not None:
+            addresses = [address]
+        else:
+            try:
+                addresses = await self.resolve(host, url.port or 0)
+            except (OSError, TimeoutError, UnicodeError):
+                return [f"{host} does not resolve (yet); deliveries fail until it does"]
+        guard = self._settings.address_guard
+        if addresses and not any(guard.allows(a) for a in addresses):
+            shown = host if address is not None else f"{host} ({', '.join(sorted(addresses))})"
             raise BlockedSubscriber(
-                f"{host} is not a public address; allow its network with "
+                f"{shown} is not a public address; allow its network with "
                 "RELAY_ALLOWED_PRIVATE_NETWORKS to deliver there"
             )
+        return []
 
-    async def get(self, sub_id: str) -> Subscription:
+    async def _check_sources(self, sources: list[str] | None) -> None:
+        """Source names must exist: a typo would otherwise never match anything."""
+        named = [s for s in sources or [] if s not in (ANY_SOURCE, OPS_SOURCE)]
+        missing = await self._store.sources.missing(named)
+        if missing:
+            raise InvalidSubscription(
+                f"no source named {', '.join(map(repr, missing))}; create it first "
+                '(PUT /api/sources/{name}), or use "*" for every source'
+            )
+
+    async def lookup(self, sub_id: str) -> Subscription | UnusableSubscription:
+        """A subscription as stored, usable or not (reading, listing, deleting)."""
         sub = await self._store.subscriptions.get(sub_id)
         if sub is None:
             raise UnknownSubscription(sub_id)
         return sub
 
-    async def create(self, spec: SubscriptionIn) -> Subscription:
-        """A new subscription with a fresh signing secret."""
-        self._check_reachable(spec.url)
+    async def get(self, sub_id: str) -> Subscription:
+        """A subscription to act on; raises :class:`UnusableRecord` for one it cannot use."""
+        sub = await self.lookup(sub_id)
+        if isinstance(sub, UnusableSubscription):
+            raise UnusableRecord(sub)
+        return sub
+
+    async def create(self, spec: SubscriptionIn) -> Saved:
+        """A new subscription with a fresh signing secret, and warnings worth showing."""
+        warnings = await self._check_reachable(spec.url)
+        await self._check_sources(spec.sources)
         self._check_ordering(spec.ordering)
         self._check_filter(spec.filter)
         now = now_ms()
@@ -111,7 +175,7 @@ class Subscriptions:
         )  # fmt: skip
         await self._store.subscriptions.create(sub)
         log.info("subscription.created", subscription_id=sub.id, sources=sub.sources)
-        return sub
+        return Saved(sub, warnings)
 
     async def _change(
         self, sub_id: str, change: Callable[[Subscription], dict[str, Any]]
@@ -122,28 +186,29 @@ class Subscriptions:
         def apply(current: Subscription) -> Subscription:
             updated = {**current.model_dump(), **change(current)}
             updated["updated_at"] = max(now_ms(), current.updated_at + 1)
-            return Subscription.model_validate(updated)
+            # Stored rules: a field an older version wrote is not refused on an unrelated edit.
+            return Subscription.model_validate(updated, context=STORED)
 
         updated = await self._store.subscriptions.update(sub_id, apply)
         if updated is None:
             raise UnknownSubscription(sub_id)
         return updated
 
-    async def update(self, sub_id: str, patch: SubscriptionPatch) -> Subscription:
+    async def update(self, sub_id: str, patch: SubscriptionPatch) -> Saved:
         """Change some fields. Re-enabling clears the reason it was disabled.
 
         Raises pydantic's ``ValidationError`` for valid JSON that makes no valid
-        subscription (``{"url": null}``)."""
-        if patch.url is not None:
-            self._check_reachable(patch.url)
+        subscription."""
+        warnings = [] if patch.url is None else await self._check_reachable(patch.url)
+        await self._check_sources(patch.sources)
         self._check_ordering(patch.ordering)
         self._check_filter(patch.filter)
-        changes = patch.model_dump(exclude_unset=True)
+        changes = patch.changes()
         if changes.get("enabled") is True:
             changes["disabled_reason"] = None
         updated = await self._change(sub_id, lambda _: changes)
         log.info("subscription.updated", subscription_id=sub_id, fields=sorted(changes))
-        return updated
+        return Saved(updated, warnings)
 
     async def rotate_secret(self, sub_id: str) -> SecretRotated:
         """A new signing secret; the previous one keeps signing for the overlap."""
@@ -160,14 +225,14 @@ class Subscriptions:
         log.info("subscription.secret_rotated", subscription_id=sub_id, overlap_until=expires)
         return SecretRotated(id=sub_id, secret=secret, previous_secret_expires_at=expires)
 
-    async def set_paused(self, sub_id: str, paused: bool) -> Subscription:
+    async def set_paused(self, sub_id: str, paused: bool) -> Subscription | UnusableSubscription:
         """Pause (its deliveries wait in its lane, in order) or resume (they go out at once,
         in the order they fell due)."""
         if not await self._store.subscriptions.set_paused(sub_id, paused, now_ms()):
             raise UnknownSubscription(sub_id)
         log.info("subscription.paused" if paused else "subscription.resumed",
                  subscription_id=sub_id)  # fmt: skip
-        return await self.get(sub_id)
+        return await self.lookup(sub_id)
 
     async def send_test(self, sub_id: str) -> TestSent:
         """A synthetic, signed ``relay.test`` event, one attempt now."""
@@ -194,5 +259,5 @@ class Subscriptions:
         return TestSent(event_id, result)
 
     async def delete(self, sub_id: str) -> None:
-        await self._store.subscriptions.delete(await self.get(sub_id), now_ms())
+        await self._store.subscriptions.delete(await self.lookup(sub_id), now_ms())
         log.info("subscription.deleted", subscription_id=sub_id)

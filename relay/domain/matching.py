@@ -38,3 +38,30 @@ def wants(subscription: Matchable, source: str, event_type: str | None) -> bool:
     ):
         return False
     return event_type_matches(subscription.event_types, event_type)
+
+
+def check_glob(pattern: str) -> str:
+    """Refuse a pattern fnmatch would read differently from what was meant: an unclosed
+    ``[`` is taken as a literal, so ``pull_request.[opened`` would silently never match.
+
+        >>> check_glob("pull_request.[!c]*")
+        'pull_request.[!c]*'
+    """
+    i, n = 0, len(pattern)
+    while i < n:
+        if pattern[i] != "[":
+            i += 1
+            continue
+        # As fnmatch reads a class: "!" negates, and a "]" right after the opening is literal.
+        j = i + 1
+        if j < n and pattern[j] == "!":
+            j += 1
+        if j < n and pattern[j] == "]":
+            j += 1
+        close = pattern.find("]", j)
+        if close < 0:
+            raise ValueError(
+                f"'[' at position {i} is never closed; write '[[]' to match a literal '['"
+            )
+        i = close + 1
+    return pattern

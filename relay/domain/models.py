@@ -10,12 +10,22 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StrictBool,
+    StringConstraints,
+)
 
 from relay.domain import ordering
 from relay.domain.filters import FilterField
 from relay.domain.headers import HeaderName
-from relay.domain.redaction import REDACTED, looks_secret
+from relay.domain.input_rules import NUMBER, STORED, input_range, on_input
+from relay.domain.matching import check_glob
+from relay.domain.redaction import REDACTED, looks_secret, mask_url
 from relay.domain.transforms import Transform, TransformField
 from relay.domain.verification import NoneScheme, VerificationConfig
 
@@ -122,18 +132,31 @@ class Source(SourceIn):
 
 # --- subscriptions -------------------------------------------------------------------------
 
+Wait = Annotated[float, *input_range(0.1, 604_800)]
+MaxAge = Annotated[float, *input_range(1, 31_536_000)]
+Timeout = Annotated[float, *input_range(0.1, 60)]
+
 
 class RetryOverride(BaseModel):
-    """Per-subscription changes to the relay's retry schedule; unset fields keep the default."""
+    """Per-subscription changes to the relay's retry schedule; unset fields keep the default.
+    Waits cannot be zero: 100 attempts in a row at once would only hammer the receiver."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    max_attempts: int | None = Field(default=None, ge=1, le=100)
-    max_age_s: float | None = Field(default=None, gt=0)
-    initial_s: float | None = Field(default=None, ge=0)
-    exp_base: float | None = Field(default=None, ge=1)
-    max_wait_s: float | None = Field(default=None, gt=0)
-    jitter_s: float | None = Field(default=None, ge=0)
+    max_attempts: Annotated[int, NUMBER] | None = Field(default=None, ge=1, le=100)
+    max_age_s: MaxAge | None = Field(
+        default=None, description="No attempt starts later than this after the first."
+    )
+    initial_s: Wait | None = Field(default=None, description="The first wait.")
+    exp_base: Annotated[float, NUMBER] | None = Field(
+        default=None, ge=1, le=100, description="Each wait is this many times the one before."
+    )
+    max_wait_s: Wait | None = Field(
+        default=None, description="The longest wait between two attempts; also caps Retry-After."
+    )
+    jitter_s: Annotated[float, NUMBER] | None = Field(
+        default=None, ge=0, le=86_400, description="Random seconds added to each wait."
+    )
 
 
 # What HTTP/1.1 allows in a field value that we can send as ASCII: visible characters with
@@ -155,7 +178,14 @@ def _no_reserved_headers(headers: dict[str, str]) -> dict[str, str]:
     return headers
 
 
-ExtraHeaders = Annotated[dict[HeaderName, str], AfterValidator(_no_reserved_headers)]
+ExtraHeaders = Annotated[
+    dict[HeaderName, str],
+    AfterValidator(_no_reserved_headers),
+    Field(
+        description="Extra request headers sent with every delivery. Values are write-only: "
+        "answers show them as [REDACTED] unless the header is listed in public_headers."
+    ),
+]
 
 
 def _transform_headers_allowed(transform: Transform) -> Transform:
@@ -167,8 +197,55 @@ def _transform_headers_allowed(transform: Transform) -> Transform:
 
 Shaping = Annotated[TransformField, AfterValidator(_transform_headers_allowed)]
 Patterns = Annotated[
-    list[Annotated[str, StringConstraints(min_length=1, max_length=256)]],
-    Field(min_length=1, max_length=64),
+    list[Annotated[str, StringConstraints(min_length=1, max_length=256), on_input(check_glob)]],
+    Field(
+        min_length=1,
+        max_length=64,
+        description='Event types to deliver: shell-style globs, case-sensitive ("push", '
+        '"pull_request.*", "[!x]*"; "*" takes every event, typed or not).',
+    ),
+]
+
+
+def _no_credentials(names: list[str]) -> list[str]:
+    secret = sorted(name for name in names if looks_secret(name))
+    if secret:
+        raise ValueError(f"credential-like headers cannot be public: {', '.join(secret)}")
+    return names
+
+
+PublicHeaders = Annotated[
+    list[HeaderName],
+    on_input(_no_credentials),
+    Field(
+        max_length=64,
+        description="Names of headers in `headers` whose values answers may show (e.g. "
+        "X-Team). Credential-like names (Authorization, *-Key, *-Token, ...) cannot be public.",
+    ),
+]
+
+# The longest URL the relay keeps (the figure browsers and pydantic use). pydantic checks
+# it on the URL as sent; the relay checks the URL as stored, normalised and percent-encoded
+# (700 "é" in a path are 4,200 characters), so that every URL it stores it can read back.
+MAX_URL_LENGTH = 2083
+
+
+def _storable_url(url: HttpUrl) -> HttpUrl:
+    if len(str(url)) > MAX_URL_LENGTH:
+        raise ValueError(
+            f"URL is {len(str(url))} characters once normalised (non-ASCII characters are "
+            f"percent-encoded); at most {MAX_URL_LENGTH}"
+        )
+    return url
+
+
+SubscriberUrl = Annotated[
+    HttpUrl,
+    AfterValidator(_storable_url),
+    Field(
+        description="Where deliveries are POSTed (http or https). Answers mask a password "
+        "and query values: [REDACTED]."
+    ),
 ]
 Sources = Annotated[
     # "*", or the relay's operational events, which "*" does not include (relay.domain.ops).
@@ -195,23 +272,37 @@ class Ordering(BaseModel):
     )
 
 
-MaxConcurrency = Annotated[int, Field(ge=1, le=1000)]
-RateLimit = Annotated[float, Field(gt=0, le=100_000)]
+MaxConcurrency = Annotated[int, NUMBER, Field(ge=1, le=1000)]
+# At least one delivery a minute: slower would hold a lane for days and more.
+RateLimit = Annotated[float, *input_range(1 / 60, 100_000)]
 
 
 class SubscriptionFields(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    url: HttpUrl
-    sources: Sources = Field(description='Source names, or ["*"] for every source.')
+    url: SubscriberUrl
+    sources: Sources = Field(
+        description='Names of existing sources, or ["*"] for every source (and any made later).'
+    )
     event_types: Patterns = Field(default_factory=lambda: ["*"])
-    mode: DeliveryMode = DeliveryMode.RELIABLE
-    enabled: bool = True
-    description: str = Field(default="", max_length=1024)
+    mode: DeliveryMode = Field(
+        default=DeliveryMode.RELIABLE,
+        description="reliable: retried on its lane until the policy gives up; best_effort: "
+        "one attempt from the API with a short timeout.",
+    )
+    enabled: StrictBool = Field(
+        default=True, description="False: nothing is delivered (a 410 sets this too)."
+    )
+    description: str = Field(default="", max_length=1024, description="Free text.")
     headers: ExtraHeaders = Field(default_factory=dict)
-    timeout_s: float | None = Field(default=None, gt=0, le=60)
-    retry: RetryOverride | None = None
-    svix_headers: bool = Field(
+    public_headers: PublicHeaders = Field(default_factory=list)
+    timeout_s: Timeout | None = Field(
+        default=None, description="Deadline of one attempt in seconds (default: the relay's)."
+    )
+    retry: RetryOverride | None = Field(
+        default=None, description="Changes to the relay's retry schedule for this subscription."
+    )
+    svix_headers: StrictBool = Field(
         default=False,
         description="Also send svix-id/svix-timestamp/svix-signature for Svix's libraries.",
     )
@@ -224,7 +315,10 @@ class SubscriptionFields(BaseModel):
         default=None,
         description="Most deliveries per second to this subscription, across all workers.",
     )
-    ordering: Ordering = Field(default_factory=Ordering)
+    ordering: Ordering = Field(
+        default_factory=Ordering,
+        description="Order of delivery: none (default) or FIFO per key.",
+    )
     filter: FilterField | None = Field(
         default=None, description="Deliver only events whose body and headers match."
     )
@@ -254,32 +348,78 @@ class SubscriptionIn(SubscriptionFields):
 
 
 class SubscriptionPatch(BaseModel):
-    """Fields to change; absent fields stay as they are."""
+    """Fields to change; absent fields stay as they are (see the subscription's fields).
+    ``null`` resets a field that has no value by default (``timeout_s``, ``retry``, ...)
+    and leaves any other as it is."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={"examples": [{"enabled": True}, {"event_types": ["push"]}]},
+    )
 
-    url: HttpUrl | None = None
+    url: SubscriberUrl | None = None
     sources: Sources | None = None
     event_types: Patterns | None = None
     mode: DeliveryMode | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     description: str | None = Field(default=None, max_length=1024)
     headers: ExtraHeaders | None = None
-    timeout_s: float | None = Field(default=None, gt=0, le=60)
+    public_headers: PublicHeaders | None = None
+    timeout_s: Timeout | None = None
     retry: RetryOverride | None = None
-    svix_headers: bool | None = None
+    svix_headers: StrictBool | None = None
     max_concurrency: MaxConcurrency | None = None
     rate_limit: RateLimit | None = None
     ordering: Ordering | None = None
     filter: FilterField | None = None
     transform: Shaping | None = None
 
+    def changes(self) -> dict[str, Any]:
+        """The fields to set: those sent, without a null for a field that cannot be null."""
+        fields = SubscriptionFields.model_fields
+        return {
+            k: v
+            for k, v in self.model_dump(exclude_unset=True).items()
+            if v is not None
+            or k not in fields
+            or fields[k].is_required()
+            or fields[k].get_default(call_default_factory=True) is None
+        }
+
 
 class SubscriptionOut(SubscriptionFields):
-    id: str
-    created_at: int
-    updated_at: int
-    disabled_reason: str | None = None
+    """A subscription as answers show it: secrets, header values and URL credentials masked."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "sub_01JD3Y9T0W6Y7Q1G8B3C5D7E9F",
+                    "url": "https://billing.example.com/hooks/github?token=[REDACTED]",
+                    "sources": ["github"],
+                    "event_types": ["push", "pull_request.*"],
+                    "mode": "reliable",
+                    "enabled": True,
+                    "description": "Billing: pushes and pull requests",
+                    "headers": {"Authorization": "[REDACTED]", "X-Team": "billing"},
+                    "public_headers": ["X-Team"],
+                    "created_at": 1732406400000,
+                    "updated_at": 1732406400000,
+                }
+            ]
+        }
+    )
+
+    url: str = Field(  # type: ignore[assignment]  # masked: no longer a URL to validate
+        description="Where deliveries go; a password and query values show as [REDACTED]."
+    )
+    id: str = Field(description="sub_ and a time-ordered id.")
+    created_at: int = Field(description="Milliseconds since the Unix epoch.")
+    updated_at: int = Field(description="Milliseconds since the Unix epoch.")
+    disabled_reason: str | None = Field(
+        default=None, description="Why the relay disabled it (a 410, failing for too long)."
+    )
     paused: bool = Field(default=False, description="Paused: deliveries wait, none is dropped.")
     previous_secret_expires_at: int | None = Field(
         default=None, description="Until then (ms) deliveries are signed with the old secret too."
@@ -289,21 +429,27 @@ class SubscriptionOut(SubscriptionFields):
 SECRET_FIELDS = frozenset({"secret", "previous_secret"})
 
 
-def public_headers(headers: dict[str, str]) -> dict[str, str]:
-    """Extra headers as the API shows them: values of credential-like headers are masked."""
-    return {k: REDACTED if looks_secret(k) else v for k, v in headers.items()}
+def shown_headers(headers: dict[str, str], public: list[str]) -> dict[str, str]:
+    """Extra headers as the API shows them: values are write-only (masked) unless the header
+    is listed as public and its name does not look like a credential."""
+    shown = {name.lower() for name in public}
+    return {
+        k: v if k.lower() in shown and not looks_secret(k) else REDACTED for k, v in headers.items()
+    }
 
 
 class Subscription(SubscriptionOut):
     """The stored subscription, secrets included: never returned as is."""
 
+    url: SubscriberUrl  # type: ignore[assignment]  # the answers' copy is masked text
     secret: str
     previous_secret: str | None = None
 
     def public(self) -> SubscriptionOut:
-        data = self.model_dump(exclude=set(SECRET_FIELDS))
-        data["headers"] = public_headers(data["headers"])
-        return SubscriptionOut.model_validate(data)
+        data = self.model_dump(mode="json", exclude=set(SECRET_FIELDS))
+        data["url"] = mask_url(data["url"])
+        data["headers"] = shown_headers(data["headers"], data["public_headers"])
+        return SubscriptionOut.model_validate(data, context=STORED)
 
     def ordering_key(self, headers: dict[str, str], body: bytes) -> str | None:
         """The FIFO key an event gets here; None when deliveries are not ordered."""
@@ -319,7 +465,36 @@ class Subscription(SubscriptionOut):
         return [self.secret]
 
 
-class SubscriptionCreated(SubscriptionOut):
+class UnusableSubscription(BaseModel):
+    """A stored subscription this version cannot use: written by an older or buggy version,
+    or by hand. Fan-out skips it (and says so), its deliveries die with
+    ``UnusableSubscription``; it can be read, listed, paused and deleted (then made
+    again). What could be read of it is shown, masked as usual."""
+
+    id: str
+    problem: str = Field(description="What is wrong with the stored record (no values).")
+    url: str | None = None
+    sources: list[str] = Field(
+        default_factory=list, description="As stored; empty when they cannot be read."
+    )
+    enabled: bool
+    disabled_reason: str | None = None
+    paused: bool
+    description: str = ""
+    created_at: int | None = None
+    updated_at: int | None = None
+
+
+class SubscriptionSaved(SubscriptionOut):
+    """A subscription just saved, with what its maker should know."""
+
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="E.g. a host that does not resolve yet (deliveries fail until it does).",
+    )
+
+
+class SubscriptionCreated(SubscriptionSaved):
     """Returned once, on create: the only time the signing secret is shown."""
 
     secret: str
@@ -337,6 +512,24 @@ class SecretRotated(BaseModel):
 
 
 class Event(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "evt_01JD3Y9T0W6Y7Q1G8B3C5D7E9F",
+                    "source": "github",
+                    "event_type": "pull_request.opened",
+                    "received_at": 1732406400000,
+                    "content_type": "application/json",
+                    "headers": {"x-github-event": "pull_request"},
+                    "idempotency_key": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+                    "body_bytes": 5120,
+                    "fanned_out": True,
+                }
+            ]
+        }
+    )
+
     id: str
     source: str
     event_type: str | None
@@ -365,6 +558,26 @@ class Attempt(BaseModel):
 
 
 class Delivery(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "dlv_01JD3Y9T0X2K4M6N8P0R2S4T6V",
+                    "event_id": "evt_01JD3Y9T0W6Y7Q1G8B3C5D7E9F",
+                    "subscription_id": "sub_01JD3Y9T0W6Y7Q1G8B3C5D7E9F",
+                    "mode": "reliable",
+                    "status": "failed",
+                    "attempts": 2,
+                    "created_at": 1732406400000,
+                    "updated_at": 1732406425000,
+                    "next_attempt_at": 1732406505000,
+                    "last_status_code": 503,
+                    "last_error": None,
+                }
+            ]
+        }
+    )
+
     id: str
     event_id: str
     subscription_id: str

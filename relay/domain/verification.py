@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import binascii
 import hmac
+import re
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from relay.domain.headers import HeaderName
+from relay.domain.input_rules import input_range, on_input
 from relay.domain.signing import secret_key, signed_content
 
 # The stable codes a VerificationError carries.
@@ -41,8 +43,12 @@ Secrets = Annotated[
     list[Annotated[SecretStr, Field(min_length=1)]],
     Field(min_length=1, description="Any of these may match, so a secret can be rotated."),
 ]
+# Bounded: orjson stores no integer past 64 bits (a 500 before), and no provider signs a
+# day-old request.
 Tolerance = Annotated[
-    int, Field(gt=0, description="Seconds a timestamp may be from now, either way.")
+    int,
+    Field(gt=0, description="Seconds a timestamp may be from now, either way."),
+    *input_range(1, 86_400),
 ]
 
 
@@ -162,8 +168,14 @@ def _str_field(obj: Mapping[str, Any] | None, key: str) -> str | None:
 # --- schemes ---------------------------------------------------------------------------------
 
 
+def _scheme_required(schema: dict[str, Any]) -> None:
+    # The default lets NoneScheme() be built in code, but a client must name the scheme:
+    # it is the discriminator, and the document said it could be left out.
+    schema["required"] = sorted({*schema.get("required", []), "scheme"})
+
+
 class _Scheme(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_scheme_required)
 
     @abstractmethod
     def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> Verified:
@@ -245,6 +257,19 @@ class StripeScheme(_SecretScheme):
         )
 
 
+# whsec_ (optional) and standard base64, padded or not: what the document promises, and
+# what a new secret must be (the decoder alone would skip stray characters).
+WHSEC_PATTERN = (
+    r"^(whsec_)?([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=?|[A-Za-z0-9+/]{2}(==)?)$"
+)
+
+
+def _whsec(secret: SecretStr) -> SecretStr:
+    if not re.fullmatch(WHSEC_PATTERN, secret.get_secret_value()):
+        raise ValueError("secret is not whsec_ followed by base64")
+    return secret
+
+
 class StandardWebhooksScheme(_SecretScheme):
     """Standard Webhooks (and Svix): ``webhook-id``, ``webhook-timestamp``, ``webhook-signature``.
 
@@ -253,6 +278,16 @@ class StandardWebhooksScheme(_SecretScheme):
     """
 
     scheme: Literal["standard-webhooks"] = "standard-webhooks"
+    secrets: Annotated[
+        list[
+            Annotated[
+                SecretStr,
+                Field(min_length=1, json_schema_extra={"pattern": WHSEC_PATTERN}),
+                on_input(_whsec),
+            ]
+        ],
+        Field(min_length=1, description="Any of these may match, so a secret can be rotated."),
+    ]
     tolerance_s: Tolerance = DEFAULT_TOLERANCE_S
 
     @field_validator("secrets")

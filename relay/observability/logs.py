@@ -6,8 +6,9 @@ bridged in through the same processors, so both look alike. JSON lines by defaul
 rendering on a terminal or with ``RELAY_LOG_FORMAT=console``). The ``redact`` processor
 runs before rendering on every line, ours and the libraries': URL query strings and
 userinfo are cut, auth and signature headers and anything named like a secret are masked.
-Tracebacks are rendered without local variables. ``truncate`` then cuts any string value
-longer than ``MAX_VALUE_CHARS``.
+Tracebacks are rendered without local variables, and their exception text goes through the
+same rule (``redact_exception``), pydantic's quoted inputs masked.
+``truncate`` then cuts any string value longer than ``MAX_VALUE_CHARS``.
 """
 
 from __future__ import annotations
@@ -74,6 +75,28 @@ def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
             event_dict[key] = _redact(key, value)
         elif isinstance(value, str) and ("://" in value or "?" in value):
             event_dict[key] = _scrub_text(value)
+    return event_dict
+
+
+# pydantic quotes what it refused (``input_value='Bearer ...'``): any of it may be a secret.
+_INPUT_VALUE = re.compile(r"input_value=.*?, input_type=", re.S)
+
+
+def _scrub_exception_text(text: str) -> str:
+    return _scrub_text(_INPUT_VALUE.sub(f"input_value={REDACTED}, input_type=", text))
+
+
+def redact_exception(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Exception text through the same redaction as fields: it runs after the exception is
+    rendered (as text, or as structlog's list of dicts), since ``redact`` sees only
+    ``exc_info``."""
+    exc = event_dict.get("exception")
+    if isinstance(exc, str):
+        event_dict["exception"] = _scrub_exception_text(exc)
+    elif isinstance(exc, list):
+        for frame in exc:
+            if isinstance(frame, dict) and isinstance(frame.get("exc_value"), str):
+                frame["exc_value"] = _scrub_exception_text(frame["exc_value"])
     return event_dict
 
 
@@ -182,11 +205,11 @@ def configure(
     theirs: list[Processor]
     if console:
         renderer = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
-        ours = theirs = [renderer]
+        ours = theirs = [structlog.processors.format_exc_info, redact_exception, renderer]
     else:
         exc = structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
-        ours = [exc, structlog.processors.JSONRenderer(serializer=_json_bytes)]
-        theirs = [exc, structlog.processors.JSONRenderer(serializer=_json_text)]
+        ours = [exc, redact_exception, structlog.processors.JSONRenderer(serializer=_json_bytes)]
+        theirs = [exc, redact_exception, structlog.processors.JSONRenderer(serializer=_json_text)]
 
     structlog.configure(
         processors=[*shared, *ours],

@@ -23,6 +23,7 @@ from relay.storage.lanes import Claim, LaneDepth
 from relay.storage.ops import OpsContext, Thresholds
 from relay.storage.stats import MinuteStats
 from relay.storage.store import Store
+from relay.storage.subscriptions import UnusableRecord
 
 __all__ = [
     "HEARTBEAT_S",
@@ -48,4 +49,5 @@ __all__ = [
     "Store",
     "Thresholds",
     "TimeRange",
+    "UnusableRecord",
 ]

@@ -19,6 +19,7 @@ from relay.domain.models import (
     Event,
     Subscription,
     Trigger,
+    UnusableSubscription,
 )
 from relay.storage import subscriptions
 from relay.storage.codec import LexIndex, Page, TimeRange, integer, r, text
@@ -81,7 +82,7 @@ class DeliveryContext:
     window: RetryWindow
     event: Event
     body: bytes
-    subscription: Subscription | None
+    subscription: Subscription | UnusableSubscription | None
     failing_since: int | None  # the subscription's failing clock (relay.domain.failing)
     trigger: Trigger = Trigger.SCHEDULED  # who asked for this attempt
     lane_failures: int = 0  # attempts in a row that failed at the subscriber, before this one
@@ -152,7 +153,7 @@ def context_from(
     row: Sequence[bytes | None],
     meta: bytes | None,
     body: bytes | None,
-    subscription: Subscription | None,
+    subscription: Subscription | UnusableSubscription | None,
     failing_since: int | None,
 ) -> DeliveryContext | None:
     """One attempt's context from a delivery's fields, its event and its subscription."""
@@ -303,7 +304,7 @@ class DeliveryStore:
             pipe.hmget(Keys.sub(sub_id.decode()), list(subscriptions.FIELDS))
             pipe.get(Keys.sub_failing(sub_id.decode()))
             meta, body, sub_row, failing = await pipe.execute()
-        sub = subscriptions.from_fields(sub_row)
+        sub = subscriptions.from_fields(sub_id.decode(), sub_row)
         return context_from(delivery_id, row, meta, body, sub, integer(failing))
 
     async def record(

@@ -14,7 +14,7 @@ from typing import Literal
 
 from redis.asyncio import Redis
 
-from relay.domain.models import Subscription
+from relay.domain.models import Subscription, UnusableSubscription
 from relay.storage import subscriptions
 from relay.storage.codec import integer, r
 from relay.storage.deliveries import FIELDS, DeliveryContext, context_from
@@ -40,7 +40,7 @@ class Claim:
 
     status: ClaimStatus
     next_due_ms: int | None
-    subscription: Subscription | None
+    subscription: Subscription | UnusableSubscription | None
     contexts: list[DeliveryContext]
 
 
@@ -97,7 +97,7 @@ class LaneStore:
             )
         )
         status, next_due, config, enabled, reason, failing, fails = reply[:7]
-        sub = subscriptions.from_fields([config or None, enabled, reason, b"0"])
+        sub = subscriptions.from_fields(sub_id, [config or None, enabled, reason, b"0"])
         failing_since = integer(failing)
         contexts = []
         step = 1 + _DELIVERY_FIELDS + 2

@@ -6,6 +6,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from relay.domain.input_rules import STORED
 from relay.domain.models import Source, SourceIn
 from relay.storage.codec import dumps, r
 from relay.storage.keys import Keys
@@ -52,7 +53,7 @@ class SourceStore:
         config, rev = await r(self._redis.hmget(Keys.source(name), ["config", "rev"]))
         if config is None:
             return None
-        return Source.model_validate_json(config), rev.decode()
+        return Source.model_validate_json(config, context=STORED), rev.decode()
 
     async def all(self) -> list[Source]:
         names = sorted(n.decode() for n in await r(self._redis.smembers(Keys.sources)))
@@ -62,7 +63,14 @@ class SourceStore:
             for name in names:
                 pipe.hget(Keys.source(name), "config")
             configs = await pipe.execute()
-        return [Source.model_validate_json(c) for c in configs if c is not None]
+        return [Source.model_validate_json(c, context=STORED) for c in configs if c is not None]
+
+    async def missing(self, names: list[str]) -> list[str]:
+        """Which of these names no source has."""
+        if not names:
+            return []
+        found = await r(self._redis.smismember(Keys.sources, names))
+        return [name for name, there in zip(names, found, strict=True) if not there]
 
     async def delete(self, name: str) -> bool:
         async with self._redis.pipeline(transaction=True) as pipe:

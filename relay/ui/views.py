@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from relay.api import inspect
 from relay.api.services import Services
-from relay.domain.models import DeliveryStatus, SubscriptionOut
+from relay.domain.models import DeliveryStatus, Subscription, SubscriptionOut
 from relay.observability import metrics
 from relay.storage import HEARTBEAT_STALE_MS, LaneDepth
 
@@ -69,7 +69,10 @@ async def _health(
 
 
 async def subscription_health(services: Services, now_ms: int) -> list[SubscriptionHealth]:
-    subs = [s.public() for s in await services.store.subscriptions.all()]
+    # An unusable stored subscription has no health to show; the API lists it.
+    subs = [
+        s.public() for s in await services.store.subscriptions.all() if isinstance(s, Subscription)
+    ]
     lanes = {d.subscription_id: d for d in await services.store.lanes.depths(now_ms)}
     found = await asyncio.gather(*(_health(services, s, lanes.get(s.id)) for s in subs))
     order = {"disabled": 0, "failing": 1, "paused": 2, "ok": 3}

@@ -76,16 +76,31 @@ async def test_credential_headers_are_sent_but_never_shown(
     api: httpx.AsyncClient, run_worker: WorkerRun, receiver: Receiver
 ) -> None:
     await create_source(api)
-    sub = await create_subscription(
-        api, receiver.url, headers={"Authorization": "Bearer s3cr3t", "X-Team": "billing"}
-    )
-    assert sub["headers"] == {"Authorization": "[REDACTED]", "X-Team": "billing"}
+    headers = {"Authorization": "Bearer s3cr3t", "X-Team": "billing", "X-Hook": "h00k"}
+    sub = await create_subscription(api, receiver.url, headers=headers, public_headers=["X-Team"])
+    # Write-only unless listed as public, whatever the name looks like.
+    assert sub["headers"] == {"Authorization": "[REDACTED]", "X-Team": "billing",
+                              "X-Hook": "[REDACTED]"}  # fmt: skip
     shown = (await api.get(f"/api/subscriptions/{sub['id']}", headers=AUTH)).text
     assert "s3cr3t" not in shown
+    assert "h00k" not in shown
     await api.post("/ingest/github", content=b"{}")
     await run_worker()
     [got] = receiver.wait_for(1)
     assert got.headers["authorization"] == "Bearer s3cr3t"
+    assert got.headers["x-hook"] == "h00k"
+
+
+async def test_credential_headers_cannot_be_made_public(api: httpx.AsyncClient) -> None:
+    r = await api.post(
+        "/api/subscriptions",
+        json={"url": "http://x.test/", "sources": ["*"], "headers": {"X-Webhook-Auth": "a"},
+              "public_headers": ["X-Webhook-Auth"]},
+        headers=AUTH,
+    )  # fmt: skip
+    assert r.status_code == 422
+    assert "X-Webhook-Auth" in r.text
+    assert (await api.get("/api/subscriptions", headers=AUTH)).json()["data"] == []
 
 
 @pytest.mark.parametrize("scheme", ["stripe", "standard-webhooks", "slack"])

@@ -78,6 +78,7 @@ async def test_one_line_per_step_with_context(
 
 
 async def test_secrets_never_reach_logs(api: httpx.AsyncClient, receiver: Receiver) -> None:
+    await create_source(api)
     with capture_logs() as logs:
         created = await create_subscription(api, receiver.url)
         await api.get("/api/subscriptions", headers=AUTH)

@@ -237,6 +237,7 @@ async def test_subscription_test_sends_a_signed_synthetic_event(
 ) -> None:
     import standardwebhooks
 
+    await create_source(api)
     sub = await create_subscription(api, receiver.url)
     r = await api.post(f"/api/subscriptions/{sub['id']}/test", headers=AUTH)
     assert r.status_code == 200
@@ -373,6 +374,7 @@ async def test_deleting_an_idle_subscription_leaves_no_lane_state(
 async def test_a_test_event_goes_out_while_paused(
     api: httpx.AsyncClient, receiver: Receiver
 ) -> None:
+    await create_source(api)
     sub = await create_subscription(api, receiver.url)
     await api.post(f"/api/subscriptions/{sub['id']}/pause", headers=AUTH)
     r = await api.post(f"/api/subscriptions/{sub['id']}/test", headers=AUTH)
@@ -394,6 +396,7 @@ async def test_replay_before_fan_out_is_refused(
 
 
 async def test_concurrent_edits_and_rotations_lose_nothing(api: httpx.AsyncClient) -> None:
+    await create_source(api)
     sub = await create_subscription(api, "http://x.test/")
     path = f"/api/subscriptions/{sub['id']}"
     rotations = [api.post(f"{path}/rotate-secret", headers=AUTH) for _ in range(5)]
@@ -421,16 +424,26 @@ async def test_concurrent_edits_and_rotations_lose_nothing(api: httpx.AsyncClien
         ("DELETE", "/api/dead-letters"),
     ],
 )
-async def test_times_before_1970_are_422_and_naive_times_are_utc(
+async def test_times_before_1970_mean_1970_and_bare_numbers_are_422(
     api: httpx.AsyncClient, method: str, path: str
 ) -> None:
+    """The document says date-time: any, 0001 included (nothing is older than 1970); a
+    number is not one, though pydantic would read "0.5" as seconds since 1970."""
+    await create_source(api)
+    await ingest(api)
     r = await api.request(method, path, params={"since": "0001-01-01T00:00:00"}, headers=AUTH)
-    assert r.status_code == 422
-    r = await api.request(method, path, params={"since": "2026-01-01T00:00:00"}, headers=AUTH)
-    assert r.status_code == 200
-    body = {"since": "0001-01-01T00:00:00"}
-    r = await api.post("/api/dead-letters/replay", json=body, headers=AUTH)
-    assert r.status_code == 422
+    assert r.status_code == 200, r.text
+    if method == "GET" and path == "/api/events":
+        assert len(r.json()["data"]) == 1
+        r = await api.get(path, params={"until": "1969-12-31T23:59:59Z"}, headers=AUTH)
+        assert r.json()["data"] == []
+    for number in ("0.5", "1700000000", "-1", "7"):
+        r = await api.request(method, path, params={"until": number}, headers=AUTH)
+        assert r.status_code == 422, (number, r.text)
+        assert "RFC 3339" in r.text
+    for number in ("0.5", 0, 1.5):
+        r = await api.post("/api/dead-letters/replay", json={"since": number}, headers=AUTH)
+        assert r.status_code == 422, number
 
 
 async def test_naive_since_means_utc(
@@ -480,6 +493,7 @@ async def test_bulk_replay_walks_past_deliveries_that_die_again(
 async def test_a_failed_test_event_is_not_a_dead_letter(
     api: httpx.AsyncClient, receiver: Receiver
 ) -> None:
+    await create_source(api)
     sub = await create_subscription(api, receiver.url)
     receiver.script(500)
     r = await api.post(f"/api/subscriptions/{sub['id']}/test", headers=AUTH)

@@ -225,6 +225,10 @@ def test_subscription_create_shows_the_secret_once(
             "billing",
             "--header",
             "X-Team: payments",
+            "--header",
+            "X-Webhook-Auth: hunter2",
+            "--public-header",
+            "X-Team",
             env={"RELAY_URL": None},
         )
     )
@@ -235,7 +239,7 @@ def test_subscription_create_shows_the_secret_once(
     [sub] = as_json(relay("subscriptions", "list", "--json"))["data"]
     assert sub["event_types"] == ["push", "pull_request.*"]
     assert sub["mode"] == "best_effort"
-    assert sub["headers"] == {"X-Team": "payments"}
+    assert sub["headers"] == {"X-Team": "payments", "X-Webhook-Auth": "[REDACTED]"}
     assert "secret" not in sub
 
     listed = ok(relay("subscriptions", "list"))

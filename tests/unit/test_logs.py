@@ -145,6 +145,30 @@ def test_the_access_line_is_opt_in(capsys: pytest.CaptureFixture[str], reset_log
     assert capsys.readouterr().out == ""
 
 
+def test_exception_text_is_redacted_in_json_and_console(
+    capsys: pytest.CaptureFixture[str], reset_logging: None
+) -> None:
+    from pydantic import BaseModel, HttpUrl, ValidationError
+
+    class Hook(BaseModel):
+        url: HttpUrl
+        port: int
+
+    # Built away from the failing line: a console traceback quotes the source line.
+    payload = {"url": "https://u:pw1@h.example/?token=tok1", "port": "Bearer tok2"}
+    for fmt in ("json", "console"):
+        configure(fmt, "INFO", cache=False)
+        try:
+            Hook.model_validate(payload)
+        except ValidationError:
+            structlog.get_logger("t").exception("api.error", note="see https://a:pw3@h/x?k=tok3")
+        out = capsys.readouterr().out
+        assert "api.error" in out
+        assert "ValidationError" in out
+        for secret in ("pw1", "tok1", "tok2", "pw3", "tok3"):
+            assert secret not in out, (fmt, secret)
+
+
 def test_long_values_are_cut_in_our_lines_and_the_libraries(
     json_logs: pytest.CaptureFixture[str],
 ) -> None:

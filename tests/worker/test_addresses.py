@@ -7,20 +7,29 @@ import pytest
 
 from relay.api.app import create_app
 from relay.devtools.receiver import Receiver
-from tests.conftest import AUTH, WorkerRun, create_source, create_subscription, running_app
+from tests.conftest import (
+    AUTH,
+    WorkerRun,
+    create_source,
+    create_subscription,
+    rebinding_dns,
+    running_app,
+)
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "rebound"])
 async def test_loopback_receivers_are_refused_unless_allowed(
     make_settings, run_worker: WorkerRun, receiver: Receiver, host: str
 ) -> None:
     settings = make_settings(allowed_private_networks=())  # the production default
-    async with running_app(create_app(settings)) as api:
+    app = create_app(settings)
+    async with running_app(app) as api:
         await create_source(api)
-        url = receiver.url.replace("127.0.0.1", host)
-        if host == "localhost":  # a name: only its resolved address gives it away
+        url = receiver.url.replace("127.0.0.1", "localhost" if host == "rebound" else host)
+        if host == "rebound":  # public when made: only the connection's address tells
+            rebinding_dns(app)
             await create_subscription(api, url)
-        else:  # an address: refused when the subscription is made
+        else:  # an address, or a name that resolves to one: refused when made
             r = await api.post(
                 "/api/subscriptions", json={"url": url, "sources": ["github"]}, headers=AUTH
             )
@@ -38,7 +47,9 @@ async def test_loopback_receivers_are_refused_unless_allowed(
 
 async def test_best_effort_deliveries_are_guarded_too(make_settings, receiver: Receiver) -> None:
     settings = make_settings(allowed_private_networks=())
-    async with running_app(create_app(settings)) as api:
+    app = create_app(settings)
+    async with running_app(app) as api:
+        rebinding_dns(app)
         await create_source(api)
         await create_subscription(
             api, receiver.url.replace("127.0.0.1", "localhost"), mode="best_effort"

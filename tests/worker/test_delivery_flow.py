@@ -368,11 +368,13 @@ async def test_the_relays_own_refusals_do_not_count_as_the_subscriber_failing(
     make_settings, run_worker: WorkerRun, receiver: Receiver
 ) -> None:
     from relay.api.app import create_app
-    from tests.conftest import running_app
+    from tests.conftest import rebinding_dns, running_app
 
     # Loopback is refused (production default) and the limit is tiny.
     settings = make_settings(allowed_private_networks=(), disable_after_failing_s=0.01)
-    async with running_app(create_app(settings)) as api:
+    app = create_app(settings)
+    async with running_app(app) as api:
+        rebinding_dns(app)
         await create_source(api)
         sub = await create_subscription(api, receiver.url.replace("127.0.0.1", "localhost"))
         for _ in range(3):

@@ -105,6 +105,7 @@ async def test_bad_lane_settings_are_422(api: httpx.AsyncClient, field: str, val
 
 
 async def test_lane_settings_are_shown_and_patched(api: httpx.AsyncClient) -> None:
+    await create_source(api)
     sub = await create_subscription(
         api, "https://example.com/h", max_concurrency=4, rate_limit=2.5,
         ordering={"mode": "fifo", "key": "header:X-GitHub-Event"},

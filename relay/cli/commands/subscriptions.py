@@ -58,6 +58,10 @@ def subscriptions_create(
     header: Annotated[
         list[str] | None, typer.Option("--header", help="Extra header 'Name: value'.")
     ] = None,
+    public_header: Annotated[
+        list[str] | None,
+        typer.Option("--public-header", help="Show this header's value in answers (repeatable)."),
+    ] = None,
     filter_: Annotated[
         str | None, typer.Option("--filter", help="Content filter (JSON, or @file).")
     ] = None,
@@ -68,6 +72,7 @@ def subscriptions_create(
     """Create a subscription; its signing secret is printed once."""
     body: dict[str, Any] = {"url": url, "sources": source, "mode": mode.value}
     body |= {"description": description, "headers": _headers(header or [])}
+    body["public_headers"] = public_header or []
     if event_type:
         body["event_types"] = event_type
     for name, given in (("filter", filter_), ("transform", transform)):

@@ -34,7 +34,12 @@ local sub = redis.call('HMGET', sub_key, 'config', 'enabled', 'disabled_reason',
 local config, enabled, reason, paused = sub[1], sub[2], sub[3] or '', sub[4]
 local head = {'', '', config or '', enabled or '', reason, redis.call('GET', failing_key) or '',
   redis.call('HGET', state_key, 'fails') or '0'}
-local open = config and enabled == '1'
+-- A config this code cannot read (an older or buggy version's) closes the lane like a
+-- deleted subscription: its deliveries are handed out to be closed with the reason, and
+-- the lane's limits, unreadable too, do not apply.
+local ok, cfg = pcall(cjson.decode, config or '')
+if not ok or type(cfg) ~= 'table' then cfg = nil end
+local open = cfg ~= nil and enabled == '1'
 if open and paused == '1' then head[1] = 'paused'; return head end
 local state = redis.call('HMGET', state_key, 'hold_until', 'tokens', 'tokens_at')
 local hold = tonumber(state[1] or '0')
@@ -43,13 +48,12 @@ if open and hold > now then head[1], head[2] = 'hold', tostring(hold); return he
 local n = tonumber(want)
 local rate, burst, tokens = nil, 0, 0
 if open then
-  local cfg = cjson.decode(config)
-  local cap = cfg.max_concurrency
-  if cap == nil or cap == cjson.null then cap = tonumber(default_cap) end
+  local cap = tonumber(cfg.max_concurrency) or tonumber(default_cap)
   n = math.min(n, cap - redis.call('ZCARD', flight_key))
   if n <= 0 then head[1], head[2] = 'full', next_due(); return head end
-  if cfg.rate_limit ~= nil and cfg.rate_limit ~= cjson.null then
-    rate = tonumber(cfg.rate_limit)
+  rate = tonumber(cfg.rate_limit)
+  if rate ~= nil and rate <= 0 then rate = nil end
+  if rate ~= nil then
     -- A tenth of a second's worth of tokens at most: smooth, with no bursts to speak of.
     burst = math.max(1, rate / 10)
     tokens = tonumber(state[2] or burst)
