@@ -203,3 +203,22 @@ def rebinding_dns(app: FastAPI) -> None:
         return ["93.184.216.34"]
 
     app.state.services.subscriptions.resolve = public
+
+
+# --- the fault suite's figures (tests/faults), printed after every run that made some -----
+FAULT_FIGURE = "fault_figure"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = [
+        f"{report.nodeid.rpartition('::')[2]}: {name} = {value}"
+        for outcome in ("passed", "failed")
+        for report in terminalreporter.stats.get(outcome, [])
+        if getattr(report, "when", None) == "call"
+        for key, (name, value) in getattr(report, "user_properties", [])
+        if key == FAULT_FIGURE
+    ]
+    if lines:
+        terminalreporter.section("fault figures")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -26,7 +26,7 @@ from relay.api.app import create_app
 from relay.devtools.embedded_redis import free_port
 from tests.conftest import ADMIN_TOKEN, AUTH
 
-EXAMPLES_PER_OPERATION = 12
+EXAMPLES_PER_OPERATION = 8  # the big run (benchmarks/schemathesis_run.py) goes wide
 # Checks that cannot hold on some paths, and why:
 EXCLUDED = {
     # 503 while no worker runs (none does here): its documented answer.

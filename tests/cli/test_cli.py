@@ -91,6 +91,9 @@ def relay(app: typer.Typer, relay_url: str, tmp_path: Path) -> Cli:
     def run(*args: str, env: dict[str, str | None] | None = None, **kwargs: Any) -> Result:
         base: dict[str, str | None] = {"RELAY_URL": relay_url, "RELAY_ADMIN_TOKEN": ADMIN_TOKEN}
         base["RELAY_DATA_DIR"] = str(tmp_path / "no-relay-dev")
+        # Tables print whole unless a test sets a width: the caller's terminal (or pytest-xdist,
+        # which sets COLUMNS=80 in its workers) must not drop the columns a test reads.
+        base["COLUMNS"] = None
         return runner.invoke(app, list(args), env={**base, **(env or {})}, **kwargs)
 
     return run
