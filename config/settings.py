@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # How long one Redis command may take before the API answers 503 (and the worker
     # reconnects): bounds ingest latency while Redis stalls.
     redis_socket_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    # serve/worker wait this long at start for Redis to answer (started together with it),
+    # then exit 1 with one line saying what to fix; 0 waits as long as it takes.
+    redis_start_timeout_s: float = Field(default=10.0, ge=0, le=3600)
     data_dir: Path = DEFAULT_DATA_DIR
     queue_name: str = DEFAULT_QUEUE
 

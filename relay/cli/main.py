@@ -26,7 +26,7 @@ from relay.api.protocol import server_options
 from relay.cli.admin import admin_app
 from relay.cli.client import DEV_TOKEN_NAME
 from relay.delivery import queue
-from relay.delivery.connection import RedisHealth
+from relay.delivery.connection import RedisHealth, first_answer, redacted_target
 from relay.devtools.embedded_redis import EmbeddedRedis
 from relay.domain.clock import rfc3339
 from relay.observability import logs
@@ -84,6 +84,22 @@ def _settings(*, needs_redis: bool = False, **overrides: object) -> Settings:
     return settings.model_copy(update=changes) if changes else settings
 
 
+def _wait_for_redis(settings: Settings) -> None:
+    """Redis must answer within RELAY_REDIS_START_TIMEOUT_S: a wrong address or a Redis that
+    never came is one line and exit status 1, not a process that looks alive and does
+    nothing. Once running, an outage is ridden out instead (relay.delivery.connection)."""
+    timeout = settings.redis_start_timeout_s
+    why = asyncio.run(first_answer(settings, timeout))
+    if why is not None:
+        typer.echo(
+            f"relay: Redis at {redacted_target(settings)} did not answer within {timeout:g} s "
+            f"({why}): start it, or fix RELAY_REDIS_URL (RELAY_REDIS_START_TIMEOUT_S=0 waits "
+            "as long as it takes)",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
 # `relay dev` delivers to loopback and private networks unless RELAY_ALLOWED_PRIVATE_NETWORKS
 # says otherwise; `serve` and `worker` allow only what that variable names.
 DEV_NETWORKS = (
@@ -113,6 +129,7 @@ def serve(
     """Run the HTTP API (ingest and admin). Needs RELAY_REDIS_URL."""
     settings = _settings(needs_redis=True, host=host, port=port)
     logs.configure(settings.log_format, settings.log_level, access_log=settings.access_log)
+    _wait_for_redis(settings)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Several processes serve /metrics: each must report the sum over all of them.
         # uvicorn spawns its workers afresh, so they see this before importing the client.
@@ -132,6 +149,7 @@ def worker() -> None:
     """Run the ARQ worker: delivery jobs and the recovery cron. Needs RELAY_REDIS_URL."""
     settings = _settings(needs_redis=True)
     logs.configure(settings.log_format, settings.log_level)
+    _wait_for_redis(settings)
     uvloop.run(run_worker(settings))
 
 

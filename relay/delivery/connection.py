@@ -22,6 +22,7 @@ outage once when it starts (``redis.unavailable``) and once when it ends
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -219,3 +220,26 @@ def redacted_target(settings: Settings) -> str:
     url = settings.require_redis_url()
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+async def first_answer(settings: Settings, timeout_s: float, poll_s: float = 0.5) -> str | None:
+    """Wait for Redis to answer a PING, for at most ``timeout_s`` (0: as long as it takes).
+
+    None once it answered, else why it did not (the last error). A process that starts
+    before its Redis (containers starting together) gets that long; after it, a wrong
+    address should stop the process with one line rather than leave it looking alive.
+    """
+    client = redis_client(settings, API, Redis, RedisHealth.for_settings(settings))
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    try:
+        while True:
+            try:
+                await client.ping()
+                return None
+            except (*UNAVAILABLE, OSError) as exc:
+                last = describe(exc)
+            if timeout_s and asyncio.get_running_loop().time() >= deadline:
+                return last
+            await asyncio.sleep(poll_s)
+    finally:
+        await client.aclose()

@@ -109,14 +109,15 @@ class RelayStack:
 
     # --- relay processes ---------------------------------------------------------------------
 
-    def start_api(self, name: str = "api", **env: str) -> str:
-        """Start ``relay serve``; its base URL once it answers."""
+    def start_api(self, name: str = "api", wait: bool = True, **env: str) -> str:
+        """Start ``relay serve``; its base URL (once it answers, unless ``wait`` is False)."""
         port = self.api_ports.get(name) or free_port()
         self.api_ports[name] = port
         self.group.spawn(name, relay_command("serve"), {**self.env, **env, "RELAY_PORT": str(port)})
         base = f"http://127.0.0.1:{port}"
-        # /healthz: /readyz also wants a worker's heartbeat, and the worker may start later.
-        self.group.wait_http(name, f"{base}/healthz")
+        if wait:
+            # /healthz: /readyz also wants a worker's heartbeat; the worker may start later.
+            self.group.wait_http(name, f"{base}/healthz")
         return base
 
     def start_worker(self, name: str = "worker", **env: str) -> None:

@@ -1,6 +1,7 @@
 """How `relay serve` and `relay worker` start and stop, as Docker or Kubernetes sees them: a
-normal stop exits 0, a configuration mistake is one line and exit 2, and Redis being away at
-start is waited for (as an outage later is), not a crash loop."""
+normal stop exits 0, a configuration mistake is one line and exit 2, Redis being away at start
+is waited for (RELAY_REDIS_START_TIMEOUT_S: containers starting together), and a Redis that
+never answers is one line and exit 1."""
 
 from __future__ import annotations
 
@@ -50,15 +51,13 @@ def test_a_redis_address_mistake_is_one_line_and_exit_2(
 
 def test_processes_started_before_redis_wait_for_it(stack: RelayStack, receiver: Receiver) -> None:
     stack.kill_redis()
-    base = stack.start_api()  # /healthz answers without Redis
+    base = stack.start_api(wait=False)
     stack.start_worker()
-    with stack.client() as client:
-        assert client.get("/readyz").status_code == 503
-        ingest = client.post("/ingest/github", content=b"{}")
-    assert ingest.status_code == 503
     wait_until(lambda: "redis.unavailable" in stack.log("worker"), 30, "the worker says why")
+    assert stack.alive("api")
     assert stack.alive("worker")
     stack.restart_redis()
+    stack.group.wait_http("api", f"{base}/healthz")
     stack.wait_ready()
     stack.put_source()
     stack.subscribe(receiver.url)
@@ -74,3 +73,17 @@ def test_processes_started_before_redis_wait_for_it(stack: RelayStack, receiver:
         log = stack.log(name)
         assert log.count('"redis.unavailable"') == 1
         assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_redis_that_never_answers_is_one_line_and_exit_1(stack: RelayStack, command: str) -> None:
+    stack.kill_redis()
+    env = {**stack.env, "RELAY_REDIS_START_TIMEOUT_S": "1"}
+    done = subprocess.run(
+        relay_command(command), env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    [line] = [ln for ln in done.stderr.splitlines() if ln.startswith("relay:")]
+    assert "did not answer within 1 s" in line
+    assert "RELAY_REDIS_URL" in line
+    assert "Traceback" not in done.stderr + done.stdout
