@@ -635,7 +635,11 @@ def test_help_lists_every_command(app: typer.Typer) -> None:
 
 @pytest.mark.parametrize(("access_log", "expected"), [(None, False), ("true", True)])
 def test_serve_leaves_the_access_line_to_ingest_accepted_unless_asked(
-    app: typer.Typer, monkeypatch: pytest.MonkeyPatch, access_log: str | None, expected: bool
+    app: typer.Typer,
+    monkeypatch: pytest.MonkeyPatch,
+    redis_server_url: str,
+    access_log: str | None,
+    expected: bool,
 ) -> None:
     passed: dict[str, Any] = {}
     configured: dict[str, Any] = {}
@@ -644,7 +648,8 @@ def test_serve_leaves_the_access_line_to_ingest_accepted_unless_asked(
     monkeypatch.setattr(
         "relay.observability.logs.configure", lambda *_, **kwargs: configured.update(kwargs)
     )
-    env = {"RELAY_REDIS_URL": "redis://127.0.0.1:1/0", "RELAY_ACCESS_LOG": access_log}
+    # A Redis that answers: serve waits for one before it starts (RELAY_REDIS_START_TIMEOUT_S).
+    env = {"RELAY_REDIS_URL": redis_server_url, "RELAY_ACCESS_LOG": access_log}
     result = CliRunner().invoke(app, ["serve"], env=env)
     assert result.exit_code == 0, result.output
     assert passed["access_log"] is configured["access_log"] is expected

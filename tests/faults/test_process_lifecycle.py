@@ -53,7 +53,9 @@ def test_processes_started_before_redis_wait_for_it(stack: RelayStack, receiver:
     stack.kill_redis()
     base = stack.start_api(wait=False)
     stack.start_worker()
-    wait_until(lambda: "redis.unavailable" in stack.log("worker"), 30, "the worker says why")
+    # Both have tried Redis (an API slow to import could otherwise miss the outage).
+    both_said_why = lambda: all("redis.unavailable" in stack.log(n) for n in ("api", "worker"))  # noqa: E731
+    wait_until(both_said_why, 30, "api and worker say why they wait")
     assert stack.alive("api")
     assert stack.alive("worker")
     stack.restart_redis()
