@@ -8,6 +8,7 @@ from typing import Literal
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from relay.domain.matching import ANY_SOURCE
 from relay.domain.models import Event
@@ -144,8 +145,15 @@ class EventStore:
         return body, content_type
 
     async def delivery_ids(self, event_id: str) -> list[str]:
-        ids = await r(self._redis.lrange(Keys.event_deliveries(event_id), 0, -1))
-        return [i.decode() for i in ids]
+        key = Keys.event_deliveries(event_id)
+        try:
+            joined = await r(self._redis.get(key))
+        except ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise
+            # An event fanned out before the ids became one string keeps its list.
+            return [i.decode() for i in await r(self._redis.lrange(key, 0, -1))]
+        return joined.decode().split() if joined else []
 
     async def skipped(self, event_id: str) -> dict[str, str]:
         """Subscriptions whose filter skipped the event, and the condition that failed."""

@@ -14,7 +14,8 @@ Key layout (prefix ``relay:``)::
     subs:src:{source}     set   subscription ids listening to a source ("*": every source)
     evt:{id}              str   event metadata (JSON; never changes)                  [TTL]
     evt:{id}:body         str   the raw body, stored once                             [TTL]
-    evt:{id}:dlv          list  delivery ids of the event                             [TTL]
+    evt:{id}:dlv          str   delivery ids of the event, each followed by a space   [TTL]
+                                (a list for events fanned out by earlier versions)
     evt:{id}:skipped      hash  subscription id -> the filter condition that skipped it
                                 (written by fanout.lua)                               [TTL]
     events                zset  every event id (lexical: ids sort by time)
@@ -93,13 +94,15 @@ tokens, tokens_at         the rate limit's token bucket           claim_lane
 ========================  ======================================  ==========================
 
 ``dlv:{id}`` is a state machine (``relay.domain.models.DeliveryStatus``); each transition
-is one script, and each script writes only the fields of its own transition:
+is one script, and each script writes only the fields of its own transition. A field that
+holds its default is not written (every byte of a pending delivery counts): no ``attempts``
+is 0, no ``retry_base`` is 0, no ``updated_at`` is ``created_at``, no ``mode`` is reliable.
 
 ========================  ======================================  ==========================
 ``dlv:{id}``              meaning                                 written by
 ========================  ======================================  ==========================
 event_id, subscription_id what it delivers, to whom;              fanout.lua (once)
-mode, created_at,         reliable or best_effort; when made;
+mode, created_at,         best_effort (absent: reliable); when made;
 expires_at, ordered, okey when its records expire; FIFO and its
                           ordering key
 status                    pending, delivering, succeeded, failed  fanout (pending, or
@@ -120,7 +123,7 @@ lease_until               ms a claim expires (0: not claimed)     fanout (inline
 last_status_code,         what the last attempt got               record_attempt.lua
 last_error
 first_attempt_at          ms the first attempt was recorded       record_attempt.lua
-retry_base,               where the retry policy starts counting  fanout (0), reopen
+retry_base,               where the retry policy starts counting  reopen
 retry_started_at          (attempts, ms): the first attempt or
                           the last manual retry/replay
 gen                       bumped by every reopen (how many times  reopen.lua

@@ -6,8 +6,8 @@ import redis.asyncio as aioredis
 
 from relay.domain.clock import now_ms
 from relay.domain.failing import FailingUpdate
-from relay.domain.models import DeliveryStatus
-from relay.storage import Store
+from relay.domain.models import DeliveryMode, DeliveryStatus
+from relay.storage import NewDeliveries, NewDelivery, Store
 from relay.storage.keys import Keys
 from tests.storage.helpers import fan_out, record, stored_event, subscription
 
@@ -96,3 +96,50 @@ async def test_an_event_no_subscription_can_want_is_fanned_out_as_it_is_stored(
     await store.subscriptions.delete(every, now_ms())
     await subscription(store, sources=["src"])
     assert await waits_for_fan_out()
+
+
+async def test_a_pending_delivery_stores_only_what_differs_from_the_defaults(
+    store: Store, redis: aioredis.Redis
+) -> None:
+    """Bytes per pending delivery are a target (benchmarks/throughput.py): a new delivery's
+    hash leaves out attempts, retry base, updated_at and a reliable mode, and every reader
+    and transition takes the defaults for them."""
+    sub = await subscription(store)
+    [first, second] = await fan_out(store, sub, 2)
+    stored = await redis.hgetall(Keys.delivery(first))
+    assert not {b"attempts", b"retry_base", b"updated_at", b"mode"} & set(stored)
+    delivery = await store.deliveries.get(first)
+    assert delivery is not None
+    assert (delivery.attempts, delivery.mode.value) == (0, "reliable")
+    assert delivery.updated_at == delivery.created_at == int(stored[b"created_at"])
+
+    # The first attempt is recorded against the absent count, and counts from it.
+    [ctx] = (await store.lanes.claim(sub.id, 1, now_ms(), now_ms() + 60_000, 16)).contexts
+    assert ctx.delivery.id == first
+    await record(store, ctx, DeliveryStatus.SUCCEEDED)
+    assert await redis.hget(Keys.delivery(first), "attempts") == b"1"
+    # A manual retry before any attempt starts its retry window at 0 attempts.
+    assert await store.deliveries.reopen(second, sub.id, now_ms(), only_dead=False) == (0, 1)
+
+
+async def test_an_event_keeps_its_delivery_ids_in_one_string_and_reads_an_old_list(
+    store: Store, redis: aioredis.Redis
+) -> None:
+    sub = await subscription(store)
+    [delivery_id] = await fan_out(store, sub)
+    event_id = (await redis.hget(Keys.delivery(delivery_id), "event_id") or b"").decode()
+    assert await redis.type(Keys.event_deliveries(event_id)) == b"string"
+    assert await store.events.delivery_ids(event_id) == [delivery_id]
+
+    # An event fanned out by an earlier version holds a list: it is read, and a replay
+    # appends to it.
+    old = "dlv_0000000000000000000000000"
+    await redis.delete(Keys.event_deliveries(event_id))
+    await redis.rpush(Keys.event_deliveries(event_id), old, delivery_id)
+    replayed = NewDelivery("dlv_zzzzzzzzzzzzzzzzzzzzzzzzzz", sub.id, DeliveryMode.RELIABLE, 0)
+    rev = await store.subscriptions.revision()
+    added = await store.deliveries.add(
+        [NewDeliveries(event_id, [replayed])], now_ms(), fan_out=False, subs_rev=rev
+    )
+    assert added == [1]
+    assert await store.events.delivery_ids(event_id) == [old, delivery_id, replayed.id]

@@ -15,7 +15,8 @@ local prefix, sub_id, delivery_id, number, attempt_json, status, now_ms, next_at
 local report = ops ~= '' and cjson.decode(ops) or nil
 local emitted = {}
 local cur = redis.call('HMGET', delivery_key, 'attempts', 'expires_at', 'ordered', 'okey', 'event_id')
-if not cur[1] or tonumber(cur[1]) ~= tonumber(number) - 1 then return {0} end
+-- A new delivery has no attempts field (fanout.lua writes only what differs from defaults).
+if not cur[5] or tonumber(cur[1] or '0') ~= tonumber(number) - 1 then return {0} end
 redis.call('RPUSH', attempts_key, attempt_json)
 if cur[2] then redis.call('PEXPIREAT', attempts_key, cur[2]) end
 -- Counted here, past the check above, so an attempt recorded twice is counted once.

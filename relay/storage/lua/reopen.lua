@@ -8,7 +8,7 @@ local delivery_key, dead_key, sub_dead_key, queue_key = KEYS[1], KEYS[2], KEYS[3
 local prefix, job_prefix, sub_id, delivery_id, now_ms, only_dead = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
 local d = redis.call('HMGET', delivery_key, 'status', 'attempts', 'lease_until', 'ordered', 'okey')
-local status, attempts, lease_until = d[1], d[2], d[3]
+local status, attempts, lease_until = d[1], d[2] or '0', d[3]
 if not status then return {-1} end
 if only_dead == '1' and status ~= 'dead' then return {-2} end
 if status == 'delivering' and tonumber(lease_until or '0') > tonumber(now_ms) then return {-3} end
