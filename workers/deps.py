@@ -10,12 +10,11 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from config.settings import Settings
 from relay.delivery.connection import RedisHealth
 from relay.delivery.fanout import SubscriptionCache
 from relay.delivery.lane import LaneRunner
+from relay.delivery.outbound import Sender
 from relay.storage import Store
 
 
@@ -23,7 +22,7 @@ from relay.storage import Store
 class WorkerDeps:
     settings: Settings
     store: Store
-    client: httpx.AsyncClient
+    sender: Sender
     lanes: LaneRunner
     subscriptions: SubscriptionCache  # for the recovery cron's fan-out
     worker_id: str

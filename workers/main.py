@@ -122,17 +122,16 @@ def build_worker(
         if moved:
             log.warning("worker.migrated_to_lanes", deliveries=moved)
         # Every lane job may have a subscription's full concurrency in flight at once.
-        client = outbound.make_client(
+        sender = outbound.make_sender(
             settings.worker_max_jobs * settings.max_concurrency_per_subscription,
-            settings.delivery_timeout_s,
             settings.address_guard,
         )
-        attempter = Attempter(store, client, settings)
+        attempter = Attempter(store, sender, settings)
         worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         deps = WorkerDeps(
             settings=settings,
             store=store,
-            client=client,
+            sender=sender,
             lanes=LaneRunner(store, attempter, settings, worker_id),
             subscriptions=SubscriptionCache(store),
             worker_id=worker_id,
@@ -160,7 +159,7 @@ def build_worker(
             deps.heartbeat.cancel()
             with contextlib.suppress(Exception):
                 await deps.store.housekeeping.forget_worker(deps.worker_id)
-        await deps.client.aclose()
+        await deps.sender.aclose()
         log.info("worker.stopped", worker_id=deps.worker_id)
 
     every = settings.recovery_interval_s

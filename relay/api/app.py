@@ -42,8 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis = redis_client(settings, API, Redis)
         # Lanes are armed from Lua in the fan-out step: the API needs no ARQ connection.
         store = Store(redis, queue.job_queue(settings.queue_name), settings.retention_ms)
-        client = outbound.make_client(64, settings.best_effort_timeout_s, settings.address_guard)
-        attempter = Attempter(store, client, settings)
+        sender = outbound.make_sender(64, settings.address_guard)
+        attempter = Attempter(store, sender, settings)
         services = app.state.services = Services.build(settings, store, attempter)
         try:
             for source in await store.sources.all():
@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await services.fanout.close()
-            await client.aclose()
+            await sender.aclose()
             await redis.aclose()
             log.info("api.stopped")
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from functools import partial
 from urllib.parse import quote, urlsplit
 
-import httpx
 import structlog
 from structlog.contextvars import bound_contextvars
 
@@ -130,9 +129,9 @@ def outgoing(
 
 
 class Attempter:
-    def __init__(self, store: Store, client: httpx.AsyncClient, settings: Settings) -> None:
+    def __init__(self, store: Store, sender: outbound.Sender, settings: Settings) -> None:
         self.store = store
-        self.client = client
+        self.sender = sender
         self.settings = settings
         self.policies = Policies(settings)
         # Operational events are fanned out by whoever wrote them, at once.
@@ -215,7 +214,7 @@ class Attempter:
             result = AttemptResult(error="TransformFailed", error_message=str(exc))
             return await self._finish(ctx, attempt, trigger, started_ms, result, give_up=True)
         result = await outbound.post(
-            self.client,
+            self.sender,
             str(sub.url),
             request.body,
             request.headers,

@@ -23,6 +23,7 @@ from schemathesis.checks import not_a_server_error, positive_data_acceptance
 
 from config.settings import Settings
 from relay.api.app import create_app
+from relay.delivery import outbound
 from relay.devtools.embedded_redis import free_port
 from tests.conftest import ADMIN_TOKEN, AUTH
 
@@ -87,7 +88,7 @@ def relay_base_url(redis_server_url: str) -> Iterator[str]:
         assert thread.is_alive(), "uvicorn stopped while starting"
         time.sleep(0.05)
     services = app.state.services
-    services.attempter.client = httpx.AsyncClient(transport=LoopbackOnly())
+    services.attempter.sender = outbound.Sender(LoopbackOnly(), services.settings.address_guard)
     services.subscriptions.resolve = resolve_loopback_only
     base = f"http://127.0.0.1:{port}"
     # Something to find: a source and a subscription the fuzzer can read, change and delete.

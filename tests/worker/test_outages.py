@@ -64,13 +64,13 @@ async def test_an_attempt_that_cannot_be_recorded_is_not_recorded_as_a_failure(
         await fan_out(store, sub)
         now = now_ms()
         [ctx] = (await store.lanes.claim(sub.id, 1, now, now + 60_000, 16)).contexts
-        client = outbound.make_client(4, 2, settings.address_guard)
+        sender = outbound.make_sender(4, settings.address_guard)
         try:
             with capture_logs() as logs, pytest.raises(RedisConnectionError):
-                await Attempter(store, client, settings).attempt(ctx)
+                await Attempter(store, sender, settings).attempt(ctx)
         finally:
             receiver.close()
-            await client.aclose()
+            await sender.aclose()
             await redis.aclose()
     assert len(receiver.requests) == 1
     # Not an "internal error" attempt to retry on the schedule: the lease runs out instead.
