@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 
 import orjson
 import structlog
@@ -14,6 +13,7 @@ from relay.api.deps import ServicesDep
 from relay.api.problems import Problem, problem_docs
 from relay.delivery.fanout import EventRef
 from relay.delivery.ingest import Challenge, TooLong, UnknownSource
+from relay.domain import ids
 from relay.domain.models import IngestAccepted
 from relay.domain.verification import VerificationError
 from relay.observability.metrics import INGESTED, UNKNOWN_SOURCE, count_ingested
@@ -73,7 +73,7 @@ async def ingest(
     source: str, request: Request, background: BackgroundTasks, services: ServicesDep
 ) -> Response:
     """Accept a webhook for a source. A 202 means the event is stored in Redis."""
-    request_id = request.headers.get("x-request-id") or secrets.token_hex(16)
+    request_id = request.headers.get("x-request-id") or ids.request_id()
     # Method and path (with status on each outcome) let these lines stand in for uvicorn's
     # access line, off by default; scope["path"] is what it logged, without building a URL.
     bound = log.bind(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+from structlog.testing import capture_logs
 
 from tests.conftest import AUTH, create_source, event_count
 
@@ -194,3 +195,19 @@ async def test_an_event_type_read_by_the_scheme_is_bounded_too(make_settings) ->
         )
         assert (await post(b'{"type":"user.new"}', "msg_2")).status_code == 202
         assert await event_count(api) == 1
+
+
+async def test_every_answer_names_its_request_and_the_log_line_says_the_same(
+    api: httpx.AsyncClient,
+) -> None:
+    await create_source(api)
+    with capture_logs() as logs:
+        first = await api.post("/ingest/github", content=b"{}")
+        second = await api.post("/ingest/github", content=b"{}")
+        given = await api.post("/ingest/github", content=b"{}", headers={"X-Request-Id": "abc-1"})
+    ids = [r.headers["x-request-id"] for r in (first, second, given)]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids[:2])
+    assert ids[0] != ids[1]
+    assert ids[2] == "abc-1"  # the caller's own id is kept
+    accepted = [e for e in logs if e["event"] == "ingest.accepted"]
+    assert [e["request_id"] for e in accepted] == ids
