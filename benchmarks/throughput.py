@@ -1,6 +1,6 @@
 """Ingest throughput of the relay against its floors, and delivery drain rate, on 127.0.0.1.
 
-    python benchmarks/throughput.py [-d 8s] [-c 32] [-n 3000]
+    python benchmarks/throughput.py [-d 8s] [-c 32] [-n 20000]
 
 1. The same load (wrk, else a Python client; ~1 KB JSON body, a distinct X-GitHub-Delivery
    per request) against, one after another, each on a fresh process and a fresh Redis with
@@ -833,7 +833,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--warmup", type=parse_duration, default=1.0, help="uncounted load first (1s)")
     add("--tool", choices=["auto", "wrk", "python"], default="auto", help="load tool (auto)")
     add("--targets", default="abcde", help="which targets to run (abcde)")
-    add("-n", "--drain-events", type=int, default=3000, help="deliveries to drain; 0: skip")
+    add("-n", "--drain-events", type=int, default=20000, help="deliveries to drain; 0: skip")
     add("--drain-connections", type=int, default=8, help="connections queueing them (8)")
     # One job drains a lane at a time, so a second worker only helps with a second lane.
     add("--drain-lanes", type=int, default=4, help="subscriptions they are spread over (4)")
