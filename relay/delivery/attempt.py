@@ -7,6 +7,7 @@ Both the ARQ delivery job and the API's best-effort fan-out make attempts throug
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from urllib.parse import quote, urlsplit
@@ -163,6 +164,19 @@ class Attempter:
             log.error("delivery.orphaned", delivery_id=delivery_id)
             return None
         return await self.attempt(ctx, trigger)
+
+    async def run_new(self, deliveries: Sequence[tuple[str, str, str]]) -> None:
+        """Attempt deliveries fan-out just created in flight for this process ((delivery id,
+        event id, subscription id)): their contexts in one round trip, then the attempts side
+        by side, so a slow receiver does not hold up the event's other subscribers."""
+        contexts = await self.store.deliveries.contexts(deliveries)
+        attempts = []
+        for (delivery_id, _, _), ctx in zip(deliveries, contexts, strict=True):
+            if ctx is None:
+                log.error("delivery.orphaned", delivery_id=delivery_id)
+            else:
+                attempts.append(self.attempt(ctx))
+        await asyncio.gather(*attempts)
 
     async def attempt(self, ctx: DeliveryContext, trigger: Trigger | None = None) -> Attempt | None:
         """Make the next attempt of a claimed delivery and record it; None when another run

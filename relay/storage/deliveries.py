@@ -295,18 +295,33 @@ class DeliveryStore:
 
     async def context(self, delivery_id: str) -> DeliveryContext | None:
         """One delivery's attempt context (for attempts made outside a lane job)."""
-        row = await r(self._redis.hmget(Keys.delivery(delivery_id), list(FIELDS)))
-        event_id, sub_id = row[0], row[1]
+        key = Keys.delivery(delivery_id)
+        event_id, sub_id = await r(self._redis.hmget(key, ["event_id", "subscription_id"]))
         if event_id is None or sub_id is None:
             return None
+        [ctx] = await self.contexts([(delivery_id, event_id.decode(), sub_id.decode())])
+        return ctx
+
+    async def contexts(
+        self, deliveries: Sequence[tuple[str, str, str]]
+    ) -> list[DeliveryContext | None]:
+        """The attempt contexts of deliveries whose event and subscription the caller knows
+        ((delivery id, event id, subscription id): fan-out, which just made them), in one
+        round trip; None for one that is gone."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(Keys.event(event_id.decode()))
-            pipe.get(Keys.event_body(event_id.decode()))
-            pipe.hmget(Keys.sub(sub_id.decode()), list(subscriptions.FIELDS))
-            pipe.get(Keys.sub_failing(sub_id.decode()))
-            meta, body, sub_row, failing = await pipe.execute()
-        sub = subscriptions.from_fields(sub_id.decode(), sub_row)
-        return context_from(delivery_id, row, meta, body, sub, integer(failing))
+            for delivery_id, event_id, sub_id in deliveries:
+                pipe.hmget(Keys.delivery(delivery_id), list(FIELDS))
+                pipe.get(Keys.event(event_id))
+                pipe.get(Keys.event_body(event_id))
+                pipe.hmget(Keys.sub(sub_id), list(subscriptions.FIELDS))
+                pipe.get(Keys.sub_failing(sub_id))
+            replies = await pipe.execute()
+        found: list[DeliveryContext | None] = []
+        for n, (delivery_id, _, sub_id) in enumerate(deliveries):
+            row, meta, body, sub_row, failing = replies[5 * n : 5 * n + 5]
+            sub = subscriptions.from_fields(sub_id, sub_row)
+            found.append(context_from(delivery_id, row, meta, body, sub, integer(failing)))
+        return found
 
     async def record(
         self,

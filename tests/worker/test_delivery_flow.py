@@ -270,6 +270,26 @@ async def test_best_effort_is_one_attempt_from_the_api(
     assert await redis.zcard("relay:test-queue") == 0  # nothing was queued for a retry
 
 
+async def test_best_effort_subscribers_of_one_event_are_attempted_side_by_side(
+    api: httpx.AsyncClient,
+) -> None:
+    slow, fast = Receiver(), Receiver()
+    slow.default = Reply(delay_s=1.0)
+    try:
+        await create_source(api)
+        # Subscriptions are planned in creation order: the slow one first.
+        await create_subscription(api, slow.url, mode="best_effort")
+        await create_subscription(api, fast.url, mode="best_effort")
+        await post_event(api)
+        [got_slow] = slow.wait_for(1)
+        [got_fast] = fast.wait_for(1)
+    finally:
+        slow.close()
+        fast.close()
+    # Each receiver stamps a request as it answers: the fast one did not wait for the slow.
+    assert got_fast.at < got_slow.at - 0.5
+
+
 async def test_one_slow_subscriber_does_not_hold_up_the_others(
     make_settings, api: httpx.AsyncClient, run_worker: WorkerRun
 ) -> None:
