@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import os
 import re
 import resource
@@ -619,14 +620,60 @@ class Memory:
     events: int
     nosub_per_event: float  # used_memory growth per event, no subscription
     sub_per_event: float  # the same with one reliable subscription: one pending delivery each
+    amortized: bool  # bucket arrays at their average per key (else as used_memory saw them)
 
     @property
     def per_delivery(self) -> float:
         return self.sub_per_event - self.nosub_per_event
 
 
-def settled_memory(r: redis.Redis, timeout_s: float = 15.0) -> int:
-    """used_memory once fan-out (after each 202, in the API) has stopped writing keys, less
+# The key space's bucket arrays (main and expires tables, 8 B a bucket) double in size
+# when they fill up, so the bytes a fill adds jump by megabytes whenever it crosses a power
+# of two: 20,000 events once put 140 B more on each delivery than 8,000 or 30,000 did.
+# Counted instead at their long-run average: between resizes a table holds 1 to 2 buckets
+# per key, 2 ln 2 ≈ 1.39 on average.
+_BUCKET_BYTES_PER_KEY = 8 * 2 * math.log(2)
+# What MEMORY STATS counts per entry besides buckets (Redis 6 and 7.0, 64-bit): a dictEntry
+# (24 B) in both tables, and the value's robj (16 B) in the main one.
+_ENTRY_BYTES = {b"overhead.hashtable.main": 40, b"overhead.hashtable.expires": 24}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    used: int  # used_memory, less client buffers and the AOF buffer
+    buckets: int  # bytes of the key space's bucket arrays (0: unknown)
+    keys: int  # entries in the main and expires tables
+
+    def minus(self, before: Snapshot) -> float:
+        """Bytes added since ``before``, bucket arrays at their average per key."""
+        grown = self.used - before.used
+        if self.buckets and before.buckets:
+            grown += (self.keys - before.keys) * _BUCKET_BYTES_PER_KEY
+            grown -= self.buckets - before.buckets
+        return grown
+
+
+def _bucket_bytes(r: redis.Redis) -> tuple[int, int]:
+    """(bucket array bytes, entries) of db 0's main and expires tables, from MEMORY STATS
+    (entries * _ENTRY_BYTES + buckets * 8); (0, entries) when the figure is not made that
+    way (a table's size is a power of two, or two of them during a rehash)."""
+    stats = cast(list[Any], r.execute_command("MEMORY", "STATS"))
+    db = dict(zip(stats[::2], stats[1::2], strict=True)).get(b"db.0") or []
+    overhead = dict(zip(db[::2], db[1::2], strict=True))
+    space = cast(dict[str, Any], r.info("keyspace")).get("db0", {})
+    keys, expires = int(space.get("keys", 0)), int(space.get("expires", 0))
+    buckets = 0
+    for name, entries in ((b"overhead.hashtable.main", keys),
+                          (b"overhead.hashtable.expires", expires)):  # fmt: skip
+        slots, rest = divmod(int(overhead.get(name, 0)) - entries * _ENTRY_BYTES[name], 8)
+        if rest or slots < 0 or (entries and not slots) or bin(slots).count("1") > 2:
+            return 0, keys + expires
+        buckets += 8 * slots
+    return buckets, keys + expires
+
+
+def settled_memory(r: redis.Redis, timeout_s: float = 15.0) -> Snapshot:
+    """Memory once fan-out (after each 202, in the API) has stopped writing keys, less
     client buffers and the AOF buffer.
 
     Those two are not data: the query buffers grow with the number of connections the API's
@@ -642,7 +689,8 @@ def settled_memory(r: redis.Redis, timeout_s: float = 15.0) -> int:
         time.sleep(0.2)
     info = cast(dict[str, int], r.info("memory"))
     not_data = sum(info.get(name, 0) for name in ("mem_clients_normal", "mem_aof_buffer"))
-    return info["used_memory"] - not_data
+    buckets, keys = _bucket_bytes(r)
+    return Snapshot(info["used_memory"] - not_data, buckets, keys)
 
 
 def ingest_exactly(relay: Relay, source: str, n: int, connections: int, body: bytes) -> int:
@@ -665,7 +713,8 @@ def fill_queue(
     """``n`` events spread over ``lanes`` subscribed sources (one subscription each, so one
     lane each) with no worker running (with ``with_memory``, ``n`` for a source with no
     subscription first); how many were accepted, and memory."""
-    nosub = m0 = m1 = 0
+    nosub = 0
+    m0 = m1 = Snapshot(0, 0, 0)
     if with_memory:
         relay.put_source(NOSUB_SOURCE)
         m0 = settled_memory(r)
@@ -684,7 +733,8 @@ def fill_queue(
     m3 = settled_memory(r)
     if not (with_memory and nosub and accepted):
         return accepted, None
-    return accepted, Memory(n, (m1 - m0) / nosub, (m3 - m2) / accepted)
+    amortized = all(m.buckets for m in (m0, m1, m2, m3))
+    return accepted, Memory(n, m1.minus(m0) / nosub, m3.minus(m2) / accepted, amortized)
 
 
 def timed_drain(
@@ -802,6 +852,10 @@ def print_memory(memory: Memory, body_bytes: int) -> None:
         ("per pending delivery, beyond the event", memory.per_delivery),
     ):
         print(f"  {label:40} {value:8,.0f} B")
+    if memory.amortized:
+        print("  (the key space's bucket arrays at their average, 1.39 buckets of 8 B per key)")
+    else:
+        print("  (bucket arrays as used_memory saw them: MEMORY STATS did not give their size)")
 
 
 def print_logs(rows: list[Row], drains: list[Drain]) -> None:
