@@ -171,10 +171,13 @@ async def fan_out(
             if p is None:
                 continue
             unusable = cache.unusable_for(event.source)
-            log.info("fanout.completed", event_id=p.event_id, source=event.source,
-                     event_type=event.event_type, deliveries=len(p.deliveries),
-                     skipped=len(p.skipped),
-                     **({"unusable": unusable} if unusable else {}))  # fmt: skip
+            # One line per webhook at INFO (ingest.accepted; the deliveries log their own):
+            # this one only when a subscription could not be used.
+            level = log.info if unusable else log.debug
+            level("fanout.completed", event_id=p.event_id, source=event.source,
+                  event_type=event.event_type, deliveries=len(p.deliveries),
+                  skipped=len(p.skipped),
+                  **({"unusable": unusable} if unusable else {}))  # fmt: skip
         return done
     raise RuntimeError("subscriptions keep changing under fan-out")
 

@@ -52,6 +52,11 @@ async def test_one_line_per_step_with_context(
     [rejected] = named(logs, "ingest.rejected")
     assert rejected["reason"] == "unknown_source"
     assert access(rejected) == ("POST", "/ingest/missing", 404)
+    # One line per webhook at INFO: its fan-out is a debug line when nothing went wrong.
+    # (The operational events of the dead delivery and the disabled subscription too.)
+    fanned = named(logs, "fanout.completed")
+    assert {e["log_level"] for e in fanned} == {"debug"}
+    assert [e["deliveries"] for e in fanned if e["event_id"] == event_id] == [2]
 
     lines = [
         *named(logs, "delivery.retry_scheduled"),
