@@ -588,10 +588,15 @@ def wait_delivered(
 ) -> str:
     """Delivered/accepted once every accepted event (warm-up included) reached the receiver,
     or when the wait ends; with the time it took after the load stopped."""
-    accepted = relay.accepted(SOURCE)
+    t0 = time.monotonic()
+    # Requests in flight when the load tool hung up are still stored (and delivered): read
+    # the count once it has stopped moving.
+    accepted, last = relay.accepted(SOURCE), -1
+    while accepted != last and time.monotonic() - t0 < 5:
+        time.sleep(0.2)
+        accepted, last = relay.accepted(SOURCE), accepted
     if accepted is None:
         return "accepted count not found in /metrics"
-    t0 = time.monotonic()
     # A best-effort delivery is tried once: once nothing new arrives, nothing will.
     stall_s = 10.0 if mode == "best_effort" else 0.0
     got = receiver.wait_for(accepted, wait_s, procs.check_alive, stall_s=stall_s)
