@@ -898,6 +898,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--drain-lanes", type=int, default=4, help="subscriptions they are spread over (4)")
     add("--rate-limit", type=float, default=50, help="rate_limit of the rate check (50/s)")
     add("--rate-events", type=int, default=250, help="deliveries for the rate check; 0: skip")
+    add("--rounds", type=int, default=1, help="run the targets this many times (1)")
     add("--delivery-wait", type=parse_duration, default=60.0, help="d/e wait for deliveries")
     add("--drain-timeout", type=parse_duration, default=120.0, help="longest drain (120s)")
     add("--keep-logs", type=Path, help="copy every process's log to this directory at the end")
@@ -906,6 +907,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("need 1 <= threads <= connections")
     if set(args.targets) - set("abcde"):
         parser.error("--targets takes letters from abcde")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     return args
 
 
@@ -918,15 +921,38 @@ def pick_tool(wanted: str) -> str:
 
 def run_targets(
     args: argparse.Namespace, plan: LoadPlan, log_dir: Path, receiver: ReceiverClient
-) -> list[Row]:
-    rows: list[Row] = []
-    for key in args.targets:
-        if key in "ab":
-            rows.append(run_floor(plan, log_dir, key, durable=key == "b"))
-        else:
-            mode = {"c": None, "d": "reliable", "e": "best_effort"}[key]
-            rows.append(run_relay_target(plan, log_dir, key, receiver, mode, args.delivery_wait))
-    return rows
+) -> tuple[list[Row], dict[str, list[float]]]:
+    """Every target, ``--rounds`` times over: per target the round with the median req/s,
+    and each round's req/s÷b (b and the others of one round run within a minute or two of
+    each other, so their ratio is steadier than either figure on a shared machine)."""
+    rounds: dict[str, list[Row]] = {key: [] for key in args.targets}
+    for n in range(args.rounds):
+        if args.rounds > 1:
+            log(f"round {n + 1} of {args.rounds}")
+        for key in args.targets:
+            if key in "ab":
+                row = run_floor(plan, log_dir, key, durable=key == "b")
+            else:
+                mode = {"c": None, "d": "reliable", "e": "best_effort"}[key]
+                row = run_relay_target(plan, log_dir, key, receiver, mode, args.delivery_wait)
+            rounds[key].append(row)
+    by_rate = (sorted(rows, key=lambda r: r.load.req_s) for rows in rounds.values())
+    median = [rows[(len(rows) - 1) // 2] for rows in by_rate]
+    ratios: dict[str, list[float]] = {}
+    if "b" in rounds and args.rounds > 1:
+        floors = [row.load.req_s for row in rounds["b"]]
+        for key, rows in rounds.items():
+            if key != "b":
+                ratios[key] = [r.load.req_s / f for r, f in zip(rows, floors, strict=True) if f]
+    return median, ratios
+
+
+def print_rounds(ratios: dict[str, list[float]]) -> None:
+    if ratios:
+        print("req/s÷b in each round (the table shows each target's median round):")
+    for key, values in ratios.items():
+        listed = " ".join(f"{v:.2f}" for v in values)
+        print(f"  {key}. {listed}  (median {statistics.median(values):.2f})")
 
 
 def run_drains(
@@ -1007,10 +1033,11 @@ def print_rate(check: RateCheck | None) -> None:
 
 def run(args: argparse.Namespace, plan: LoadPlan, log_dir: Path) -> None:
     with running_receiver(log_dir) as receiver:
-        rows = run_targets(args, plan, log_dir, receiver)
+        rows, ratios = run_targets(args, plan, log_dir, receiver)
         drains, memory = run_drains(args, plan.body, log_dir, receiver)
         rate = run_rate_limit(args, plan.body, log_dir, receiver)
     print_table(rows)
+    print_rounds(ratios)
     print_drains(drains)
     print_rate(rate)
     if memory is not None:
