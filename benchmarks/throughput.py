@@ -927,14 +927,18 @@ def run_targets(
     each other, so their ratio is steadier than either figure on a shared machine)."""
     rounds: dict[str, list[Row]] = {key: [] for key in args.targets}
     for n in range(args.rounds):
+        logs = log_dir
         if args.rounds > 1:
             log(f"round {n + 1} of {args.rounds}")
+            # A round's own logs: the summaries below must not count another round's lines.
+            logs = log_dir / f"round{n + 1}"
+            logs.mkdir(exist_ok=True)
         for key in args.targets:
             if key in "ab":
-                row = run_floor(plan, log_dir, key, durable=key == "b")
+                row = run_floor(plan, logs, key, durable=key == "b")
             else:
                 mode = {"c": None, "d": "reliable", "e": "best_effort"}[key]
-                row = run_relay_target(plan, log_dir, key, receiver, mode, args.delivery_wait)
+                row = run_relay_target(plan, logs, key, receiver, mode, args.delivery_wait)
             rounds[key].append(row)
     by_rate = (sorted(rows, key=lambda r: r.load.req_s) for rows in rounds.values())
     median = [rows[(len(rows) - 1) // 2] for rows in by_rate]
@@ -1049,8 +1053,8 @@ def keep_logs(work_dir: Path, to: Path | None) -> None:
     if to is None:
         return
     to.mkdir(parents=True, exist_ok=True)
-    for path in work_dir.glob("*.log"):
-        shutil.copy2(path, to / path.name)
+    for path in work_dir.rglob("*.log"):
+        shutil.copy2(path, to / "-".join(path.relative_to(work_dir).parts))
     log(f"logs copied to {to}")
 
 
