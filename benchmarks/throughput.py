@@ -42,6 +42,7 @@ import httptools
 import httpx
 import redis
 import uvloop
+from _cpucap import CpuCapError, CpuCaps
 from _procs import (
     CpuMeter,
     admin,
@@ -750,11 +751,17 @@ def timed_drain(
     expected: int,
     timeout_s: float,
     redis_pid: int | None,
+    caps: CpuCaps | None,
 ) -> tuple[Tally, float, dict[str, float]]:
-    """Start the workers, wait for every delivery: what arrived, the wall time from the
-    start, and each process's share of a core from the first delivery to the last."""
+    """Start the workers (each under its CPU cap, with ``caps``), wait for every delivery:
+    what arrived, the wall time from the start, and each process's share of a core from the
+    first delivery to the last."""
     t0 = time.monotonic()
     start_workers(procs, relay, workers, wait=False)
+    if caps is not None:
+        for name, proc in procs.procs.items():
+            if name.startswith("worker"):
+                caps.cap(name, proc.pid)
     receiver.wait_for(1, timeout_s, procs.check_alive)
     pids = {name: proc.pid for name, proc in procs.procs.items()}
     if redis_pid is not None:
@@ -778,6 +785,7 @@ def run_drain(
     timeout_s: float,
     with_memory: bool,
     lanes: int,
+    caps: CpuCaps | None,
 ) -> tuple[Drain, Memory | None]:
     key = f"drain{workers}"
     log(f"[{key}] {n} deliveries queued over {lanes} lanes, then {workers} worker(s)")
@@ -793,7 +801,7 @@ def run_drain(
                 relay, r, receiver, n, connections, body, with_memory, lanes
             )
             got, wall, shares = timed_drain(
-                procs, relay, receiver, workers, expected, timeout_s, redis_pid
+                procs, relay, receiver, workers, expected, timeout_s, redis_pid, caps
             )
     span = got.last_new - got.first
     rate = (got.unique - 1) / span if span > 0 else 0.0
@@ -825,9 +833,11 @@ def print_table(rows: list[Row]) -> None:
         print(f"load client CPU (share of one core) during each run: {client}")
 
 
-def print_drains(drains: list[Drain]) -> None:
+def print_drains(drains: list[Drain], worker_cpu: float) -> None:
     if drains:
         print()
+    if drains and worker_cpu:
+        print(f"each drain worker capped at {worker_cpu:.0%} of a core (cgroup cpu)")
     for d in drains:
         plural = "s" if d.workers > 1 else ""
         note = "" if d.delivered >= d.expected else f"; only {d.delivered}/{d.expected} arrived"
@@ -899,6 +909,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--rate-limit", type=float, default=50, help="rate_limit of the rate check (50/s)")
     add("--rate-events", type=int, default=250, help="deliveries for the rate check; 0: skip")
     add("--rounds", type=int, default=1, help="run the targets this many times (1)")
+    add("--worker-cpu", type=float, default=0.0,
+        help="cap each drain worker at this share of a core (cgroup; root); 0: none")  # fmt: skip
     add("--delivery-wait", type=parse_duration, default=60.0, help="d/e wait for deliveries")
     add("--drain-timeout", type=parse_duration, default=120.0, help="longest drain (120s)")
     add("--keep-logs", type=Path, help="copy every process's log to this directory at the end")
@@ -909,6 +921,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--targets takes letters from abcde")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.worker_cpu:
+        try:
+            CpuCaps(args.worker_cpu)
+        except CpuCapError as exc:
+            parser.error(f"--worker-cpu: {exc}")
     return args
 
 
@@ -966,13 +983,19 @@ def run_drains(
     memory: Memory | None = None
     if args.drain_events <= 0:
         return drains, memory
-    for workers in (1, 2):
-        drain, mem = run_drain(
-            log_dir, receiver, args.drain_events, workers, args.drain_connections, body,
-            args.drain_timeout, with_memory=workers == 1, lanes=args.drain_lanes,
-        )  # fmt: skip
-        drains.append(drain)
-        memory = memory or mem
+    caps = CpuCaps(args.worker_cpu) if args.worker_cpu else None
+    try:
+        for workers in (1, 2):
+            drain, mem = run_drain(
+                log_dir, receiver, args.drain_events, workers, args.drain_connections, body,
+                args.drain_timeout, with_memory=workers == 1, lanes=args.drain_lanes,
+                caps=caps,
+            )  # fmt: skip
+            drains.append(drain)
+            memory = memory or mem
+    finally:
+        if caps is not None:
+            caps.close()
     return drains, memory
 
 
@@ -1042,7 +1065,7 @@ def run(args: argparse.Namespace, plan: LoadPlan, log_dir: Path) -> None:
         rate = run_rate_limit(args, plan.body, log_dir, receiver)
     print_table(rows)
     print_rounds(ratios)
-    print_drains(drains)
+    print_drains(drains, args.worker_cpu)
     print_rate(rate)
     if memory is not None:
         print_memory(memory, len(plan.body))
