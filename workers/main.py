@@ -35,6 +35,7 @@ from relay.delivery.connection import UNAVAILABLE, RedisHealth
 from relay.delivery.fanout import SubscriptionCache
 from relay.delivery.lane import LaneRunner, observe_lanes
 from relay.domain.clock import now_ms
+from relay.domain.sharing import jobs_to_take
 from relay.runtime import settle_after_startup
 from relay.storage import HEARTBEAT_S, Store
 from workers.delivery import deliver, lane
@@ -63,6 +64,10 @@ class RelayWorker(Worker):
     :class:`~relay.delivery.connection.RedisHealth`.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_limit = self.queue_read_limit
+
     async def main(self) -> None:
         # Before ARQ's start-up reads Redis: waiting here is waiting like a later outage.
         while True:
@@ -75,9 +80,19 @@ class RelayWorker(Worker):
 
     async def _poll_iteration(self) -> None:
         try:
+            await self._take_fair_share()
             await super()._poll_iteration()
         except _POLL_OUTAGE:
             await asyncio.sleep(_OUTAGE_POLL_S)
+
+    async def _take_fair_share(self) -> None:
+        """Read no more queued jobs than this worker's share of the busy lanes
+        (relay.domain.sharing); ARQ reads ``queue_read_limit`` job ids per poll (0: none)."""
+        deps: WorkerDeps | None = self.ctx.get("deps")  # None until start-up has run
+        if deps is None:
+            return
+        busy, live = await deps.store.housekeeping.lane_load(now_ms())
+        self.queue_read_limit = jobs_to_take(self.job_counter, busy, live, self._read_limit)
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         try:
@@ -137,6 +152,8 @@ def build_worker(
             worker_id=worker_id,
             health=health or RedisHealth(),
         )
+        # The first beat before the first poll: the fair share of lanes counts this worker.
+        await store.housekeeping.heartbeat(worker_id, now_ms())
         deps.heartbeat = asyncio.create_task(_heartbeat(store, worker_id))
         ctx["deps"] = deps
         settle_after_startup()

@@ -57,6 +57,15 @@ class Housekeeping:
         live: int = await r(self._redis.zcount(Keys.workers, now_ms - stale_after_ms, "+inf"))
         return live
 
+    async def lane_load(self, now_ms: int) -> tuple[int, int]:
+        """Lanes with work, and workers with a heartbeat in the last ``HOLDER_STALE_MS``
+        (the ones whose lanes are not taken from them): one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.scard(Keys.lanes)
+            pipe.zcount(Keys.workers, now_ms - HOLDER_STALE_MS, "+inf")
+            busy, live = await pipe.execute()
+        return int(busy), int(live)
+
     async def heartbeats(self) -> list[tuple[str, int]]:
         """Every worker seen lately and its last heartbeat (ms), most recent first."""
         rows = await r(self._redis.zrevrange(Keys.workers, 0, -1, withscores=True))

@@ -6,9 +6,12 @@ import json
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from config.settings import RetrySettings
-from relay.devtools.receiver import Receiver, Reply
+from relay.devtools.receiver import Received, Receiver, Reply
+from relay.domain.clock import now_ms
+from relay.storage.keys import Keys
 from tests.conftest import AUTH, WorkerRun, create_source, create_subscription, event_count
 
 
@@ -133,3 +136,39 @@ async def test_a_header_ordering_key_must_be_a_stored_header(api: httpx.AsyncCli
     r = await api.post("/api/subscriptions", json=body, headers=AUTH)
     assert r.status_code == 422
     assert "RELAY_STORED_HEADERS" in r.json()["detail"]
+
+
+def most_at_once(got: list[Received], took_s: float) -> int:
+    """The most requests the receiver was answering at one time (each is stamped as it is
+    answered, ``took_s`` after it arrived)."""
+    ends = sorted(r.at for r in got)
+    return max(sum(1 for e in ends if end - took_s < e <= end) for end in ends)
+
+
+@pytest.mark.parametrize(("peer", "expected"), [(False, 4), (True, 2)])
+async def test_beside_another_live_worker_a_worker_takes_its_share_of_the_lanes(
+    api: httpx.AsyncClient,
+    run_worker: WorkerRun,
+    redis: aioredis.Redis,
+    peer: bool,
+    expected: int,
+) -> None:
+    """Four busy lanes, one delivery at a time each: alone, a worker runs all four at once;
+    with another live worker (a heartbeat that takes no jobs here), it runs two at a time,
+    leaving the rest for the other, and still delivers everything once its own are done."""
+    receiver = Receiver()
+    receiver.default = Reply(delay_s=0.3)
+    try:
+        await create_source(api)
+        for _ in range(4):
+            await create_subscription(api, receiver.url, max_concurrency=1)
+        await post(api, {"n": 1})
+        if peer:
+            await redis.zadd(Keys.workers, {"peer:1:abc": now_ms() + 60_000})
+        await run_worker()
+        got = receiver.wait_for(4)
+    finally:
+        receiver.close()
+        await redis.zrem(Keys.workers, "peer:1:abc")
+    assert len({r.headers["webhook-signature"] for r in got}) == 4  # one per subscription
+    assert most_at_once(got, 0.3) == expected
