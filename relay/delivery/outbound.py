@@ -30,6 +30,10 @@ from relay.domain.addresses import AddressGuard, BlockedAddress, ip_literal
 from relay.domain.outcome import AttemptResult, parse_retry_after
 
 USER_AGENT = "webhook-relay/0.1"
+# Sent unless the subscription's own headers name them. Responses are read raw (no
+# decompression: no zip bombs), so a compressed one would leave an unreadable excerpt in
+# the attempt log: ask for none.
+_DEFAULT_HEADERS = {"user-agent": USER_AGENT, "accept-encoding": "identity"}
 
 
 class _GuardedResolver(AbstractResolver):
@@ -90,8 +94,9 @@ class Sender:
 
     async def send(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         """Send the request; the caller reads the response's stream and closes it."""
-        if not any(name.lower() == "user-agent" for name in headers):
-            headers = {"user-agent": USER_AGENT, **headers}
+        given = {name.lower() for name in headers}
+        if missing := {k: v for k, v in _DEFAULT_HEADERS.items() if k not in given}:
+            headers = {**missing, **headers}
         request = httpx.Request("POST", self._target(url), content=body, headers=headers)
         return await self._transport.handle_async_request(request)
 

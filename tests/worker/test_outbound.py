@@ -61,7 +61,7 @@ async def post(sender: outbound.Sender, url: str, headers: dict[str, str]) -> in
     return result.status_code
 
 
-async def test_cookies_are_not_sent_back_and_user_agent_is_sent_once(
+async def test_no_cookies_go_back_and_default_headers_give_way_to_the_subscriptions(
     raw_server: RawServer,
 ) -> None:
     sender = outbound.make_sender(4, LOOPBACK)
@@ -73,6 +73,8 @@ async def test_cookies_are_not_sent_back_and_user_agent_is_sent_once(
     finally:
         await sender.aclose()
     assert raw_server.header_lines(0, b"user-agent") == [b"user-agent: webhook-relay/0.1"]
+    # Responses are read raw: the relay asks for them uncompressed.
+    assert raw_server.header_lines(0, b"accept-encoding") == [b"accept-encoding: identity"]
     # A subscription's own User-Agent replaces the relay's, whatever its case.
     assert [v.lower() for v in raw_server.header_lines(1, b"user-agent")] == [
         b"user-agent: acme-hooks/2"
