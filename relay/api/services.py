@@ -31,11 +31,8 @@ class Services:
         async def attempt_best_effort(planned: Planned) -> None:
             # Best-effort deliveries get their one attempt here, right after fan-out; the
             # lane takes one over only if this process dies before recording it.
-            inline = [
-                (d.id, planned.event_id, d.subscription_id) for d in planned.deliveries if d.inline
-            ]
-            if inline:
-                await attempter.run_new(inline)
+            if planned.inline:
+                await attempter.attempt_all(planned.inline)
 
         return cls(
             settings=settings,

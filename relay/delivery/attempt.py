@@ -156,27 +156,10 @@ class Attempter:
         )
         return int((deadline + LEASE_MARGIN_S) * 1000)
 
-    async def run(self, delivery_id: str, trigger: Trigger | None = None) -> Attempt | None:
-        """Attempt a delivery the caller holds in flight (it was created inline: an API
-        best-effort delivery or a subscription test); None when it is gone."""
-        ctx = await self.store.deliveries.context(delivery_id)
-        if ctx is None:
-            log.error("delivery.orphaned", delivery_id=delivery_id)
-            return None
-        return await self.attempt(ctx, trigger)
-
-    async def run_new(self, deliveries: Sequence[tuple[str, str, str]]) -> None:
-        """Attempt deliveries fan-out just created in flight for this process ((delivery id,
-        event id, subscription id)): their contexts in one round trip, then the attempts side
-        by side, so a slow receiver does not hold up the event's other subscribers."""
-        contexts = await self.store.deliveries.contexts(deliveries)
-        attempts = []
-        for (delivery_id, _, _), ctx in zip(deliveries, contexts, strict=True):
-            if ctx is None:
-                log.error("delivery.orphaned", delivery_id=delivery_id)
-            else:
-                attempts.append(self.attempt(ctx))
-        await asyncio.gather(*attempts)
+    async def attempt_all(self, contexts: Sequence[DeliveryContext]) -> None:
+        """Attempt deliveries fan-out just put in flight for this process, side by side, so
+        a slow receiver does not hold up the event's other subscribers."""
+        await asyncio.gather(*(self.attempt(ctx) for ctx in contexts))
 
     async def attempt(self, ctx: DeliveryContext, trigger: Trigger | None = None) -> Attempt | None:
         """Make the next attempt of a claimed delivery and record it; None when another run

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -26,6 +26,7 @@ from relay.domain.ids import new_id
 from relay.domain.matching import ANY_SOURCE, wants
 from relay.domain.models import DeliveryMode, Subscription, UnusableSubscription
 from relay.storage import (
+    DeliveryContext,
     NewDeliveries,
     NewDelivery,
     NotFannedOut,
@@ -61,6 +62,8 @@ class Planned:
     # Subscriptions that want the event's source and type but whose filter did not match it:
     # (id, the condition that failed), kept with the event.
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # Once committed: the deliveries put in flight for the caller, ready to attempt.
+    inline: list[DeliveryContext] = field(default_factory=list)
 
 
 class SubscriptionCache:
@@ -166,7 +169,13 @@ async def fan_out(
         except StaleSubscriptions:
             refresh = True
             continue
-        done = [p if ok == 1 else None for p, ok in zip(planned, added, strict=True)]
+        inline: dict[str, list[DeliveryContext]] = {}
+        for ctx in added.inline:
+            inline.setdefault(ctx.event.id, []).append(ctx)
+        done = [
+            replace(p, inline=inline.get(p.event_id, [])) if ok == 1 else None
+            for p, ok in zip(planned, added.verdicts, strict=True)
+        ]
         for p, event in zip(done, events, strict=True):
             if p is None:
                 continue
@@ -214,12 +223,13 @@ async def replay(
     now = now_ms()
     # Named subscriptions get the event whatever their filters say.
     planned = plan(event, subs, now, mode=DeliveryMode.RELIABLE, match=subscription_ids is None)
-    [added] = await store.deliveries.add(
+    added = await store.deliveries.add(
         [NewDeliveries(event_id, planned.deliveries, planned.skipped)], now, fan_out=False
     )
-    if added < 0:
+    [verdict] = added.verdicts
+    if verdict < 0:
         raise NotFannedOut(event_id)
-    if added == 0:
+    if verdict == 0:
         return None
     log.info("event.replayed", event_id=event_id, deliveries=len(planned.deliveries))
     return planned.deliveries

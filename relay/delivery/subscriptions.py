@@ -251,9 +251,12 @@ class Subscriptions:
         delivery = NewDelivery(
             new_id("dlv", now), sub.id, DeliveryMode.BEST_EFFORT, lease, inline=True
         )
-        await self._store.deliveries.add([NewDeliveries(event_id, [delivery])], now, fan_out=False)
+        added = await self._store.deliveries.add(
+            [NewDeliveries(event_id, [delivery])], now, fan_out=False
+        )
         # An operator's explicit test goes out now, even while the subscription is paused.
-        await self._attempter.run(delivery.id, Trigger.MANUAL)
+        for ctx in added.inline:
+            await self._attempter.attempt(ctx, Trigger.MANUAL)
         result = await self._store.deliveries.get(delivery.id)
         assert result is not None
         return TestSent(event_id, result)

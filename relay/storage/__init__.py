@@ -6,6 +6,7 @@ keys (:mod:`.keys`) and scripts (:mod:`.scripts`) are internals of this package.
 
 from relay.storage.codec import Page, TimeRange
 from relay.storage.deliveries import (
+    Added,
     AlreadyRecorded,
     DeliveryContext,
     NewDeliveries,
@@ -29,6 +30,7 @@ __all__ = [
     "HEARTBEAT_S",
     "HEARTBEAT_STALE_MS",
     "HOLDER_STALE_MS",
+    "Added",
     "AlreadyRecorded",
     "Claim",
     "DeliveryContext",

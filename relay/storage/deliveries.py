@@ -178,6 +178,36 @@ def context_from(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Added:
+    """What :meth:`DeliveryStore.add` did."""
+
+    # Per event: 1 added, 0 fanned out already (or gone), -1 a replay before its fan-out.
+    verdicts: list[int]
+    # The deliveries put in flight for the caller (``inline``), ready to attempt.
+    inline: list[DeliveryContext]
+
+
+# fanout.lua's reply per inline delivery: id, FIELDS, event metadata and body, then the
+# subscription's config, enabled, disabled reason, paused, and its failing clock.
+_INLINE_STEP = 1 + len(FIELDS) + 2 + 5
+
+
+def _inline(reply: Sequence[bytes]) -> list[DeliveryContext]:
+    found = []
+    for i in range(0, len(reply), _INLINE_STEP):
+        delivery_id = reply[i].decode()
+        row = [v or None for v in reply[i + 1 : i + 1 + len(FIELDS)]]
+        meta, body, config, enabled, reason, paused, failing = reply[i + 1 + len(FIELDS) :
+                                                                     i + _INLINE_STEP]  # fmt: skip
+        sub_id = (row[1] or b"").decode()
+        sub = subscriptions.from_fields(sub_id, [config or None, enabled, reason, paused])
+        ctx = context_from(delivery_id, row, meta or None, body, sub, integer(failing))
+        if ctx is not None:
+            found.append(ctx)
+    return found
+
+
 class DeliveryStore:
     def __init__(self, redis: Redis, scripts: Scripts, retention_ms: int, queue: JobQueue) -> None:
         self._redis = redis
@@ -195,14 +225,15 @@ class DeliveryStore:
         *,
         fan_out: bool,
         subs_rev: str = "",
-    ) -> list[int]:
+    ) -> Added:
         """Create the deliveries of several events in one step.
 
         With ``fan_out`` each event's one fan-out happens here: it leaves the unfanned index,
         and an event fanned out already gets nothing (0). ``subs_rev`` is the subscription
         revision the plan was made on: if subscriptions changed since, nothing is written
         and :class:`StaleSubscriptions` is raised. Without ``fan_out`` (a replay) an event
-        only needs to exist (0: gone; -1: not fanned out yet). Returns 1/0/-1 per event.
+        only needs to exist (0: gone; -1: not fanned out yet). Returns 1/0/-1 per event, and
+        the contexts of the deliveries put in flight for the caller.
         """
         expire_at = now_ms + self._retention_ms
         events = [
@@ -242,7 +273,8 @@ class DeliveryStore:
         )
         if reply[0] == b"stale":
             raise StaleSubscriptions(reply[1].decode())
-        return [int(v) for v in reply[1:]]
+        n = len(batch)
+        return Added([int(v) for v in reply[1 : 1 + n]], _inline(reply[1 + n :]))
 
     # --- reading -------------------------------------------------------------------------
 
@@ -294,34 +326,19 @@ class DeliveryStore:
     # --- one attempt: claim, context, record -----------------------------------------------
 
     async def context(self, delivery_id: str) -> DeliveryContext | None:
-        """One delivery's attempt context (for attempts made outside a lane job)."""
-        key = Keys.delivery(delivery_id)
-        event_id, sub_id = await r(self._redis.hmget(key, ["event_id", "subscription_id"]))
+        """One delivery's attempt context, read back from Redis."""
+        row = await r(self._redis.hmget(Keys.delivery(delivery_id), list(FIELDS)))
+        event_id, sub_id = row[0], row[1]
         if event_id is None or sub_id is None:
             return None
-        [ctx] = await self.contexts([(delivery_id, event_id.decode(), sub_id.decode())])
-        return ctx
-
-    async def contexts(
-        self, deliveries: Sequence[tuple[str, str, str]]
-    ) -> list[DeliveryContext | None]:
-        """The attempt contexts of deliveries whose event and subscription the caller knows
-        ((delivery id, event id, subscription id): fan-out, which just made them), in one
-        round trip; None for one that is gone."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            for delivery_id, event_id, sub_id in deliveries:
-                pipe.hmget(Keys.delivery(delivery_id), list(FIELDS))
-                pipe.get(Keys.event(event_id))
-                pipe.get(Keys.event_body(event_id))
-                pipe.hmget(Keys.sub(sub_id), list(subscriptions.FIELDS))
-                pipe.get(Keys.sub_failing(sub_id))
-            replies = await pipe.execute()
-        found: list[DeliveryContext | None] = []
-        for n, (delivery_id, _, sub_id) in enumerate(deliveries):
-            row, meta, body, sub_row, failing = replies[5 * n : 5 * n + 5]
-            sub = subscriptions.from_fields(sub_id, sub_row)
-            found.append(context_from(delivery_id, row, meta, body, sub, integer(failing)))
-        return found
+            pipe.get(Keys.event(event_id.decode()))
+            pipe.get(Keys.event_body(event_id.decode()))
+            pipe.hmget(Keys.sub(sub_id.decode()), list(subscriptions.FIELDS))
+            pipe.get(Keys.sub_failing(sub_id.decode()))
+            meta, body, sub_row, failing = await pipe.execute()
+        sub = subscriptions.from_fields(sub_id.decode(), sub_row)
+        return context_from(delivery_id, row, meta, body, sub, integer(failing))
 
     async def record(
         self,

@@ -59,10 +59,10 @@ async def fan_out(
             ordering_key=None if keys is None else keys[i],
         )  # fmt: skip
         rev = await store.subscriptions.revision()
-        [added] = await store.deliveries.add(
+        added = await store.deliveries.add(
             [NewDeliveries(event_id, [delivery])], now_ms(), fan_out=True, subs_rev=rev
         )
-        assert added == 1
+        assert added.verdicts == [1]
         ids.append(delivery.id)
     return ids
 

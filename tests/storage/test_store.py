@@ -141,5 +141,30 @@ async def test_an_event_keeps_its_delivery_ids_in_one_string_and_reads_an_old_li
     added = await store.deliveries.add(
         [NewDeliveries(event_id, [replayed])], now_ms(), fan_out=False, subs_rev=rev
     )
-    assert added == [1]
+    assert added.verdicts == [1]
     assert await store.events.delivery_ids(event_id) == [old, delivery_id, replayed.id]
+
+
+async def test_fan_out_hands_back_what_an_inline_delivery_needs_to_be_attempted(
+    store: Store, redis: aioredis.Redis
+) -> None:
+    """A best-effort delivery the caller attempts at once comes back from the fan-out step
+    with its context (event, body, subscription, failing clock): no read-back round trip.
+    One left to its lane does not."""
+    sub = await subscription(store, mode="best_effort")
+    event_id = await stored_event(store)
+    await redis.set(Keys.sub_failing(sub.id), "1234")
+    inline = NewDelivery("dlv_a", sub.id, DeliveryMode.BEST_EFFORT, now_ms() + 60_000, inline=True)
+    queued = NewDelivery("dlv_b", sub.id, DeliveryMode.RELIABLE, now_ms())
+    rev = await store.subscriptions.revision()
+    added = await store.deliveries.add(
+        [NewDeliveries(event_id, [inline, queued])], now_ms(), fan_out=True, subs_rev=rev
+    )
+    assert added.verdicts == [1]
+    [ctx] = added.inline
+    read_back = await store.deliveries.context("dlv_a")
+    assert ctx == read_back
+    assert (ctx.delivery.id, ctx.delivery.status.value, ctx.event.id) == (
+        "dlv_a", "delivering", event_id,
+    )  # fmt: skip
+    assert (ctx.body, ctx.failing_since, ctx.subscription) == (b"{}", 1234, sub)

@@ -6,7 +6,7 @@
 -- Deliveries of a deleted or disabled subscription are handed out regardless of limits, so
 -- they can be closed without a request.
 -- Returns {status, next due ms or '', subscription config, enabled, disabled reason,
--- failing clock, failures in a row, then per claimed delivery: id, the fields of FIELDS, event metadata,
+-- failing clock, failures in a row, then per claimed delivery: id, the fields of DELIVERY_FIELDS, event metadata,
 -- body}; status is 'ok', 'empty' (nothing due: next due says when), 'paused', 'hold'
 -- (backing off: next due is the end of the hold), 'rate' (next due: the next token) or
 -- 'full'.
@@ -14,9 +14,6 @@
 local lane_key, flight_key, state_key, sub_key, failing_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix, sub_id, now_ms, lease_until_ms, want, default_cap, job_id, worker_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 
-local FIELDS = {'event_id', 'subscription_id', 'mode', 'status', 'attempts', 'created_at',
-  'updated_at', 'next_attempt_at', 'last_status_code', 'last_error', 'retry_base',
-  'retry_started_at', 'first_attempt_at', 'gen', 'ordered', 'okey', 'next_trigger'}
 local now = tonumber(now_ms)
 
 local owner = redis.call('HMGET', state_key, 'job', 'holder')
@@ -72,7 +69,7 @@ local claimed = 0
 for _, id in ipairs(ids) do
   redis.call('ZREM', lane_key, id)
   local delivery_key = prefix .. 'dlv:' .. id
-  local fields = redis.call('HMGET', delivery_key, unpack(FIELDS))
+  local fields = redis.call('HMGET', delivery_key, unpack(DELIVERY_FIELDS))
   if fields[1] then
     redis.call('HSET', delivery_key, 'status', 'delivering', 'lease_until', lease_until_ms,
       'updated_at', now_ms)

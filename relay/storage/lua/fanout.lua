@@ -8,7 +8,11 @@
 -- ('1': in flight for the caller), due or lease ms, ordered ('1'/'0'), ordering key; then per
 -- skipped subscription: its id and the condition that failed (kept in evt:{id}:skipped).
 -- Returns {'stale', current rev} when fan-out planned with out-of-date subscriptions, else
--- {'ok', per event: 1 added, 0 fanned out already or gone, -1 a replay before fan-out}.
+-- {'ok', per event: 1 added, 0 fanned out already or gone, -1 a replay before fan-out, then
+-- per delivery put in flight for the caller: what its attempt needs, as claim_lane.lua hands
+-- out a claimed one (id, DELIVERY_FIELDS, event metadata, body) and its subscription's
+-- config, enabled, disabled reason, paused and failing clock}: the caller attempts it at once
+-- without reading it back.
 -- include: lib/lanes.lua
 local unfanned_key, all_deliveries_key, indexes_key, subs_rev_key, queue_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix, job_prefix, now_ms, expire_at_ms, planned_rev, fan_out = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -16,6 +20,7 @@ local prefix, job_prefix, now_ms, expire_at_ms, planned_rev, fan_out = ARGV[1], 
 local rev = redis.call('GET', subs_rev_key) or '0'
 if fan_out == '1' and rev ~= planned_rev then return {'stale', rev} end
 local results = {'ok'}
+local inline_out = {}
 local i = 7
 while i <= #ARGV do
   local event_id, count, skipped = ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
@@ -61,6 +66,7 @@ while i <= #ARGV do
         redis.call('HSET', delivery_key, 'status', 'delivering', 'lease_until', due_ms)
         redis.call('ZADD', lane_key(prefix, sub_id, 'flight'), due_ms, delivery_id)
         redis.call('SADD', prefix .. 'lanes', sub_id)
+        inline_out[#inline_out + 1] = {delivery_id, sub_id, event_key}
       elseif enter_lane(prefix, sub_id, delivery_id, due_ms, ordered, okey) then
         arm_lane(prefix, queue_key, job_prefix, sub_id, due_ms, now_ms)
       end
@@ -85,5 +91,19 @@ while i <= #ARGV do
   end
   i = i + 7 * count + 2 * skipped
   results[#results + 1] = verdict
+end
+for _, d in ipairs(inline_out) do
+  local delivery_id, sub_id, event_key = d[1], d[2], d[3]
+  local sub_key = prefix .. 'sub:' .. sub_id
+  results[#results + 1] = delivery_id
+  for _, v in ipairs(redis.call('HMGET', prefix .. 'dlv:' .. delivery_id, unpack(DELIVERY_FIELDS))) do
+    results[#results + 1] = v or ''
+  end
+  results[#results + 1] = redis.call('GET', event_key) or ''
+  results[#results + 1] = redis.call('GET', event_key .. ':body') or ''
+  for _, v in ipairs(redis.call('HMGET', sub_key, 'config', 'enabled', 'disabled_reason', 'paused')) do
+    results[#results + 1] = v or ''
+  end
+  results[#results + 1] = redis.call('GET', sub_key .. ':failing') or ''
 end
 return results

@@ -2,6 +2,14 @@
 -- which is creation order), and one ARQ job at a time drains a lane. The lane's state hash
 -- says which job is armed; a lane with work and no armed job gets one here, so wake-ups
 -- coalesce and none is lost between a job's last look and its end.
+-- What an attempt's context reads of a delivery hash (relay.storage.deliveries.FIELDS, in
+-- its order): claim_lane.lua returns them with each delivery it claims, fanout.lua with each
+-- one it puts in flight for its caller.
+local DELIVERY_FIELDS = {'event_id', 'subscription_id', 'mode', 'status', 'attempts',
+  'created_at', 'updated_at', 'next_attempt_at', 'last_status_code', 'last_error',
+  'retry_base', 'retry_started_at', 'first_attempt_at', 'gen', 'ordered', 'okey',
+  'next_trigger'}
+
 local function lane_key(prefix, sub_id, part)
   local key = prefix .. 'lane:' .. sub_id
   if part then key = key .. ':' .. part end
