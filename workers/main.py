@@ -66,7 +66,8 @@ class RelayWorker(Worker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._read_limit = self.queue_read_limit
+        # Lane jobs this worker may still start in the current poll (its fair share).
+        self._lane_room = self.queue_read_limit
 
     async def main(self) -> None:
         # Before ARQ's start-up reads Redis: waiting here is waiting like a later outage.
@@ -85,18 +86,37 @@ class RelayWorker(Worker):
         except _POLL_OUTAGE:
             await asyncio.sleep(_OUTAGE_POLL_S)
 
+    def _running_lanes(self) -> int:
+        return sum(
+            1
+            for job_id, task in self.tasks.items()
+            if job_id.startswith(queue.LANE_JOB_ID_PREFIX) and not task.done()
+        )
+
     async def _take_fair_share(self) -> None:
-        """Read no more queued jobs than this worker's share of the busy lanes
-        (relay.domain.sharing); ARQ reads ``queue_read_limit`` job ids per poll (0: none)."""
+        """How many lane jobs this poll may start: this worker's share of the busy lanes
+        (relay.domain.sharing). Other jobs (the recovery cron, jobs of older versions) are
+        not counted and always start."""
         deps: WorkerDeps | None = self.ctx.get("deps")  # None until start-up has run
         if deps is None:
             return
         busy, live = await deps.store.housekeeping.lane_load(now_ms())
-        self.queue_read_limit = jobs_to_take(self.job_counter, busy, live, self._read_limit)
+        self._lane_room = jobs_to_take(self._running_lanes(), busy, live, self.queue_read_limit)
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """ARQ's, one id at a time, passing over lane jobs past this worker's share: they stay
+        due for the others. Every id a poll reads is looked at, so a job stuck at the head of
+        the queue (in progress on a dead worker) does not hide the ones behind it."""
         try:
-            await super().start_jobs(job_ids)
+            for raw in job_ids:
+                job_id = raw.decode()
+                lane = job_id.startswith(queue.LANE_JOB_ID_PREFIX)
+                if lane and self._lane_room <= 0:
+                    continue
+                ours = job_id in self.tasks
+                await super().start_jobs([raw])
+                if lane and not ours and job_id in self.tasks:
+                    self._lane_room -= 1
         except _POLL_OUTAGE:
             # arq takes a job slot before it asks Redis whether the job is free, and gives it
             # back only on the answers it expects: each outage would leak one slot for good.

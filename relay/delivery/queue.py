@@ -23,6 +23,8 @@ from relay.storage import JobQueue
 
 LANE_JOB = "lane"
 LEGACY_DELIVER_JOB = "deliver"
+# Lane jobs' ids, as lib/lanes.lua arms them: "lane:{subscription id}:{n}".
+LANE_JOB_ID_PREFIX = "lane:"
 
 
 def serialize(value: dict[str, Any]) -> bytes:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from arq.constants import in_progress_key_prefix
 
-from config.settings import RetrySettings
+from config.settings import RetrySettings, Settings
+from relay.delivery import queue
 from relay.devtools.receiver import Received, Receiver, Reply
 from relay.domain.clock import now_ms
 from relay.storage.keys import Keys
 from tests.conftest import AUTH, WorkerRun, create_source, create_subscription, event_count
+from workers.main import build_worker
 
 
 async def post(api: httpx.AsyncClient, payload: dict[str, object]) -> str:
@@ -172,3 +176,28 @@ async def test_beside_another_live_worker_a_worker_takes_its_share_of_the_lanes(
         await redis.zrem(Keys.workers, "peer:1:abc")
     assert len({r.headers["webhook-signature"] for r in got}) == 4  # one per subscription
     assert most_at_once(got, 0.3) == expected
+
+
+async def test_a_job_stuck_at_the_head_of_the_queue_does_not_hide_a_lane_behind_it(
+    api: httpx.AsyncClient, settings: Settings, redis: aioredis.Redis, receiver: Receiver
+) -> None:
+    """Beside a live peer, with one busy lane, this worker's share is one lane job: it must
+    still look past a job whose worker died while running it (in progress for a minute
+    more, due at the head of the queue) and start the lane's job behind it."""
+    await create_source(api)
+    await create_subscription(api, receiver.url)
+    await post(api, {"n": 1})
+    await redis.zadd(Keys.workers, {"peer:1:abc": now_ms() + 60_000})
+    await redis.zadd(settings.queue_name, {"recover:dead-worker": 1})
+    await redis.set(f"{in_progress_key_prefix}recover:dead-worker", b"1", px=60_000)
+    worker = build_worker(settings, queue.connect(settings), burst=True, handle_signals=False)
+    running = asyncio.create_task(worker.main())
+    try:
+        got = await asyncio.to_thread(receiver.wait_for, 1, 5.0)
+        assert len(got) == 1
+    finally:
+        # The stuck job never finishes here: take it away so the burst worker can end.
+        await redis.zrem(settings.queue_name, "recover:dead-worker")
+        await redis.zrem(Keys.workers, "peer:1:abc")
+        await asyncio.wait_for(running, 10)
+        await worker.close()
