@@ -95,8 +95,9 @@ tokens, tokens_at         the rate limit's token bucket           claim_lane
 
 ``dlv:{id}`` is a state machine (``relay.domain.models.DeliveryStatus``); each transition
 is one script, and each script writes only the fields of its own transition. A field that
-holds its default is not written (every byte of a pending delivery counts): no ``attempts``
-is 0, no ``retry_base`` is 0, no ``updated_at`` is ``created_at``, no ``mode`` is reliable.
+holds its default is not written (every byte of a pending delivery counts): no
+``retry_base`` is 0, no ``updated_at`` is ``created_at``, no ``mode`` is reliable
+(``attempts`` is written from the start: workers of earlier versions check it).
 
 ========================  ======================================  ==========================
 ``dlv:{id}``              meaning                                 written by

@@ -4,6 +4,7 @@ bytes, so repeated headers and what is sent back can be seen."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 
 import pytest
@@ -97,3 +98,18 @@ async def test_an_ip_the_guard_refuses_is_refused_every_time_without_a_request(
     finally:
         await sender.aclose()
     assert raw_server.requests == []
+
+
+async def test_credentials_in_the_url_go_as_basic_auth(raw_server: RawServer) -> None:
+    """https://user:password@host/ is how many receivers take a shared secret."""
+    sender = outbound.make_sender(4, LOOPBACK)
+    try:
+        url = f"http://hook%20user:s3cr%2Ft@127.0.0.1:{raw_server.port}/hook"
+        assert await post(sender, url, {}) == 200
+    finally:
+        await sender.aclose()
+    expected = base64.b64encode(b"hook user:s3cr/t")
+    [line] = raw_server.header_lines(0, b"authorization")
+    name, value = line.split(b": ", 1)
+    assert (name.lower(), value) == (b"authorization", b"Basic " + expected)
+    assert b"s3cr" not in raw_server.requests[0].split(b"\r\n", 1)[0]  # not in the request line

@@ -44,11 +44,12 @@ while i <= #ARGV do
       local j = i + 7 * d
       local delivery_id, sub_id, mode, inline, due_ms, ordered, okey = ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], ARGV[j + 4], ARGV[j + 5], ARGV[j + 6]
       local delivery_key = prefix .. 'dlv:' .. delivery_id
-      -- Only what differs from a new delivery's defaults is written (no attempts, no retry
-      -- base, updated_at = created_at, mode reliable; relay.storage.deliveries reads them
-      -- so): each field is ~16 bytes of every pending delivery.
+      -- Only what differs from a new delivery's defaults is written (no retry base,
+      -- updated_at = created_at, mode reliable; relay.storage.deliveries reads them so):
+      -- each field is ~16 bytes of every pending delivery. attempts stays: a worker of the
+      -- version before checks it when it records an attempt, during a rolling upgrade.
       redis.call('HSET', delivery_key, 'event_id', event_id, 'subscription_id', sub_id,
-        'status', 'pending', 'created_at', now_ms, 'next_attempt_at', due_ms,
+        'status', 'pending', 'attempts', '0', 'created_at', now_ms, 'next_attempt_at', due_ms,
         'expires_at', expire_at_ms)
       if mode ~= 'reliable' then redis.call('HSET', delivery_key, 'mode', mode) end
       if ordered == '1' then redis.call('HSET', delivery_key, 'ordered', '1', 'okey', okey) end
