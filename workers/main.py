@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
 import socket
 from typing import Any
 
@@ -68,6 +69,7 @@ class RelayWorker(Worker):
         super().__init__(*args, **kwargs)
         # Lane jobs this worker may still start in the current poll (its fair share).
         self._lane_room = self.queue_read_limit
+        self._stopping: asyncio.Task[None] | None = None
 
     async def main(self) -> None:
         # Before ARQ's start-up reads Redis: waiting here is waiting like a later outage.
@@ -103,6 +105,17 @@ class RelayWorker(Worker):
         busy, live = await deps.store.housekeeping.lane_load(now_ms())
         self._lane_room = jobs_to_take(self._running_lanes(), busy, live, self.queue_read_limit)
 
+    def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:
+        """A stop on a signal: ARQ stops taking jobs and lets the running ones finish. The
+        other workers stop counting this one in their fair share of lanes at once, rather
+        than leave lanes for it while it finishes (up to ``job_completion_wait``)."""
+        super().handle_sig_wait_for_completion(signum)
+        deps: WorkerDeps | None = self.ctx.get("deps")
+        if deps is not None and deps.picking:
+            deps.picking = False
+            # Kept referenced until done; the next heartbeat says the same if this fails.
+            self._stopping = asyncio.get_running_loop().create_task(_stop_picking(deps))
+
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """ARQ's, one id at a time, passing over lane jobs past this worker's share: they stay
         due for the others. Every id a poll reads is looked at, so a job stuck at the head of
@@ -124,15 +137,21 @@ class RelayWorker(Worker):
             raise
 
 
-async def _heartbeat(store: Store, worker_id: str) -> None:
+async def _stop_picking(deps: WorkerDeps) -> None:
+    with contextlib.suppress(Exception):
+        await deps.store.housekeeping.heartbeat(deps.worker_id, now_ms(), picking=False)
+
+
+async def _heartbeat(deps: WorkerDeps) -> None:
     """Our own per-worker liveness, for /readyz and for taking a dead worker's lanes (ARQ's
     health key is shared by all workers and deleted when any one of them stops). Also
     refreshes the queue-depth gauges."""
+    store, worker_id = deps.store, deps.worker_id
     beats = 0
     while True:
         try:
             now = now_ms()
-            await store.housekeeping.heartbeat(worker_id, now)
+            await store.housekeeping.heartbeat(worker_id, now, picking=deps.picking)
             if beats % _GAUGES_EVERY == 0:
                 await observe_lanes(store, now)
         except UNAVAILABLE:
@@ -174,7 +193,7 @@ def build_worker(
         )
         # The first beat before the first poll: the fair share of lanes counts this worker.
         await store.housekeeping.heartbeat(worker_id, now_ms())
-        deps.heartbeat = asyncio.create_task(_heartbeat(store, worker_id))
+        deps.heartbeat = asyncio.create_task(_heartbeat(deps))
         ctx["deps"] = deps
         settle_after_startup()
         if settings.worker_metrics_port:

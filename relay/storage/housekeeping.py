@@ -43,26 +43,41 @@ class Housekeeping:
         await self._redis.ping()
 
     async def heartbeat(
-        self, worker_id: str, now_ms: int, stale_after_ms: int = HEARTBEAT_STALE_MS
+        self,
+        worker_id: str,
+        now_ms: int,
+        stale_after_ms: int = HEARTBEAT_STALE_MS,
+        *,
+        picking: bool = True,
     ) -> None:
+        """The worker is alive (it holds its lanes); ``picking``: it takes new jobs too, so
+        it counts in the others' fair share of lanes (a stopping worker does not)."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zadd(Keys.workers, {worker_id: now_ms})
-            pipe.zremrangebyscore(Keys.workers, "-inf", now_ms - 10 * stale_after_ms)
+            if picking:
+                pipe.zadd(Keys.picking_workers, {worker_id: now_ms})
+            else:
+                pipe.zrem(Keys.picking_workers, worker_id)
+            for key in (Keys.workers, Keys.picking_workers):
+                pipe.zremrangebyscore(key, "-inf", now_ms - 10 * stale_after_ms)
             await pipe.execute()
 
     async def forget_worker(self, worker_id: str) -> None:
-        await r(self._redis.zrem(Keys.workers, worker_id))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(Keys.workers, worker_id)
+            pipe.zrem(Keys.picking_workers, worker_id)
+            await pipe.execute()
 
     async def live_workers(self, now_ms: int, stale_after_ms: int = HEARTBEAT_STALE_MS) -> int:
         live: int = await r(self._redis.zcount(Keys.workers, now_ms - stale_after_ms, "+inf"))
         return live
 
     async def lane_load(self, now_ms: int) -> tuple[int, int]:
-        """Lanes with work, and workers with a heartbeat in the last ``HOLDER_STALE_MS``
-        (the ones whose lanes are not taken from them): one round trip."""
+        """Lanes with work, and workers taking new jobs with a heartbeat in the last
+        ``HOLDER_STALE_MS`` (the ones whose lanes are not taken from them): one round trip."""
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.scard(Keys.lanes)
-            pipe.zcount(Keys.workers, now_ms - HOLDER_STALE_MS, "+inf")
+            pipe.zcount(Keys.picking_workers, now_ms - HOLDER_STALE_MS, "+inf")
             busy, live = await pipe.execute()
         return int(busy), int(live)
 

@@ -37,6 +37,7 @@ Key layout (prefix ``relay:``)::
     lanes                 set   subscription ids whose lane has work
     subs:rev              str   bumped by every subscription change (fan-out's cache)
     workers               zset  worker ids by their last heartbeat (ms)
+    workers:picking       zset  the same, of workers taking new jobs (not stopping)
     stats:{minute}        hash  attempt outcomes recorded in that minute (minute = ms //
                                 60000): succeeded, failed, dead; for the dashboard  [TTL]
     ui:session:{digest}   str   a dashboard session: its CSRF token, by the SHA-256 of
@@ -165,6 +166,7 @@ class Keys:
     lanes = PREFIX + "lanes"
     subs_rev = PREFIX + "subs:rev"
     workers = PREFIX + "workers"
+    picking_workers = PREFIX + "workers:picking"
     ops_alerts = PREFIX + "ops:alerts"
     # Every per-source and per-subscription index ever written to, so trimming reaches the
     # indexes of deleted sources and subscriptions too.

@@ -10,9 +10,11 @@ import subprocess
 
 import httpx
 import pytest
+import redis
 
 from relay.devtools.processes import relay_command
-from relay.devtools.receiver import Receiver
+from relay.devtools.receiver import Receiver, Reply
+from relay.storage.keys import Keys
 from tests.faults.harness import RelayStack, wait_until
 
 
@@ -89,3 +91,31 @@ def test_a_redis_that_never_answers_is_one_line_and_exit_1(stack: RelayStack, co
     assert "did not answer within 1 s" in line
     assert "RELAY_REDIS_URL" in line
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_a_stopping_worker_leaves_the_fair_share_and_finishes_its_attempt(
+    stack: RelayStack, receiver: Receiver
+) -> None:
+    """On SIGTERM a worker stops taking jobs and finishes the attempt it has in flight: the
+    other workers stop counting it in their share of the busy lanes at once, while it stays
+    alive (its lanes are not taken from under it) until it exits."""
+    receiver.default = Reply(delay_s=3.0)
+    base = stack.start_api()
+    stack.start_worker()
+    stack.wait_ready()
+    stack.put_source()
+    sub = stack.subscribe(receiver.url)
+    r = redis.Redis.from_url(stack.redis.url)
+    httpx.post(f"{base}/ingest/github", content=b"{}", trust_env=False).raise_for_status()
+    in_flight = Keys.lane(sub["id"], "flight")
+    wait_until(lambda: r.zcard(in_flight) == 1, 10, "an attempt in flight")
+    [worker_id] = [w.decode() for w in r.zrange(Keys.picking_workers, 0, -1)]
+    proc = stack.group.procs["worker"]
+    proc.send_signal(signal.SIGTERM)
+    wait_until(lambda: r.zcard(Keys.picking_workers) == 0, 5, "the worker left the share")
+    assert proc.poll() is None  # still finishing its attempt
+    assert r.zscore(Keys.workers, worker_id) is not None
+    assert proc.wait(timeout=30) == 0
+    assert len(receiver.requests) == 1
+    assert r.zscore(Keys.workers, worker_id) is None  # gone once stopped
+    r.close()

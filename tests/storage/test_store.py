@@ -7,7 +7,7 @@ import redis.asyncio as aioredis
 from relay.domain.clock import now_ms
 from relay.domain.failing import FailingUpdate
 from relay.domain.models import DeliveryMode, DeliveryStatus
-from relay.storage import NewDeliveries, NewDelivery, Store
+from relay.storage import HOLDER_STALE_MS, NewDeliveries, NewDelivery, Store
 from relay.storage.keys import Keys
 from tests.storage.helpers import fan_out, record, stored_event, subscription
 
@@ -170,3 +170,24 @@ async def test_fan_out_hands_back_what_an_inline_delivery_needs_to_be_attempted(
         "dlv_a", "delivering", event_id,
     )  # fmt: skip
     assert (ctx.body, ctx.failing_since, ctx.subscription) == (b"{}", 1234, sub)
+
+
+async def test_a_stopping_worker_leaves_the_fair_share_but_keeps_its_lanes(
+    store: Store,
+) -> None:
+    """Workers count each other for their share of the busy lanes; one that stops taking
+    jobs (SIGTERM: it finishes what it runs) is not counted there, yet stays alive for the
+    recovery cron, which would otherwise take its lanes from under it."""
+    now = now_ms()
+    await store.housekeeping.heartbeat("w1", now)
+    await store.housekeeping.heartbeat("w2", now)
+    assert (await store.housekeeping.lane_load(now))[1] == 2
+    await store.housekeeping.heartbeat("w2", now + 1, picking=False)
+    assert (await store.housekeeping.lane_load(now))[1] == 1
+    assert await store.housekeeping.live_workers(now) == 2
+    await store.housekeeping.forget_worker("w1")
+    assert (await store.housekeeping.lane_load(now))[1] == 0
+    await store.housekeeping.heartbeat("w3", now)
+    assert (await store.housekeeping.lane_load(now))[1] == 1
+    # Gone quiet: not counted once its last beat is older than a holder may be.
+    assert (await store.housekeeping.lane_load(now + HOLDER_STALE_MS + 1))[1] == 0

@@ -168,12 +168,12 @@ async def test_beside_another_live_worker_a_worker_takes_its_share_of_the_lanes(
             await create_subscription(api, receiver.url, max_concurrency=1)
         await post(api, {"n": 1})
         if peer:
-            await redis.zadd(Keys.workers, {"peer:1:abc": now_ms() + 60_000})
+            await redis.zadd(Keys.picking_workers, {"peer:1:abc": now_ms() + 60_000})
         await run_worker()
         got = receiver.wait_for(4)
     finally:
         receiver.close()
-        await redis.zrem(Keys.workers, "peer:1:abc")
+        await redis.zrem(Keys.picking_workers, "peer:1:abc")
     assert len({r.headers["webhook-signature"] for r in got}) == 4  # one per subscription
     assert most_at_once(got, 0.3) == expected
 
@@ -187,7 +187,7 @@ async def test_a_job_stuck_at_the_head_of_the_queue_does_not_hide_a_lane_behind_
     await create_source(api)
     await create_subscription(api, receiver.url)
     await post(api, {"n": 1})
-    await redis.zadd(Keys.workers, {"peer:1:abc": now_ms() + 60_000})
+    await redis.zadd(Keys.picking_workers, {"peer:1:abc": now_ms() + 60_000})
     await redis.zadd(settings.queue_name, {"recover:dead-worker": 1})
     await redis.set(f"{in_progress_key_prefix}recover:dead-worker", b"1", px=60_000)
     worker = build_worker(settings, queue.connect(settings), burst=True, handle_signals=False)
@@ -198,6 +198,6 @@ async def test_a_job_stuck_at_the_head_of_the_queue_does_not_hide_a_lane_behind_
     finally:
         # The stuck job never finishes here: take it away so the burst worker can end.
         await redis.zrem(settings.queue_name, "recover:dead-worker")
-        await redis.zrem(Keys.workers, "peer:1:abc")
+        await redis.zrem(Keys.picking_workers, "peer:1:abc")
         await asyncio.wait_for(running, 10)
         await worker.close()
