@@ -52,6 +52,8 @@ LANE_MAX_TRIES = 5
 _OUTAGE_POLL_S = 1.0
 # The queue-depth gauges read every lane: refreshed every few beats, not on each.
 _GAUGES_EVERY = 5
+# A stop lets the poll loop end by itself this long before cancelling it.
+_STOP_GRACE_S = 5.0
 # A connection lost while arq watches a job's key surfaces as WatchError, not ConnectionError.
 _POLL_OUTAGE = (*UNAVAILABLE, WatchError)
 
@@ -78,6 +80,8 @@ class RelayWorker(Worker):
                 await self.pool.ping()
                 break
             except UNAVAILABLE:
+                if self.burst and self.max_burst_jobs == 0:
+                    return  # stopped while waiting for Redis
                 await asyncio.sleep(_OUTAGE_POLL_S)
         await super().main()
 
@@ -104,6 +108,24 @@ class RelayWorker(Worker):
             return
         busy, live = await deps.store.housekeeping.lane_load(now_ms())
         self._lane_room = jobs_to_take(self._running_lanes(), busy, live, self.queue_read_limit)
+
+    def handle_sig(self, signum: signal.Signals) -> None:
+        """ARQ's stop, without cancelling the poll loop mid-command. ARQ cancels its main
+        task; on Python 3.11 a cancellation that lands while redis-py checks a pooled
+        connection (``asyncio.timeout(0)`` in ``can_read_destructive``) can be lost, and the
+        stop then hung for good (``relay dev``'s Ctrl-C, about one stop in ten under load).
+        Burst mode with nothing left to start ends the loop after its current iteration;
+        the cancellation stays as a fallback for a loop that does not get there."""
+        self.allow_pick_jobs = False
+        self.burst, self.max_burst_jobs = True, 0
+        for task in self.tasks.values():
+            if not task.done():
+                task.cancel()
+        main = self.main_task
+        if main is not None and not main.done():
+            self.loop.call_later(_STOP_GRACE_S, main.cancel)
+        if self.on_stop is not None:
+            self.on_stop(signal.Signals(signum))
 
     def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:
         """A stop on a signal: ARQ stops taking jobs and lets the running ones finish. The

@@ -200,7 +200,8 @@ async def _run_dev(settings: Settings) -> None:
         server.should_exit = True
         await serve_task
     finally:
-        worker_task.cancel()
+        # The worker's poll loop ends by itself (RelayWorker.handle_sig).
+        arq_worker.handle_sig(signal.SIGINT)
         with contextlib.suppress(asyncio.CancelledError):
             await worker_task
         # Lets attempts already in flight finish and record their outcome.
