@@ -225,6 +225,17 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _budget_holds_a_body(self) -> Settings:
+        # One client holds at most half the budget (relay.api.bodies): the largest body must
+        # fit in that half, or it would be refused every time.
+        if self.body_buffer_bytes < 2 * self.max_body_bytes:
+            raise ValueError(
+                "body_buffer_bytes must be at least twice max_body_bytes; raise "
+                "RELAY_BODY_BUFFER_BYTES or lower RELAY_MAX_BODY_BYTES"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _job_outlives_attempt(self) -> Settings:
         # ARQ treats a job timeout as terminal; a lane's job must always outlive its budget
         # plus one HTTP attempt started at its end.

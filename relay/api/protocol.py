@@ -46,6 +46,7 @@ from uvicorn.protocols.http.httptools_impl import (
 from uvicorn.server import ServerState
 
 from config.settings import Settings
+from relay.api.bodies import CLIENT_SCOPE_KEY
 from relay.api.problems import MEDIA_TYPE, Problem
 from relay.domain.clients import ClientIdentity
 
@@ -89,6 +90,9 @@ class ClientCounts:
 
     connections: Counter[str] = field(default_factory=Counter)
     requests: Counter[str] = field(default_factory=Counter)
+    # Connections closing (draining what their client still sends): not counted against
+    # the connection cap, which they would otherwise fill after a burst of refusals.
+    lingering: int = 0
 
     @staticmethod
     def take(counts: Counter[str], key: str, limit: int) -> bool:
@@ -148,6 +152,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._held: list[str] = []  # client keys of this connection's requests in flight
         self._closing = False
         self._closing_since = 0.0
+        self._lingering = False
         self._phase = _HEADERS
         self._header_bytes = 0  # of the current request, in reads that did not end them
         self._read_size = 0  # of the read being parsed
@@ -164,7 +169,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         limits = self.limits
-        if len(self.connections) > limits.max_connections:
+        if len(self.connections) - self.clients.lingering > limits.max_connections:
             self._refuse(
                 503, "too_many_connections", "this relay process is at its connection limit"
             )
@@ -193,6 +198,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._peer:
             self.clients.give_back(self.clients.connections, self._peer)
             self._peer = ""
+        if self._lingering:
+            self._lingering = False
+            self.clients.lingering -= 1
         for key in self._held:
             self.clients.give_back(self.clients.requests, key)
         self._held.clear()
@@ -246,6 +254,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             )
             return
         self._held.append(client)
+        self.scope[CLIENT_SCOPE_KEY] = client  # type: ignore[literal-required]
         self._phase = _BODY
         now = self._last_read = self._body_started = self.loop.time()
         self._body_bytes = 0
@@ -421,6 +430,14 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._closing_since = self._last_read = self.loop.time()
         if self._deadline is not None:
             self._deadline.cancel()
+        if self.clients.lingering >= self.limits.max_connections:
+            # As many draining as serving (a flood of refused connections): close now, at
+            # the risk of a reset, rather than hold a descriptor each for seconds.
+            self._deadline = None
+            self.transport.close()
+            return
+        self._lingering = True
+        self.clients.lingering += 1
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.flow.resume_reading()
