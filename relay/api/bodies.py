@@ -28,6 +28,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relay.api.problems import Problem, problem_response
+from relay.observability.metrics import HTTP_REFUSED
 
 log = structlog.get_logger("relay.api")
 
@@ -36,6 +37,7 @@ CLIENT_SCOPE_KEY = "relay.client"
 # One log line at most this often while bodies are refused: not one per request.
 LOG_EVERY_S = 10.0
 _DISCONNECT: Message = {"type": "http.disconnect"}
+BUDGET_FULL = "body_budget_full"
 
 
 class BodyBudget:
@@ -109,6 +111,7 @@ class BodyBudget:
             await self._refuse(scope, receive, send, got)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, size: int) -> None:
+        HTTP_REFUSED.labels(BUDGET_FULL).inc()
         self._refused += 1
         now = time.monotonic()
         if now - self._logged_at >= LOG_EVERY_S:
@@ -122,7 +125,7 @@ class BodyBudget:
             503,
             "this relay process holds as many request bodies as it may; nothing was stored, "
             "try again",
-            reason="body_budget_full",
+            reason=BUDGET_FULL,
             headers={"retry-after": "1"},
         )
         await problem_response(problem)(scope, receive, send)

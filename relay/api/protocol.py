@@ -49,6 +49,7 @@ from config.settings import Settings
 from relay.api.bodies import CLIENT_SCOPE_KEY
 from relay.api.problems import MEDIA_TYPE, Problem
 from relay.domain.clients import ClientIdentity
+from relay.observability.metrics import HTTP_REFUSED
 
 log = structlog.get_logger("relay.api")
 
@@ -414,6 +415,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             self.transport.write(self._problem(status, reason, detail))
         self._close_lingering()
         client = self.client[0] if self.client else None
+        HTTP_REFUSED.labels(reason).inc()
         log.info("http.refused", reason=reason, status=status, client=client)
 
     def _close_lingering(self) -> None:

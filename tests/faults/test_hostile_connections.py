@@ -48,6 +48,13 @@ class Relay:
     def rss_kib(self, name: str = "api") -> int:
         return _status_kib(self.stack.group.procs[name].pid, "VmRSS")
 
+    def refused_metric(self, reason: str, name: str = "api") -> float:
+        with self.stack.client(name) as client:
+            text = client.get("/metrics").text
+        line = f'relay_http_refused_total{{reason="{reason}"}} '
+        found = [row for row in text.splitlines() if row.startswith(line)]
+        return float(found[0].split()[-1]) if found else 0.0
+
     def refusals(self, name: str = "api") -> Counter[str]:
         lines = self.stack.log(name).splitlines()
         return Counter(json.loads(line)["reason"] for line in lines if '"http.refused"' in line)
@@ -111,6 +118,7 @@ def test_idle_connections_from_one_client_leave_room_for_others(
     assert max(latencies) < 1.0
     assert refused.count(429) >= 890  # the 100 first are held (the rest: reset in flight)
     assert relay.refusals()["too_many_connections_from_client"] >= 890
+    assert relay.refused_metric("too_many_connections_from_client") >= 890
 
 
 def test_behind_a_trusted_proxy_the_header_names_the_client(
@@ -203,6 +211,7 @@ def test_large_bodies_stay_within_the_memory_budget(relay: Relay, fault_figures:
     log = relay.stack.log("api")
     assert '"http.body_budget_full"' in log
     assert log.count('"http.body_budget_full"') <= 2  # not a line per refusal
+    assert relay.refused_metric("body_budget_full") == counts[503]
 
 
 def test_a_body_slower_than_the_minimum_rate_is_cut_off(relay: Relay) -> None:
