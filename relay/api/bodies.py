@@ -22,7 +22,6 @@ process never runs out of memory.
 from __future__ import annotations
 
 import time
-from collections import Counter
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -46,21 +45,28 @@ class BodyBudget:
         self.limit = limit
         self.per_client = limit // 2
         self.held = 0
-        self._by_client: Counter[str] = Counter()
+        self._by_client: dict[str, int] = {}
         self._refused = 0
         self._logged_at = float("-inf")
 
     def _take(self, client: str, size: int) -> bool:
-        if self.held + size > self.limit or self._by_client[client] + size > self.per_client:
+        if not size:
+            return True
+        mine = self._by_client.get(client, 0) + size
+        if self.held + size > self.limit or mine > self.per_client:
             return False
         self.held += size
-        self._by_client[client] += size
+        self._by_client[client] = mine
         return True
 
     def _give_back(self, client: str, size: int) -> None:
+        if not size:
+            return
         self.held -= size
-        self._by_client[client] -= size
-        if self._by_client[client] <= 0:
+        left = self._by_client[client] - size
+        if left > 0:
+            self._by_client[client] = left
+        else:
             del self._by_client[client]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -77,8 +83,15 @@ class BodyBudget:
         if not self._take(client, declared):
             await self._refuse(scope, receive, send, declared)
             return
-        taken = declared
-        got = 0
+        if declared or _has_length(scope):
+            # The framing holds the body to its declared length: nothing more to count.
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self._give_back(client, declared)
+            return
+        # No length declared (chunked): counted as the app takes it.
+        taken = got = 0
         over = answered = False
 
         async def counted() -> Message:
@@ -88,7 +101,7 @@ class BodyBudget:
             message = await receive()
             if message["type"] == "http.request":
                 got += len(message.get("body", b""))
-                if got > taken:  # no length was declared
+                if got > taken:
                     if not self._take(client, got - taken):
                         over = True
                         return _DISCONNECT
@@ -136,3 +149,8 @@ def _content_length(scope: Scope) -> int:
         if name == b"content-length":
             return int(value) if value.isdigit() else 0
     return 0
+
+
+def _has_length(scope: Scope) -> bool:
+    """A ``content-length: 0``, or a request the server frames as having no body."""
+    return any(name == b"content-length" for name, _ in scope["headers"])
