@@ -87,9 +87,10 @@ class HttpLimits:
 
 @dataclass
 class ClientCounts:
-    """What each client holds in this process: connections, and requests in flight."""
+    """What each client holds in this process: connections (oldest first), and requests in
+    flight."""
 
-    connections: Counter[str] = field(default_factory=Counter)
+    connections: dict[str, dict[LimitedHttpProtocol, None]] = field(default_factory=dict)
     requests: Counter[str] = field(default_factory=Counter)
     # Connections closing (draining what their client still sends): not counted against
     # the connection cap, which they would otherwise fill after a burst of refusals.
@@ -107,6 +108,33 @@ class ClientCounts:
         counts[key] -= 1
         if counts[key] <= 0:
             del counts[key]  # a client that left leaves nothing behind
+
+    def hold(self, key: str, connection: LimitedHttpProtocol, limit: int) -> bool:
+        held = self.connections.setdefault(key, {})
+        if len(held) >= limit:
+            return False
+        held[connection] = None
+        return True
+
+    def let_go(self, key: str, connection: LimitedHttpProtocol) -> None:
+        held = self.connections.get(key, {})
+        held.pop(connection, None)
+        if not held:
+            self.connections.pop(key, None)
+
+    def reclaimable(self, key: str) -> LimitedHttpProtocol | None:
+        """At the connection cap, a connection to close so that client ``key`` gets one:
+        the oldest of the client holding the most (more than ``key`` would), that is idle
+        between requests or still waiting for its headers. None if that is no one: then
+        the newcomer is the one refused."""
+        if not self.connections:
+            return None
+        heaviest = max(self.connections, key=lambda k: len(self.connections[k]))
+        if heaviest == key:
+            return None
+        if len(self.connections[heaviest]) <= len(self.connections.get(key, ())) + 1:
+            return None
+        return next((c for c in self.connections[heaviest] if c.reclaimable), None)
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
@@ -131,6 +159,8 @@ def server_options(settings: Settings) -> dict[str, Any]:
 # and for this long at most (nginx's lingering_timeout and lingering_time).
 LINGER_S = 2.0
 LINGER_MAX_S = 10.0
+# Closed to make room for another client's connection (ClientCounts.reclaimable).
+RECLAIMED = "connection_reclaimed"
 # Where a connection is in its current request; the deadline's meaning depends on it.
 _IDLE, _HEADERS, _BODY = 0, 1, 2
 
@@ -170,17 +200,21 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         limits = self.limits
-        if len(self.connections) - self.clients.lingering > limits.max_connections:
-            self._refuse(
-                503, "too_many_connections", "this relay process is at its connection limit"
-            )
-            return
         address = self.client[0] if self.client else ""
-        if not limits.identity.is_trusted(address):
-            peer = limits.identity.peer_key(address)
-            if not self.clients.take(
-                self.clients.connections, peer, limits.max_connections_per_client
-            ):
+        trusted = limits.identity.is_trusted(address)
+        peer = "" if trusted else limits.identity.peer_key(address)
+        if len(self.connections) - self.clients.lingering > limits.max_connections:
+            # Full: make room at the expense of whoever holds the most, if that is someone
+            # else, and only with a connection that is not in the middle of a request.
+            victim = self.clients.reclaimable(peer) if peer else None
+            if victim is None:
+                self._refuse(
+                    503, "too_many_connections", "this relay process is at its connection limit"
+                )
+                return
+            victim._reclaim()
+        if not trusted:
+            if not self.clients.hold(peer, self, limits.max_connections_per_client):
                 self._refuse(
                     429,
                     "too_many_connections_from_client",
@@ -197,7 +231,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             self._deadline.cancel()
             self._deadline = None
         if self._peer:
-            self.clients.give_back(self.clients.connections, self._peer)
+            self.clients.let_go(self._peer, self)
             self._peer = ""
         if self._lingering:
             self._lingering = False
@@ -324,6 +358,31 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._phase = _IDLE
         super().on_message_complete()
 
+    # --- reclaiming ------------------------------------------------------------------------
+
+    @property
+    def reclaimable(self) -> bool:
+        """Idle between requests, or still waiting for a request's headers: closing it
+        loses no request the app has begun."""
+        return not self._closing and self._phase != _BODY and (
+            self.cycle is None or self.cycle.response_complete
+        )
+
+    def _reclaim(self) -> None:
+        if self._phase == _IDLE:
+            # Between requests: a plain close, as at the end of keep-alive (an answer here
+            # would be read as the answer to the client's next request).
+            self._closing = True
+            self.transport.close()
+            log.info("http.refused", reason=RECLAIMED, status=None, client=self.client_address)
+            HTTP_REFUSED.labels(RECLAIMED).inc()
+            return
+        self._refuse(503, RECLAIMED, "the relay is at its connection limit; try again")
+
+    @property
+    def client_address(self) -> str | None:
+        return self.client[0] if self.client else None
+
     # --- deadlines -------------------------------------------------------------------------
 
     def _headers_wait(self, now: float) -> float:
@@ -414,9 +473,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if not answered:
             self.transport.write(self._problem(status, reason, detail))
         self._close_lingering()
-        client = self.client[0] if self.client else None
         HTTP_REFUSED.labels(reason).inc()
-        log.info("http.refused", reason=reason, status=status, client=client)
+        log.info("http.refused", reason=reason, status=status, client=self.client_address)
 
     def _close_lingering(self) -> None:
         """Stop answering; close once the client stops sending, or after ``LINGER_S``.

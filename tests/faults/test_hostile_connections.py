@@ -68,14 +68,21 @@ def _status_kib(pid: int, field: str) -> int:
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
     with RelayStack(tmp_path_factory.mktemp("hostile")) as stack:
+        # Started together: each takes seconds to import on a busy machine.
         # Default limits, but for a body's: 1 s of grace, then 1,000 B/s.
-        stack.start_api(RELAY_BODY_TIMEOUT_S="1", RELAY_BODY_MIN_RATE_BYTES_S="1000")
+        stack.start_api(wait=False, RELAY_BODY_TIMEOUT_S="1", RELAY_BODY_MIN_RATE_BYTES_S="1000")
         stack.start_api(
             "proxied",
+            wait=False,
             RELAY_TRUSTED_PROXIES="127.0.0.1/32",
             RELAY_CLIENT_IP_HEADER="X-Forwarded-For",
             RELAY_MAX_REQUESTS_PER_CLIENT="20",
         )
+        stack.start_api(
+            "tight", wait=False, RELAY_MAX_CONNECTIONS="40", RELAY_MAX_CONNECTIONS_PER_CLIENT="30"
+        )
+        for name, port in stack.api_ports.items():
+            stack.group.wait_http(name, f"http://127.0.0.1:{port}/healthz")
         stack.put_source()
         stack.put_source("small", max_body_bytes=1000)
         stack.put_source("signed", verification={"scheme": "github", "secrets": ["s3cret"]})
@@ -86,6 +93,13 @@ def connect(port: int, host: str = "127.0.0.2") -> socket.socket:
     """A connection from ``host``: another client, as far as the relay can tell."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(host, 0))
     return sock
+
+
+def answered_now(sock: socket.socket) -> int | None:
+    """The status answered on ``sock`` by now; None if nothing came (it is still open)."""
+    if not select.select([sock], [], [], 0.05)[0]:
+        return None
+    return read_answer(sock, timeout_s=1)[0]
 
 
 def test_idle_connections_from_one_client_leave_room_for_others(
@@ -119,6 +133,48 @@ def test_idle_connections_from_one_client_leave_room_for_others(
     assert refused.count(429) >= 890  # the 100 first are held (the rest: reset in flight)
     assert relay.refusals()["too_many_connections_from_client"] >= 890
     assert relay.refused_metric("too_many_connections_from_client") >= 890
+
+
+def test_at_the_connection_cap_the_heaviest_client_makes_room(
+    relay: Relay, fault_figures: Figures
+) -> None:
+    """Two clients fill the process's 40 connections (30 and 10): a third still gets in, at
+    the expense of the one holding the most, and never of a request under way."""
+    port = relay.port("tight")
+    heavy = [connect(port, "127.0.0.2") for _ in range(30)]
+    light = [connect(port, "127.0.0.3") for _ in range(10)]
+    others: list[socket.socket] = []
+    try:
+        # The oldest is idle between two requests (kept alive); the rest are half-sent.
+        heavy[0].sendall(head() + b"{}")
+        assert read_answer(heavy[0])[0] == 202
+        for sock in heavy[1:] + light:
+            sock.sendall(b"POST /ingest/github HTTP/1.1\r\nHost: relay\r\n")
+        time.sleep(0.3)  # the server has taken them in
+
+        # The heaviest client itself is refused: it would only take from itself.
+        with connect(port, "127.0.0.2") as extra:
+            status, body = read_answer(extra)
+        assert (status, json.loads(body)["reason"]) == (503, "too_many_connections")
+
+        started = time.monotonic()
+        others = [connect(port, "127.0.0.1") for _ in range(2)]
+        for sock in others:
+            sock.sendall(head() + b"{}")
+        statuses = [read_answer(sock)[0] for sock in others]
+        other_s = time.monotonic() - started
+        idle_closed = heavy[0].recv(1024) == b""  # closed, with no answer to misread
+        reclaimed = [sock for sock in heavy[1:] if answered_now(sock) == 503]
+        light_answers = [answered_now(sock) for sock in light]
+    finally:
+        for sock in heavy + light + others:
+            sock.close()
+    fault_figures("2 webhooks from a third client at the connection cap, s", f"{other_s:.3f}")
+    assert statuses == [202, 202]
+    assert idle_closed
+    assert reclaimed == heavy[1:2]  # then the oldest half-sent request of the heaviest
+    assert light_answers == [None] * 10  # the lighter client keeps all its connections
+    assert relay.refusals("tight")["connection_reclaimed"] == 2
 
 
 def test_behind_a_trusted_proxy_the_header_names_the_client(
