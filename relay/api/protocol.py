@@ -364,8 +364,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def reclaimable(self) -> bool:
         """Idle between requests, or still waiting for a request's headers: closing it
         loses no request the app has begun."""
-        return not self._closing and self._phase != _BODY and (
-            self.cycle is None or self.cycle.response_complete
+        return (
+            not self._closing
+            and self._phase != _BODY
+            and (self.cycle is None or self.cycle.response_complete)
         )
 
     def _reclaim(self) -> None:
