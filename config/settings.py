@@ -90,11 +90,26 @@ class Settings(BaseSettings):
     max_header_count: int = Field(default=100, ge=10)
     max_event_type_length: int = Field(default=256, ge=1)
     max_idempotency_key_length: int = Field(default=256, ge=1)
-    headers_timeout_s: float = Field(default=60.0, gt=0)
-    body_timeout_s: float = Field(default=60.0, gt=0)
+    # The headers get 10 s (a slowloris holds a slot for at most that long per connection
+    # it opens); the body 20 s of grace, then at least body_min_rate_bytes_s on average and
+    # never 20 s without a byte (Apache's mod_reqtimeout); 300 s for the whole request.
+    headers_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=20.0, gt=0)
+    body_min_rate_bytes_s: float = Field(default=1024.0, ge=0)
     request_timeout_s: float = Field(default=300.0, gt=0)
     # Connections one API process holds; more are answered 503 and closed at once.
     max_connections: int = Field(default=1000, ge=1)
+    # Per client (peer address, IPv6 per /64; behind a trusted proxy, the address its
+    # client_ip_header names): connections held and requests in flight, past which 429.
+    max_connections_per_client: int = Field(default=100, ge=1)
+    max_requests_per_client: int = Field(default=100, ge=1)
+    # Reverse proxies (comma-separated CIDRs in the environment) whose client_ip_header is
+    # believed; their own connections are not limited per client.
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+    client_ip_header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,64}$")
+    # Request body bytes one API process holds while reading them; past it, 503 with
+    # Retry-After instead of running out of memory.
+    body_buffer_bytes: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
     # Comma-separated in the environment: RELAY_STORED_HEADERS=user-agent,x-github-event
     stored_headers: Annotated[tuple[str, ...], NoDecode] = DEFAULT_STORED_HEADERS
@@ -147,7 +162,10 @@ class Settings(BaseSettings):
     # and a second line per webhook doubled the cost of logging on the hot path.
     access_log: bool = False
 
-    @field_validator("stored_headers", "allowed_private_networks", "redis_sentinels", mode="before")
+    @field_validator(
+        "stored_headers", "allowed_private_networks", "redis_sentinels", "trusted_proxies",
+        mode="before",
+    )  # fmt: skip
     @classmethod
     def _split_headers(cls, value: object) -> object:
         if isinstance(value, str):
@@ -159,7 +177,7 @@ class Settings(BaseSettings):
     def _lower_headers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(h.lower() for h in value)
 
-    @field_validator("allowed_private_networks")
+    @field_validator("allowed_private_networks", "trusted_proxies")
     @classmethod
     def _valid_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for cidr in value:
@@ -193,6 +211,27 @@ class Settings(BaseSettings):
             raise ValueError(
                 "retention_days must be longer than retry.max_age_s "
                 f"({self.retry.max_age_s:g} s); raise RELAY_RETENTION_DAYS"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _client_header_has_proxies(self) -> Settings:
+        # A client header believed from anyone would let every sender pick its own limits.
+        if self.client_ip_header and not self.trusted_proxies:
+            raise ValueError(
+                "client_ip_header is only believed from trusted proxies; set "
+                "RELAY_TRUSTED_PROXIES to your proxies' addresses (CIDRs)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _budget_holds_a_body(self) -> Settings:
+        # One client holds at most half the budget (relay.api.bodies): the largest body must
+        # fit in that half, or it would be refused every time.
+        if self.body_buffer_bytes < 2 * self.max_body_bytes:
+            raise ValueError(
+                "body_buffer_bytes must be at least twice max_body_bytes; raise "
+                "RELAY_BODY_BUFFER_BYTES or lower RELAY_MAX_BODY_BYTES"
             )
         return self
 

@@ -20,6 +20,7 @@ from relay.api import (
     sources,
     subscriptions,
 )
+from relay.api.bodies import BodyBudget
 from relay.api.methods import AllowedMethods
 from relay.api.services import Services
 from relay.delivery import outbound, queue
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(AllowedMethods)
+    # Outermost: a body refused for memory is refused before anything reads it.
+    app.add_middleware(BodyBudget, limit=settings.body_buffer_bytes)
     app.include_router(ingest.router)
     app.include_router(sources.router)
     app.include_router(subscriptions.router)

@@ -9,13 +9,19 @@ subclass of uvicorn's httptools protocol adds, per connection:
 - a bound on the header bytes (request line included) and on the number of header fields:
   ``431``. Bytes are counted as they are read, so at most one read (256 KiB) beyond the
   bound is ever held;
-- deadlines: for the headers, between two reads of the body, and for the whole request:
-  ``408``;
-- a bound on the connections one process holds: ``503`` at once, before reading anything.
+- deadlines: for the headers, between two reads of the body, for the body's average rate
+  after a grace period, and for the whole request: ``408``;
+- a bound on the connections one process holds: ``503`` at once, before reading anything;
+- per client (:mod:`relay.domain.clients`): a bound on its connections (``429`` at once)
+  and on its requests in flight (``429`` once their headers are read), so that one client
+  holding many half-sent requests cannot take every slot from the others.
 
 A refusal answers problem+json, closes the connection (lingering, so that the client reads
 the answer) and logs ``http.refused``; if the app was already reading that request, it sees
-a disconnect and its answer goes nowhere.
+a disconnect and its answer goes nowhere. When the app itself answers before the body has
+all come (a 413, a 401 on its headers alone), the answer says ``connection: close`` and the
+connection closes the same lingering way: a client that reuses connections (httpx) must not
+send its next request on one we are about to close.
 
     uvicorn.run(app, **server_options(settings))
 """
@@ -24,17 +30,26 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import structlog
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 
 from config.settings import Settings
+from relay.api.bodies import CLIENT_SCOPE_KEY
 from relay.api.problems import MEDIA_TYPE, Problem
+from relay.domain.clients import ClientIdentity
+from relay.observability.metrics import HTTP_REFUSED
 
 log = structlog.get_logger("relay.api")
 
@@ -43,10 +58,14 @@ log = structlog.get_logger("relay.api")
 class HttpLimits:
     max_header_bytes: int = 16 * 1024
     max_header_count: int = 100
-    headers_timeout_s: float = 60.0
-    body_timeout_s: float = 60.0
+    headers_timeout_s: float = 10.0
+    body_timeout_s: float = 20.0
+    body_min_rate_bytes_s: float = 1024.0
     request_timeout_s: float = 300.0
     max_connections: int = 1000
+    max_connections_per_client: int = 100
+    max_requests_per_client: int = 100
+    identity: ClientIdentity = field(default_factory=ClientIdentity)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpLimits:
@@ -55,18 +74,79 @@ class HttpLimits:
             max_header_count=settings.max_header_count,
             headers_timeout_s=settings.headers_timeout_s,
             body_timeout_s=settings.body_timeout_s,
+            body_min_rate_bytes_s=settings.body_min_rate_bytes_s,
             request_timeout_s=settings.request_timeout_s,
             max_connections=settings.max_connections,
+            max_connections_per_client=settings.max_connections_per_client,
+            max_requests_per_client=settings.max_requests_per_client,
+            identity=ClientIdentity.from_settings(
+                settings.trusted_proxies, settings.client_ip_header
+            ),
         )
+
+
+@dataclass
+class ClientCounts:
+    """What each client holds in this process: connections (oldest first), and requests in
+    flight."""
+
+    connections: dict[str, dict[LimitedHttpProtocol, None]] = field(default_factory=dict)
+    requests: Counter[str] = field(default_factory=Counter)
+    # Connections closing (draining what their client still sends): not counted against
+    # the connection cap, which they would otherwise fill after a burst of refusals.
+    lingering: int = 0
+
+    @staticmethod
+    def take(counts: Counter[str], key: str, limit: int) -> bool:
+        if counts[key] >= limit:
+            return False
+        counts[key] += 1
+        return True
+
+    @staticmethod
+    def give_back(counts: Counter[str], key: str) -> None:
+        counts[key] -= 1
+        if counts[key] <= 0:
+            del counts[key]  # a client that left leaves nothing behind
+
+    def hold(self, key: str, connection: LimitedHttpProtocol, limit: int) -> bool:
+        held = self.connections.setdefault(key, {})
+        if len(held) >= limit:
+            return False
+        held[connection] = None
+        return True
+
+    def let_go(self, key: str, connection: LimitedHttpProtocol) -> None:
+        held = self.connections.get(key, {})
+        held.pop(connection, None)
+        if not held:
+            self.connections.pop(key, None)
+
+    def reclaimable(self, key: str) -> LimitedHttpProtocol | None:
+        """At the connection cap, a connection to close so that client ``key`` gets one:
+        the oldest of the client holding the most (more than ``key`` would), that is idle
+        between requests or still waiting for its headers. None if that is no one: then
+        the newcomer is the one refused."""
+        if not self.connections:
+            return None
+        heaviest = max(self.connections, key=lambda k: len(self.connections[k]))
+        if heaviest == key:
+            return None
+        if len(self.connections[heaviest]) <= len(self.connections.get(key, ())) + 1:
+            return None
+        return next((c for c in self.connections[heaviest] if c.reclaimable), None)
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
     """The uvicorn options ``relay serve`` and ``relay dev`` share.
 
     The protocol goes in as a partial of a module-level class: ``relay serve --workers N``
-    pickles uvicorn's config into each worker process, and this pickles by reference.
+    pickles uvicorn's config into each worker process, and this pickles by reference (the
+    per-client counts with it: each process counts what it holds).
     """
-    protocol = functools.partial(LimitedHttpProtocol, limits=HttpLimits.from_settings(settings))
+    protocol = functools.partial(
+        LimitedHttpProtocol, limits=HttpLimits.from_settings(settings), clients=ClientCounts()
+    )
     return {
         "http": protocol,
         "log_config": None,
@@ -75,8 +155,12 @@ def server_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-# Longest a refused connection is kept to drain what the client is still sending.
+# A closing connection drains what the client is still sending until it pauses this long,
+# and for this long at most (nginx's lingering_timeout and lingering_time).
 LINGER_S = 2.0
+LINGER_MAX_S = 10.0
+# Closed to make room for another client's connection (ClientCounts.reclaimable).
+RECLAIMED = "connection_reclaimed"
 # Where a connection is in its current request; the deadline's meaning depends on it.
 _IDLE, _HEADERS, _BODY = 0, 1, 2
 
@@ -90,10 +174,16 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
         *,
         limits: HttpLimits = HttpLimits(),
+        clients: ClientCounts | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.limits = limits
+        self.clients = clients if clients is not None else ClientCounts()
+        self._peer = ""  # the client's key; "" for a trusted proxy (limited per request)
+        self._held: list[str] = []  # client keys of this connection's requests in flight
         self._closing = False
+        self._closing_since = 0.0
+        self._lingering = False
         self._phase = _HEADERS
         self._header_bytes = 0  # of the current request, in reads that did not end them
         self._read_size = 0  # of the read being parsed
@@ -102,16 +192,36 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._request_started = 0.0
         self._last_read = 0.0
+        self._body_started = 0.0
+        self._body_bytes = 0
 
     # --- connection ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.limits.max_connections:
-            self._refuse(
-                503, "too_many_connections", "this relay process is at its connection limit"
-            )
-            return
+        limits = self.limits
+        address = self.client[0] if self.client else ""
+        trusted = limits.identity.is_trusted(address)
+        peer = "" if trusted else limits.identity.peer_key(address)
+        if len(self.connections) - self.clients.lingering > limits.max_connections:
+            # Full: make room at the expense of whoever holds the most, if that is someone
+            # else, and only with a connection that is not in the middle of a request.
+            victim = self.clients.reclaimable(peer) if peer else None
+            if victim is None:
+                self._refuse(
+                    503, "too_many_connections", "this relay process is at its connection limit"
+                )
+                return
+            victim._reclaim()
+        if not trusted:
+            if not self.clients.hold(peer, self, limits.max_connections_per_client):
+                self._refuse(
+                    429,
+                    "too_many_connections_from_client",
+                    f"this client holds {limits.max_connections_per_client} connections already",
+                )
+                return
+            self._peer = peer
         # A connection that never sends a byte is on the headers' clock from the start.
         self._request_started = self.loop.time()
         self._arm(self._headers_wait(self._request_started))
@@ -120,10 +230,20 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        if self._peer:
+            self.clients.let_go(self._peer, self)
+            self._peer = ""
+        if self._lingering:
+            self._lingering = False
+            self.clients.lingering -= 1
+        for key in self._held:
+            self.clients.give_back(self.clients.requests, key)
+        self._held.clear()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
+            self._last_read = self.loop.time()  # still sending: keep draining a while
             return
         if self._phase == _BODY:
             self._last_read = self.loop.time()
@@ -160,21 +280,72 @@ class LimitedHttpProtocol(HttpToolsProtocol):
                 f"the request has more than {limits.max_header_count} header fields",
             )
             return
+        client = self._request_client()
+        if not self.clients.take(self.clients.requests, client, limits.max_requests_per_client):
+            self._refuse(
+                429,
+                "too_many_requests_from_client",
+                f"this client has {limits.max_requests_per_client} requests in flight already",
+            )
+            return
+        self._held.append(client)
+        self.scope[CLIENT_SCOPE_KEY] = client  # type: ignore[literal-required]
         self._phase = _BODY
-        now = self._last_read = self.loop.time()
+        now = self._last_read = self._body_started = self.loop.time()
+        self._body_bytes = 0
         if limits.body_timeout_s < min(limits.headers_timeout_s, limits.request_timeout_s):
             # Else the timer, set for the headers, fires before the body can be late.
             if self._deadline is not None:
                 self._deadline.cancel()
             self._arm(self._body_wait(now))
+        previous = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not previous:
+            # Read when the app starts to answer (the task starts after this returns).
+            cycle.send = functools.partial(self._send, cycle, cycle.send)  # type: ignore[method-assign]
+
+    def _request_client(self) -> str:
+        """Whom this request counts against: the peer, or whom a trusted proxy names."""
+        identity = self.limits.identity
+        if self._peer or identity.header is None:
+            return self._peer
+        wanted = identity.header.encode()
+        for name, value in self.headers:
+            if name == wanted:
+                named = identity.forwarded_key(value.decode("latin-1"))
+                if named is not None:
+                    return named
+        # The proxy named no one: count it as one client, rather than not at all.
+        return identity.peer_key(self.client[0] if self.client else "")
+
+    async def _send(
+        self,
+        cycle: RequestResponseCycle,
+        send: Callable[[Any], Awaitable[None]],
+        message: Any,
+    ) -> None:
+        if (
+            message["type"] == "http.response.start"
+            and self._phase == _BODY
+            and not (self._closing or cycle is not self.cycle)
+        ):
+            # The app answers before the body has all come (a 413, a 401 on the headers
+            # alone): the rest of it will not be parsed as a request, so the client must not
+            # send another on this connection; uvicorn then closes it, lingering.
+            cycle.keep_alive = False
+            cycle.transport = _CloseLingering(self)  # type: ignore[assignment]
+        await send(message)
 
     def on_body(self, body: bytes) -> None:
         # After a refusal the parser still hands over the rest of the read it was given.
         if not self._closing:
+            self._body_bytes += len(body)
             super().on_body(body)
 
     def on_response_complete(self) -> None:
+        if self._held:
+            self.clients.give_back(self.clients.requests, self._held.pop(0))
         super().on_response_complete()
         if self._phase == _BODY and not self._closing and not self.transport.is_closing():
             # The app answered before the body ended (a 413, a 404): the rest of the body
@@ -187,6 +358,33 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._phase = _IDLE
         super().on_message_complete()
 
+    # --- reclaiming ------------------------------------------------------------------------
+
+    @property
+    def reclaimable(self) -> bool:
+        """Idle between requests, or still waiting for a request's headers: closing it
+        loses no request the app has begun."""
+        return (
+            not self._closing
+            and self._phase != _BODY
+            and (self.cycle is None or self.cycle.response_complete)
+        )
+
+    def _reclaim(self) -> None:
+        if self._phase == _IDLE:
+            # Between requests: a plain close, as at the end of keep-alive (an answer here
+            # would be read as the answer to the client's next request).
+            self._closing = True
+            self.transport.close()
+            log.info("http.refused", reason=RECLAIMED, status=None, client=self.client_address)
+            HTTP_REFUSED.labels(RECLAIMED).inc()
+            return
+        self._refuse(503, RECLAIMED, "the relay is at its connection limit; try again")
+
+    @property
+    def client_address(self) -> str | None:
+        return self.client[0] if self.client else None
+
     # --- deadlines -------------------------------------------------------------------------
 
     def _headers_wait(self, now: float) -> float:
@@ -194,10 +392,22 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         return self._request_started + limit - now
 
     def _body_wait(self, now: float) -> float:
-        """Seconds until the body has taken too long: between two reads, or in all."""
-        idle = self._last_read + self.limits.body_timeout_s - now
-        total = self._request_started + self.limits.request_timeout_s - now
-        return min(idle, total)
+        """Seconds until the body has taken too long: between two reads, on average, or
+        in all."""
+        return min(self._idle_wait(now), self._rate_wait(now), self._total_wait(now))
+
+    def _idle_wait(self, now: float) -> float:
+        return self._last_read + self.limits.body_timeout_s - now
+
+    def _rate_wait(self, now: float) -> float:
+        # mod_reqtimeout's MinRate: each byte buys 1/rate s beyond the grace period.
+        rate = self.limits.body_min_rate_bytes_s
+        if rate <= 0:
+            return float("inf")
+        return self._body_started + self.limits.body_timeout_s + self._body_bytes / rate - now
+
+    def _total_wait(self, now: float) -> float:
+        return self._request_started + self.limits.request_timeout_s - now
 
     def _arm(self, delay: float) -> None:
         self._deadline = self.loop.call_later(max(delay, 0.0), self._on_deadline)
@@ -217,22 +427,31 @@ class LimitedHttpProtocol(HttpToolsProtocol):
                 self._refuse(408, "headers_timeout", f"the headers took more than {seconds:g} s")
             return
         if self.flow.read_paused:
-            # The app has not taken what was read yet: the wait is ours, not the client's.
+            # The app has not taken what was read yet: the wait is ours, not the client's,
+            # and the body's grace period starts again.
             self._last_read = now
+            if limits.body_min_rate_bytes_s > 0:
+                self._body_started = now - self._body_bytes / limits.body_min_rate_bytes_s
             self._arm(limits.body_timeout_s)
             return
         left = self._body_wait(now)
         if left > 0:
             self._arm(left)
-        elif now - self._request_started >= limits.request_timeout_s:
+        elif self._total_wait(now) <= 0:
             self._refuse(
                 408, "request_timeout", f"the request took more than {limits.request_timeout_s:g} s"
             )
-        else:
+        elif self._idle_wait(now) <= 0:
             self._refuse(
                 408,
                 "body_timeout",
                 f"no part of the body came for {limits.body_timeout_s:g} s",
+            )
+        else:
+            self._refuse(
+                408,
+                "body_too_slow",
+                f"the body came slower than {limits.body_min_rate_bytes_s:g} bytes/s",
             )
 
     # --- refusals --------------------------------------------------------------------------
@@ -256,8 +475,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if not answered:
             self.transport.write(self._problem(status, reason, detail))
         self._close_lingering()
-        client = self.client[0] if self.client else None
-        log.info("http.refused", reason=reason, status=status, client=client)
+        HTTP_REFUSED.labels(reason).inc()
+        log.info("http.refused", reason=reason, status=status, client=self.client_address)
 
     def _close_lingering(self) -> None:
         """Stop answering; close once the client stops sending, or after ``LINGER_S``.
@@ -267,13 +486,33 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         body still coming): nginx's lingering close, for the same reason. What is read
         meanwhile is dropped unparsed.
         """
+        if self._closing:
+            return
         self._closing = True
+        self._closing_since = self._last_read = self.loop.time()
         if self._deadline is not None:
             self._deadline.cancel()
+        if self.clients.lingering >= self.limits.max_connections:
+            # As many draining as serving (a flood of refused connections): close now, at
+            # the risk of a reset, rather than hold a descriptor each for seconds.
+            self._deadline = None
+            self.transport.close()
+            return
+        self._lingering = True
+        self.clients.lingering += 1
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.flow.resume_reading()
-        self._deadline = self.loop.call_later(LINGER_S, self.transport.close)
+        self._deadline = self.loop.call_later(LINGER_S, self._linger)
+
+    def _linger(self) -> None:
+        now = self.loop.time()
+        left = min(self._last_read + LINGER_S, self._closing_since + LINGER_MAX_S) - now
+        if left > 0 and not self.transport.is_closing():
+            self._deadline = self.loop.call_later(left, self._linger)
+        else:
+            self._deadline = None
+            self.transport.close()
 
     def _problem(self, status: int, reason: str, detail: str) -> bytes:
         body = orjson.dumps(Problem(status, detail, reason=reason).body())
@@ -282,7 +521,22 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             head += [name, b": ", value, b"\r\n"]
         head.append(b"content-type: " + MEDIA_TYPE.encode() + b"\r\n")
         head.append(b"content-length: " + str(len(body)).encode() + b"\r\n")
-        if status == 503:
+        if status in (429, 503):
             head.append(b"retry-after: 1\r\n")
         head.append(b"connection: close\r\n\r\n")
         return b"".join(head) + body
+
+
+class _CloseLingering:
+    """A connection's transport as seen by a response that comes before its request's body
+    has all arrived: closing it drains what the client still sends, then closes."""
+
+    def __init__(self, protocol: LimitedHttpProtocol) -> None:
+        self._protocol = protocol
+        self._transport = protocol.transport
+
+    def close(self) -> None:
+        self._protocol._close_lingering()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)

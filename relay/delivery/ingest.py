@@ -14,7 +14,7 @@ from config.settings import Settings
 from relay.domain.clock import now_ms
 from relay.domain.ids import new_id
 from relay.domain.models import Source
-from relay.domain.verification import Verified, verify
+from relay.domain.verification import Verified, check_headers, verify
 from relay.storage import IngestResult, NewEvent, Store
 
 
@@ -73,6 +73,12 @@ class Ingestor:
 
     def body_cap(self, source: Source) -> int:
         return source.max_body_bytes or self.settings.max_body_bytes
+
+    @staticmethod
+    def check_headers(source: Source, headers: Mapping[str, str]) -> None:
+        """Refuse, before the body is read, a request whose signature headers are missing
+        or malformed (raises ``VerificationError``)."""
+        check_headers(source.verification, headers, now=now_ms() / 1000)
 
     async def ingest(
         self, name: str, headers: Mapping[str, str], body: bytes, content_type: str

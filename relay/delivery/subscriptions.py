@@ -39,6 +39,7 @@ from relay.domain.models import (
     SubscriptionPatch,
     Trigger,
     UnusableSubscription,
+    check_one_authorization,
 )
 from relay.domain.ops import OPS_SOURCE
 from relay.domain.ordering import HEADER_PREFIX
@@ -206,7 +207,18 @@ class Subscriptions:
         changes = patch.changes()
         if changes.get("enabled") is True:
             changes["disabled_reason"] = None
-        updated = await self._change(sub_id, lambda _: changes)
+
+        def checked(current: Subscription) -> dict[str, Any]:
+            # The URL and the headers may come from different edits: check them together.
+            if patch.url is not None or patch.headers is not None:
+                headers = current.headers if patch.headers is None else patch.headers
+                try:
+                    check_one_authorization(patch.url or current.url, headers)
+                except ValueError as exc:
+                    raise InvalidSubscription(str(exc)) from None
+            return changes
+
+        updated = await self._change(sub_id, checked)
         log.info("subscription.updated", subscription_id=sub_id, fields=sorted(changes))
         return Saved(updated, warnings)
 

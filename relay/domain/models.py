@@ -18,6 +18,7 @@ from pydantic import (
     HttpUrl,
     StrictBool,
     StringConstraints,
+    model_validator,
 )
 
 from relay.domain import ordering
@@ -327,6 +328,17 @@ class SubscriptionFields(BaseModel):
     )
 
 
+def check_one_authorization(url: HttpUrl, headers: dict[str, str]) -> None:
+    """Credentials in the URL go as an ``Authorization: Basic`` header: with an
+    ``Authorization`` header of its own too, a delivery would carry two, which receivers
+    refuse (or the HTTP client does) on every attempt. Raises ``ValueError`` naming both."""
+    if (url.username or url.password) and any(h.lower() == "authorization" for h in headers):
+        raise ValueError(
+            "the URL has credentials (sent as Authorization: Basic) and headers has an "
+            "Authorization header: keep one of them"
+        )
+
+
 class SubscriptionIn(SubscriptionFields):
     """What a client sends to create a subscription."""
 
@@ -345,6 +357,11 @@ class SubscriptionIn(SubscriptionFields):
             ]
         },
     )
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> SubscriptionIn:
+        check_one_authorization(self.url, self.headers)
+        return self
 
 
 class SubscriptionPatch(BaseModel):

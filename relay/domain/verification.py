@@ -435,3 +435,23 @@ def verify(
 ) -> Verified:
     """Check ``body`` and ``headers`` (lower-case names) against ``config`` at time ``now``."""
     return config.verify(headers, body, now)
+
+
+# What the headers alone can fail: each scheme reads and parses its headers before it
+# looks at the body.
+_HEADER_REASONS = frozenset({MISSING_HEADER, MALFORMED_HEADER})
+
+
+def check_headers(config: VerificationConfig, headers: Mapping[str, str], now: float) -> None:
+    """Raise what :func:`verify` would for headers that are missing or malformed, before
+    the body is read: such a request fails whatever its body, so buffering it (up to 25 MB)
+    would only cost memory.
+
+    Runs the scheme on an empty body and keeps only the header failures; the verdict on the
+    signature itself waits for the real body.
+    """
+    try:
+        config.verify(headers, b"", now)
+    except VerificationError as exc:
+        if exc.reason in _HEADER_REASONS:
+            raise

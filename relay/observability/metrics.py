@@ -32,6 +32,13 @@ INGESTED = Counter(
     ["source", "outcome", "reason"],
 )
 
+HTTP_REFUSED = Counter(
+    "relay_http_refused",
+    "Requests and connections refused before the app took them (relay.api.protocol) or for "
+    "the body budget (relay.api.bodies), by reason.",
+    ["reason"],
+)
+
 DELIVERY_ATTEMPTS = Counter(
     "relay_delivery_attempts",
     "Delivery attempts by outcome (succeeded, failed = will retry, dead) and status class.",

@@ -15,6 +15,8 @@ from relay.domain.clock import rfc3339
 
 # A body bigger than this is shown cut (the raw bytes stay downloadable whole).
 BODY_PREVIEW_BYTES = 64 * 1024
+# The most an indented JSON preview may take.
+INDENTED_PREVIEW_CHARS = 4 * BODY_PREVIEW_BYTES
 
 
 def when(ms: int | None) -> str:
@@ -57,9 +59,15 @@ def pretty_body(body: bytes, content_type: str) -> tuple[str, bool]:
     shown = body[:BODY_PREVIEW_BYTES]
     if not cut and "json" in content_type.lower():
         try:
-            return json.dumps(json.loads(shown), indent=2, ensure_ascii=False), False
-        except ValueError:
+            indented = json.dumps(json.loads(shown), indent=2, ensure_ascii=False)
+        except (ValueError, RecursionError):
+            # Not JSON, or nested deeper than Python recurses (1,000 levels): as sent.
             pass
+        else:
+            # Indentation grows with the square of the depth: 900 levels of [] would be a
+            # 1.6 MB page. Past a few times the body, as sent reads as well.
+            if len(indented) <= INDENTED_PREVIEW_CHARS:
+                return indented, False
     return shown.decode("utf-8", errors="replace"), cut
 
 

@@ -48,6 +48,35 @@ async def test_unknown_sources_and_unclosed_globs_are_422(api: httpx.AsyncClient
     assert r.json()["sources"] == ["github"]
 
 
+async def test_url_credentials_and_an_authorization_header_are_422(
+    api: httpx.AsyncClient,
+) -> None:
+    """Both would go as Authorization: every attempt would fail; refused when written."""
+    await create_source(api)
+    with_password = "http://hook:s3cret@127.0.0.1:9/"
+    bearer = {"Authorization": "Bearer t"}
+    assert "keep one" in await refused(api, 422, url=with_password, headers=bearer)
+    assert "keep one" in await refused(api, 422, url="http://hook@127.0.0.1:9/",
+                                       headers={"authorization": "x"})  # fmt: skip
+
+    # Each alone is fine; a PATCH that brings the other half is refused and changes nothing.
+    basic = await create_subscription(api, with_password)
+    token = await create_subscription(api, "http://127.0.0.1:9/", headers=bearer)
+    for sub, change in ((basic, {"headers": bearer}), (token, {"url": with_password})):
+        r = await api.patch(f"/api/subscriptions/{sub['id']}", json=change, headers=AUTH)
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert "keep one" in r.json()["detail"]
+    assert (await get(api, f"/api/subscriptions/{basic['id']}"))["headers"] == {}
+    assert (await get(api, f"/api/subscriptions/{token['id']}"))["url"] == "http://127.0.0.1:9/"
+    # Replacing one half by the other at once is an ordinary edit.
+    r = await api.patch(
+        f"/api/subscriptions/{token['id']}", json={"url": with_password, "headers": {}},
+        headers=AUTH,
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+
+
 @pytest.fixture
 async def production_api(make_settings: Callable[..., Settings]) -> Any:
     """The API as `relay serve` runs it: only public addresses are allowed."""

@@ -622,6 +622,12 @@ def test_apply_file_errors(
 
     bad = write(tmp_path, receiver, TOML.replace("RECEIVER", "not a url"))
     assert failed(relay("apply", bad, env=ENV), 2).startswith("error: subscriptions.billing.url")
+    # Credentials in the URL and an Authorization header: two Authorization headers.
+    both = write(tmp_path, receiver, TOML.replace("RECEIVER", "http://u:p@127.0.0.1:9/"))
+    refused = failed(relay("apply", both, env=ENV), 2)
+    assert refused.startswith("error: subscriptions.billing")
+    assert "keep one" in refused
+    assert http.get("/api/subscriptions").json()["data"] == []
     assert "cannot read" in failed(relay("apply", str(tmp_path / "nope.toml")), 2)
     assert "unknown file type" in failed(relay("apply", write(tmp_path, receiver, "", "x.json")), 2)
 

@@ -27,6 +27,11 @@ TIMEOUTS = {
     "RELAY_BODY_TIMEOUT_S": "1",
     "RELAY_REQUEST_TIMEOUT_S": "3",
     "RELAY_MAX_CONNECTIONS": "400",
+    # One client (127.0.0.1) plays every part here: the per-client limits and the body's
+    # minimum rate have their own tests (test_hostile_connections.py).
+    "RELAY_MAX_CONNECTIONS_PER_CLIENT": "1000",
+    "RELAY_MAX_REQUESTS_PER_CLIENT": "1000",
+    "RELAY_BODY_MIN_RATE_BYTES_S": "0",
 }
 SLOW_CLIENTS = 200
 

@@ -152,6 +152,16 @@ async def test_hostile_content_is_text(
     assert sub["id"] in pages[2]
 
 
+async def test_a_deeply_nested_json_body_shows_as_sent(api: httpx.AsyncClient) -> None:
+    await create_source(api)
+    body = b'{"a":' * 1001 + b"1" + b"}" * 1001  # 1,001 deep: past Python's recursion
+    event_id = await ingest(api, body=body)
+    await sign_in(api)
+    r = await api.get(f"/ui/events/{event_id}")
+    assert r.status_code == 200
+    assert body.decode().replace('"', "&#34;") in r.text
+
+
 async def test_raw_body_is_a_download_not_a_page(api: httpx.AsyncClient) -> None:
     await create_source(api)
     body = b"<html><script>alert(1)</script></html>"

@@ -50,6 +50,7 @@ def test_a_subscriptions_schedule_is_cut_to_the_retention_period() -> None:
 
 def test_ingest_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from relay.api.protocol import HttpLimits
+    from relay.domain.clients import ClientIdentity
 
     assert Settings().max_body_bytes == 25 * 1024 * 1024  # GitHub's cap
     assert HttpLimits.from_settings(Settings()) == HttpLimits()  # the documented defaults
@@ -60,9 +61,18 @@ def test_ingest_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
         "BODY_TIMEOUT_S": "5",
         "REQUEST_TIMEOUT_S": "30",
         "MAX_CONNECTIONS": "200",
+        "BODY_MIN_RATE_BYTES_S": "500",
+        "MAX_CONNECTIONS_PER_CLIENT": "20",
+        "MAX_REQUESTS_PER_CLIENT": "30",
+        "TRUSTED_PROXIES": "10.0.0.0/8",
+        "CLIENT_IP_HEADER": "X-Real-IP",
     }.items():
         monkeypatch.setenv(f"RELAY_{name}", value)
-    assert HttpLimits.from_settings(Settings()) == HttpLimits(8192, 50, 10, 5, 30, 200)
+    limits = HttpLimits.from_settings(Settings())
+    assert limits == HttpLimits(
+        8192, 50, 10, 5, 500, 30, 200, 20, 30,
+        ClientIdentity.from_settings(["10.0.0.0/8"], "x-real-ip"),
+    )  # fmt: skip
     with pytest.raises(ValidationError, match="max_header_bytes"):
         Settings(max_header_bytes=100)  # a bound below any real request's headers
 
@@ -74,11 +84,19 @@ def test_the_limits_reach_every_process_of_serve_workers_n() -> None:
 
     import uvicorn
 
-    from relay.api.protocol import HttpLimits, LimitedHttpProtocol, server_options
+    from relay.api.protocol import ClientCounts, HttpLimits, LimitedHttpProtocol, server_options
 
     settings = Settings(max_header_bytes=4096, max_connections=7)
     config = uvicorn.Config("relay.api.app:serve_app", factory=True, **server_options(settings))
     http = pickle.loads(pickle.dumps(config)).http  # noqa: S301 - our own bytes, as uvicorn does
     assert http.func is LimitedHttpProtocol
-    assert http.keywords == {"limits": HttpLimits.from_settings(settings)}
+    assert http.keywords["limits"] == HttpLimits.from_settings(settings)
+    assert http.keywords["clients"] == ClientCounts()  # each process counts its own
     assert http.keywords["limits"].max_connections == 7
+
+
+def test_the_body_budget_holds_the_largest_body_twice() -> None:
+    # One client may hold half of it (relay.api.bodies): the largest body must fit there.
+    with pytest.raises(ValidationError, match="RELAY_BODY_BUFFER_BYTES"):
+        Settings(max_body_bytes=100 * 1024 * 1024)
+    assert Settings(max_body_bytes=1024, body_buffer_bytes=1024 * 1024).body_buffer_bytes

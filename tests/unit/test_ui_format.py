@@ -24,6 +24,15 @@ def test_json_bodies_are_indented_and_others_kept() -> None:
     assert format.pretty_body(b"\xff<x>", "text/plain") == ("\ufffd<x>", False)
 
 
+def test_deep_json_is_shown_as_sent() -> None:
+    for depth in (900, 1001, 100_000):  # deeper than Python recurses, or quadratic to indent
+        body = b"[" * depth + b"]" * depth
+        text, cut = format.pretty_body(body, "application/json")
+        assert (text, cut) == (body[: format.BODY_PREVIEW_BYTES].decode(), depth == 100_000)
+    text, _ = format.pretty_body(b"[" * 100 + b"]" * 100, "application/json")
+    assert text.startswith("[\n  [\n    [")  # shallow enough: indented
+
+
 def test_long_bodies_are_cut() -> None:
     text, cut = format.pretty_body(b"a" * (format.BODY_PREVIEW_BYTES + 1), "application/json")
     assert cut

@@ -34,6 +34,7 @@ from relay.domain.verification import (
     VerificationConfig,
     VerificationError,
     Verified,
+    check_headers,
     verify,
 )
 
@@ -724,3 +725,29 @@ def test_bad_signature_detail_omits_expected_signature() -> None:
     error = _fails(GITHUB, _github_headers(forged), GITHUB_DOC_BODY, NOW, "bad_signature")
     assert GITHUB_DOC_SIGNATURE.removeprefix("sha256=") not in str(error)
     assert "X-Hub-Signature-256" in error.detail
+
+
+@pytest.mark.parametrize(
+    ("config", "headers", "reason"),
+    [
+        (GitHubScheme(secrets=["s"]), {}, "missing_header"),
+        (GitHubScheme(secrets=["s"]), {"x-hub-signature-256": "md5=00"}, "malformed_header"),
+        (GitHubScheme(secrets=["s"]), {"x-hub-signature-256": "sha256=zz"}, "malformed_header"),
+        (StripeScheme(secrets=["whsec_x"]), {"stripe-signature": "v1=00"}, "malformed_header"),
+        (SlackScheme(secrets=["s"]), {"x-slack-signature": "v0=00"}, "missing_header"),
+    ],
+)
+def test_headers_that_cannot_pass_fail_before_the_body(
+    config: VerificationConfig, headers: dict[str, str], reason: str
+) -> None:
+    with pytest.raises(VerificationError) as info:
+        check_headers(config, headers, NOW)
+    assert info.value.reason == reason
+
+
+def test_well_formed_headers_wait_for_the_body() -> None:
+    # A wrong signature, a stale timestamp: only the body (and the clock) can say.
+    check_headers(GitHubScheme(secrets=["s"]), {"x-hub-signature-256": "sha256=" + "0" * 64}, NOW)
+    stripe_headers = {"stripe-signature": f"t={NOW - 10**6},v1=" + "0" * 64}
+    check_headers(StripeScheme(secrets=["whsec_x"]), stripe_headers, NOW)
+    check_headers(NoneScheme(), {}, NOW)
