@@ -84,11 +84,12 @@ class LaneRunner:
                         tasks, timeout=wait, return_when=asyncio.FIRST_COMPLETED
                     )
                     made += len(done)
-                    for task in done:
-                        # Attempts record their own outcome; one that could not (Redis
-                        # away) ends the job: its claims run out and are handed out again.
-                        if (error := task.exception()) is not None:
-                            raise error
+                    # Attempts record their own outcome; one that could not (Redis away or
+                    # full) ends the job: its claims run out and are handed out again. Every
+                    # error is read, or asyncio logs each one left unread at exit.
+                    errors = [e for task in done if (e := task.exception()) is not None]
+                    if errors:
+                        raise errors[0]
                     continue
                 if claim is not None and claim.status == "ok":
                     continue

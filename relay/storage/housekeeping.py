@@ -42,6 +42,22 @@ class Housekeeping:
         """Raises unless Redis answers."""
         await self._redis.ping()
 
+    async def memory_policy(self) -> str | None:
+        """Redis's ``maxmemory-policy``, from ``INFO memory`` (managed services that disable
+        CONFIG allow it); None if this Redis does not say."""
+        info = await self._redis.info("memory")
+        policy = info.get("maxmemory_policy")
+        return None if policy is None else str(policy)
+
+    async def probe_write(self) -> None:
+        """One small write (kept a minute); raises OutOfMemoryError while Redis is full."""
+        await self._redis.set(Keys.write_probe, b"1", px=60_000)
+
+    async def redis_time_ms(self) -> int:
+        """Redis's own clock (``TIME``), in ms."""
+        seconds, micros = await self._redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
     async def heartbeat(
         self,
         worker_id: str,

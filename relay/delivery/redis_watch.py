@@ -1,0 +1,106 @@
+"""What every relay process keeps checking about its Redis, besides whether it answers.
+
+Every ``RELAY_REDIS_CHECK_INTERVAL_S``:
+
+- the eviction policy (``INFO memory``; see :mod:`relay.domain.eviction`). A change away
+  from ``noeviction`` is logged once (``redis.evicting``, error), makes ingest answer 503
+  and ``/readyz`` not ready, and is reported as an operational event (once for all
+  processes); its return is logged and reported the same way.
+- whether a full Redis takes writes again: during an out-of-memory outage, one small write
+  (reads go on while writes are refused, so only a write can end it).
+- Redis's clock against ours (``TIME``), so that the ingest script can refuse work that
+  reaches Redis after the request gave up on it (:meth:`RedisHealth.redis_deadline_ms`).
+
+    watch = RedisWatch(store, health, settings, publish)
+    task = watch.start()      # cancelled at shutdown
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+import structlog
+from redis.asyncio import Redis
+
+from config.settings import Settings
+from relay.delivery import queue
+from relay.delivery.connection import API, OUT_OF_MEMORY, UNAVAILABLE, RedisHealth, redis_client
+from relay.domain import ops
+from relay.domain.clock import now_ms
+from relay.domain.eviction import REQUIRED_POLICY, eviction_problem
+from relay.storage import Store
+
+log = structlog.get_logger("relay.redis")
+
+Publish = Callable[[Sequence[str]], Awaitable[None]]
+
+
+class RedisWatch:
+    def __init__(self, store: Store, health: RedisHealth, settings: Settings, publish: Publish):
+        self._store = store
+        self._health = health
+        self._interval_s = settings.redis_check_interval_s
+        self._publish = publish
+        # The policy last reported to Redis (None: not yet, this run).
+        self._reported: str | None = None
+
+    def start(self) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(self.run())
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except UNAVAILABLE:
+                pass  # the outage is logged once, by RedisHealth
+            except Exception:
+                log.exception("redis.check_failed")
+            await asyncio.sleep(self._interval_s)
+
+    async def check(self) -> None:
+        housekeeping = self._store.housekeeping
+        await self._measure_clock()
+        if self._health.cause == OUT_OF_MEMORY:
+            await housekeeping.probe_write()
+            self._health.wrote()
+        policy = await housekeeping.memory_policy()
+        problem = eviction_problem(policy)
+        if self._health.set_evicting(policy if problem else None):
+            if problem:
+                log.error("redis.evicting", maxmemory_policy=policy, detail=problem)
+            else:
+                log.info("redis.evicting_stopped", maxmemory_policy=policy)
+        # Reported until it is: a report that met an outage is made at the next check. The
+        # script reports each change once, whichever process gets there first.
+        current = policy if problem and policy else REQUIRED_POLICY
+        if current != self._reported:
+            await self._report(current)
+            self._reported = current
+
+    async def _measure_clock(self) -> None:
+        before = time.time() * 1000
+        redis_ms = await self._store.housekeeping.redis_time_ms()
+        after = time.time() * 1000
+        self._health.clock_offset_ms = round(redis_ms - (before + after) / 2)
+        # TIME is read somewhere within the round trip (and truncated to the ms).
+        self._health.clock_error_ms = round((after - before) / 2) + 1
+
+    async def _report(self, policy: str) -> None:
+        types = (ops.EVICTION_POLICY_UNSAFE, ops.EVICTION_POLICY_RESTORED)
+        emitted = await self._store.ops.report_eviction_policy(
+            policy, REQUIRED_POLICY, ops.OPS_SOURCE, types, now_ms()
+        )
+        if emitted:
+            await self._publish(emitted)
+
+
+async def startup_problem(settings: Settings) -> str | None:
+    """Why a process must not start against this Redis (its eviction policy), or None."""
+    redis = redis_client(settings, API, Redis)
+    try:
+        store = Store(redis, queue.job_queue(settings.queue_name), settings.retention_ms)
+        return eviction_problem(await store.housekeeping.memory_policy())
+    finally:
+        await redis.aclose()
