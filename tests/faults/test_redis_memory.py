@@ -92,7 +92,7 @@ def test_an_eviction_policy_switched_at_run_time_stops_ingest_until_switched_bac
         switched = time.monotonic()
         took = wait_until(lambda: ready(stack) == 503, 10, "/readyz says Redis evicts")
         status, body = readyz(stack)
-        assert body["reason"] == "evicting"
+        assert (status, body["reason"]) == (503, "evicting")
         assert "volatile-lru" in str(body["detail"])
         wait_until(lambda: len(traffic.refusals) >= 5, 10, "ingest refuses")
         r.config_set("maxmemory-policy", "noeviction")
