@@ -61,7 +61,6 @@ class RedisWatch:
 
     async def check(self) -> None:
         housekeeping = self._store.housekeeping
-        await self._measure_clock()
         if self._health.cause == OUT_OF_MEMORY:
             await housekeeping.probe_write()
             self._health.wrote()
@@ -78,6 +77,7 @@ class RedisWatch:
         if current != self._reported:
             await self._report(current)
             self._reported = current
+        await self._measure_clock()
 
     async def _measure_clock(self) -> None:
         before = time.time() * 1000
@@ -101,6 +101,12 @@ async def startup_problem(settings: Settings) -> str | None:
     redis = redis_client(settings, API, Redis)
     try:
         store = Store(redis, queue.job_queue(settings.queue_name), settings.retention_ms)
-        return eviction_problem(await store.housekeeping.memory_policy())
+        policy = await store.housekeeping.memory_policy()
+        if policy is None:
+            log.warning(
+                "redis.eviction_policy_unknown",
+                detail="INFO memory does not give maxmemory_policy: make sure it is noeviction",
+            )
+        return eviction_problem(policy)
     finally:
         await redis.aclose()

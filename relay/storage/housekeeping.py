@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from relay.domain.ids import id_bound
 from relay.storage.codec import r
@@ -45,7 +46,12 @@ class Housekeeping:
     async def memory_policy(self) -> str | None:
         """Redis's ``maxmemory-policy``, from ``INFO memory`` (managed services that disable
         CONFIG allow it); None if this Redis does not say."""
-        info = await self._redis.info("memory")
+        try:
+            info = await self._redis.info("memory")
+        except ResponseError as exc:
+            if isinstance(exc, OutOfMemoryError):
+                raise
+            return None  # INFO renamed or denied by the provider
         policy = info.get("maxmemory_policy")
         return None if policy is None else str(policy)
 
