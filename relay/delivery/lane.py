@@ -18,6 +18,7 @@ import structlog
 
 from config.settings import Settings
 from relay.delivery.attempt import Attempter
+from relay.delivery.connection import UNAVAILABLE
 from relay.domain.clock import now_ms
 from relay.domain.models import Attempt, DeliveryMode, Subscription
 from relay.observability import metrics
@@ -108,6 +109,13 @@ class LaneRunner:
                 )
                 if decision != "more":
                     return made
+        except UNAVAILABLE:
+            # Redis away or full: attempts in flight still record their outcome once it is
+            # back (each waits up to its lease), so a receiver that got one does not get it
+            # again. Wait for them before the job gives up or drains again.
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         finally:
             # Cancelled (shutdown past its grace): attempts in flight keep their claims until
             # their leases run out, then the lane hands them out again.
