@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
@@ -36,6 +37,10 @@ log = structlog.get_logger("relay.redis")
 
 Publish = Callable[[Sequence[str]], Awaitable[None]]
 
+# Redis's clock is taken from the tightest of this many recent measurements (a minute, at
+# the default interval): clocks drift far slower than that.
+_CLOCK_SAMPLES = 12
+
 
 class RedisWatch:
     def __init__(self, store: Store, health: RedisHealth, settings: Settings, publish: Publish):
@@ -45,6 +50,8 @@ class RedisWatch:
         self._publish = publish
         # The policy last reported to Redis (None: not yet, this run).
         self._reported: str | None = None
+        # (error, offset) of Redis's clock against ours, the last few checks.
+        self._clock_samples: deque[tuple[int, int]] = deque(maxlen=_CLOCK_SAMPLES)
 
     def start(self) -> asyncio.Task[None]:
         return asyncio.get_running_loop().create_task(self.run())
@@ -83,9 +90,13 @@ class RedisWatch:
         before = time.time() * 1000
         redis_ms = await self._store.housekeeping.redis_time_ms()
         after = time.time() * 1000
-        self._health.clock_offset_ms = round(redis_ms - (before + after) / 2)
         # TIME is read somewhere within the round trip (and truncated to the ms).
-        self._health.clock_error_ms = round((after - before) / 2) + 1
+        error = round((after - before) / 2) + 1
+        self._clock_samples.append((error, round(redis_ms - (before + after) / 2)))
+        # The tightest recent sample: one taken while this process was busy (a slow round
+        # trip) would move deadlines earlier and refuse webhooks that were in time.
+        error, offset = min(self._clock_samples)
+        self._health.clock_offset_ms, self._health.clock_error_ms = offset, error
 
     async def _report(self, policy: str) -> None:
         types = (ops.EVICTION_POLICY_UNSAFE, ops.EVICTION_POLICY_RESTORED)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import orjson
 import redis.asyncio as aioredis
 
+from relay.domain import ops
 from relay.domain.clock import now_ms
 from relay.domain.failing import FailingUpdate
 from relay.domain.ids import new_id
@@ -218,3 +220,30 @@ async def test_an_event_that_reaches_redis_after_its_deadline_stores_nothing(
     in_time = await store.events.ingest(event("in-time"), 3600, deadline_ms=redis_now + 60_000)
     assert in_time.status == "accepted"
     assert await redis.zcard(Keys.events) == 1
+
+
+async def test_an_eviction_policy_is_reported_once_per_change(
+    store: Store, redis: aioredis.Redis
+) -> None:
+    """Every process watches the policy; the script reports each change once for all."""
+    types = (ops.EVICTION_POLICY_UNSAFE, ops.EVICTION_POLICY_RESTORED)
+
+    async def report(policy: str) -> list[str]:
+        return await store.ops.report_eviction_policy(
+            policy, "noeviction", ops.OPS_SOURCE, types, now_ms()
+        )
+
+    assert await report("noeviction") == []  # nothing was reported: nothing to restore
+    [unsafe] = await report("allkeys-lru")
+    assert await report("allkeys-lru") == []  # a second process, the same change
+    [other] = await report("volatile-lru")
+    [restored] = await report("noeviction")
+    assert await report("noeviction") == []
+    bodies = [orjson.loads(await redis.get(Keys.event_body(i))) for i in (unsafe, other, restored)]
+    assert [(b["type"], b["data"]["maxmemory_policy"]) for b in bodies] == [
+        (ops.EVICTION_POLICY_UNSAFE, "allkeys-lru"),
+        (ops.EVICTION_POLICY_UNSAFE, "volatile-lru"),
+        (ops.EVICTION_POLICY_RESTORED, "noeviction"),
+    ]
+    # Each waits for fan-out to the subscriptions of _relay.ops, like every operational event.
+    assert await redis.zscore(Keys.unfanned, unsafe) is not None
