@@ -6,8 +6,9 @@ Every ``RELAY_REDIS_CHECK_INTERVAL_S``:
   from ``noeviction`` is logged once (``redis.evicting``, error), makes ingest answer 503
   and ``/readyz`` not ready, and is reported as an operational event (once for all
   processes); its return is logged and reported the same way.
-- whether a full Redis takes writes again: during an out-of-memory outage, one small write
-  (reads go on while writes are refused, so only a write can end it).
+- whether Redis takes writes: one small write. A refusal (``OOM``) starts an out-of-memory
+  outage even in a process with nothing else to write; a success ends one (reads go on
+  while writes are refused, so only a write can end it).
 - Redis's clock against ours (``TIME``), so that the ingest script can refuse work that
   reaches Redis after the request gave up on it (:meth:`RedisHealth.redis_deadline_ms`).
 
@@ -27,7 +28,7 @@ from redis.asyncio import Redis
 
 from config.settings import Settings
 from relay.delivery import queue
-from relay.delivery.connection import API, OUT_OF_MEMORY, UNAVAILABLE, RedisHealth, redis_client
+from relay.delivery.connection import API, UNAVAILABLE, RedisHealth, redis_client
 from relay.domain import ops
 from relay.domain.clock import now_ms
 from relay.domain.eviction import REQUIRED_POLICY, eviction_problem
@@ -68,9 +69,10 @@ class RedisWatch:
 
     async def check(self) -> None:
         housekeeping = self._store.housekeeping
-        if self._health.cause == OUT_OF_MEMORY:
-            await housekeeping.probe_write()
-            self._health.wrote()
+        # A full Redis is seen here even by a process with nothing to write (an idle API's
+        # /readyz), and its end too: reads go on while writes are refused.
+        await housekeeping.probe_write()
+        self._health.wrote()
         policy = await housekeeping.memory_policy()
         problem = eviction_problem(policy)
         if self._health.set_evicting(policy if problem else None):

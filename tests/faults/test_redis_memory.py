@@ -179,7 +179,9 @@ def test_a_full_redis_is_an_outage_ridden_out_by_every_process(
         assert log.count('"redis.unavailable"') == 1, name
         assert log.count('"redis.recovered"') == 1, name
         assert '"out_of_memory"' in log
-    assert "Traceback" not in stack.log("late_worker")
+    late_log = stack.log("late_worker")
+    assert "Traceback" not in late_log
+    assert '"worker.started"' in late_log  # once memory returned
     with stack.client() as client:
         metrics = client.get("/metrics").text
     assert 'relay_redis_outages_total{cause="out_of_memory"} 1.0' in metrics
