@@ -86,8 +86,9 @@ class LaneRunner:
                     )
                     made += len(done)
                     # Attempts record their own outcome; one that could not (Redis away or
-                    # full) ends the job: its claims run out and are handed out again. Every
-                    # error is read, or asyncio logs each one left unread at exit.
+                    # full, past its lease) ends this drain, and its claim runs out and is
+                    # handed out again. Every error is read, or asyncio logs each one left
+                    # unread at exit.
                     errors = [e for task in done if (e := task.exception()) is not None]
                     if errors:
                         raise errors[0]
