@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # serve/worker wait this long at start for Redis to answer (started together with it),
     # then exit 1 with one line saying what to fix; 0 waits as long as it takes.
     redis_start_timeout_s: float = Field(default=10.0, ge=0, le=3600)
+    # Every process reads Redis's maxmemory-policy and clock this often, and tries a small
+    # write (is Redis full, or taking writes again?).
+    redis_check_interval_s: float = Field(default=5.0, gt=0, le=300)
     data_dir: Path = DEFAULT_DATA_DIR
     queue_name: str = DEFAULT_QUEUE
 

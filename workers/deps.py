@@ -27,6 +27,7 @@ class WorkerDeps:
     subscriptions: SubscriptionCache  # for the recovery cron's fan-out
     worker_id: str
     heartbeat: asyncio.Task[None] | None = None
+    watch: asyncio.Task[None] | None = None  # relay.delivery.redis_watch
     # False once the worker stops taking new jobs (SIGTERM: it finishes what it runs).
     picking: bool = True
     # The worker's view of Redis (outages), shared by its clients.

@@ -20,6 +20,7 @@ import os
 import secrets
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import prometheus_client
@@ -30,11 +31,12 @@ from arq.worker import Worker, func
 from redis.exceptions import WatchError
 
 from config.settings import Settings
-from relay.delivery import outbound, queue
+from relay.delivery import ops, outbound, queue
 from relay.delivery.attempt import Attempter
 from relay.delivery.connection import UNAVAILABLE, RedisHealth
 from relay.delivery.fanout import SubscriptionCache
 from relay.delivery.lane import LaneRunner, observe_lanes
+from relay.delivery.redis_watch import RedisWatch
 from relay.domain.clock import now_ms
 from relay.domain.sharing import jobs_to_take
 from relay.runtime import settle_after_startup
@@ -54,6 +56,8 @@ _OUTAGE_POLL_S = 1.0
 _GAUGES_EVERY = 5
 # A stop lets the poll loop end by itself this long before cancelling it.
 _STOP_GRACE_S = 5.0
+# With Redis away at stop, the tidying up (forgetting this worker) is given this long.
+_CLOSE_DURING_OUTAGE_S = 1.0
 # A connection lost while arq watches a job's key surfaces as WatchError, not ConnectionError.
 _POLL_OUTAGE = (*UNAVAILABLE, WatchError)
 
@@ -75,15 +79,31 @@ class RelayWorker(Worker):
 
     async def main(self) -> None:
         # Before ARQ's start-up reads Redis: waiting here is waiting like a later outage.
+        if not await self._through_outages(self.pool.ping):
+            return  # stopped while waiting for Redis
+        start = self.on_startup
+        if start is not None:
+            # Start-up writes (a full Redis refuses them though it answers PING): it waits
+            # for Redis to take them, as the poll loop does later.
+            self.on_startup = None
+            self.ctx["redis"] = self.pool
+            if not await self._through_outages(lambda: start(self.ctx)):
+                return
+        await super().main()
+
+    async def _through_outages(self, step: Callable[[], Awaitable[object]]) -> bool:
+        """Run ``step`` until Redis lets it through; False if the worker was stopped first."""
         while True:
             try:
-                await self.pool.ping()
-                break
+                await step()
+                return True
             except UNAVAILABLE:
-                if self.burst and self.max_burst_jobs == 0:
-                    return  # stopped while waiting for Redis
+                if self._stopped():
+                    return False
                 await asyncio.sleep(_OUTAGE_POLL_S)
-        await super().main()
+
+    def _stopped(self) -> bool:
+        return self.burst and self.max_burst_jobs == 0
 
     async def _poll_iteration(self) -> None:
         try:
@@ -193,17 +213,24 @@ def build_worker(
     health: RedisHealth | None = None,
 ) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
+        # Redis first: a full or absent Redis makes this run again (RelayWorker.main), and
+        # nothing below the two writes is made twice.
         store = Store(ctx["redis"], queue.job_queue(settings.queue_name), settings.retention_ms)
+        worker_id = ctx.setdefault(
+            "worker_id", f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        )
         moved = await store.lanes.migrate_legacy(now_ms())
         if moved:
             log.warning("worker.migrated_to_lanes", deliveries=moved)
+        # The first beat before the first poll: the fair share of lanes counts this worker.
+        await store.housekeeping.heartbeat(worker_id, now_ms())
         # Every lane job may have a subscription's full concurrency in flight at once.
         sender = outbound.make_sender(
             settings.worker_max_jobs * settings.max_concurrency_per_subscription,
             settings.address_guard,
         )
         attempter = Attempter(store, sender, settings)
-        worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        redis_health = health or RedisHealth()
         deps = WorkerDeps(
             settings=settings,
             store=store,
@@ -211,11 +238,13 @@ def build_worker(
             lanes=LaneRunner(store, attempter, settings, worker_id),
             subscriptions=SubscriptionCache(store),
             worker_id=worker_id,
-            health=health or RedisHealth(),
+            health=redis_health,
         )
-        # The first beat before the first poll: the fair share of lanes counts this worker.
-        await store.housekeeping.heartbeat(worker_id, now_ms())
         deps.heartbeat = asyncio.create_task(_heartbeat(deps))
+        watch = RedisWatch(
+            store, redis_health, settings, lambda ids: ops.publish(store, deps.subscriptions, ids)
+        )
+        deps.watch = watch.start()
         ctx["deps"] = deps
         settle_after_startup()
         if settings.worker_metrics_port:
@@ -233,6 +262,8 @@ def build_worker(
         if deps is None:
             log.info("worker.stopped", worker_id=None)
             return
+        if deps.watch is not None:
+            deps.watch.cancel()
         if deps.heartbeat is not None:
             deps.heartbeat.cancel()
             with contextlib.suppress(Exception):
@@ -289,8 +320,20 @@ async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None
         if task is not None and task.cancelling():
             raise
     finally:
-        try:
+        await _close(worker, health)
+
+
+async def _close(worker: Worker, health: RedisHealth) -> None:
+    """Tidy up after the last job: wait for jobs still running, forget this worker in Redis.
+    With Redis away, the forgetting would wait out the connection's retries (about 15 s for
+    each command, past the 30 s Kubernetes gives a pod): Redis expires all of it anyway."""
+    try:
+        if health.down_since is None:
             await worker.close()
-        except UNAVAILABLE:
-            # Stopped during an outage: nothing left to tidy that Redis would not expire.
-            log.info("worker.stopped", redis="unavailable")
+            return
+        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+        async with asyncio.timeout(_CLOSE_DURING_OUTAGE_S):
+            await worker.close()
+    except (*UNAVAILABLE, TimeoutError):
+        # Stopped during an outage: nothing left to tidy that Redis would not expire.
+        log.info("worker.stopped", redis="unavailable")

@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from relay.delivery import ops
+from relay.delivery.connection import UNAVAILABLE
 from relay.delivery.fanout import fan_out, stored_event
 from relay.domain.clock import now_ms
 from relay.storage import HEARTBEAT_S, HOLDER_STALE_MS
@@ -31,6 +32,14 @@ log = structlog.get_logger("relay.recovery")
 
 async def recover(ctx: dict[str, Any]) -> dict[str, int]:
     deps = WorkerDeps.of(ctx)
+    try:
+        return await _recover(deps)
+    except UNAVAILABLE:
+        # Redis away or full (the outage is logged once): the next run does it all again.
+        return {"interrupted": 1}
+
+
+async def _recover(deps: WorkerDeps) -> dict[str, int]:
     store, settings = deps.store, deps.settings
     now = now_ms()
 
@@ -42,6 +51,8 @@ async def recover(ctx: dict[str, Any]) -> dict[str, int]:
             if event is not None and (await fan_out(store, deps.subscriptions, [event]))[0]:
                 fanned += 1
                 log.warning("recovery.fanned_out", event_id=event_id)
+        except UNAVAILABLE:
+            raise
         except Exception:
             # One bad event must not hold up the others, nor the lanes below.
             log.exception("recovery.fanout_failed", event_id=event_id)

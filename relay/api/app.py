@@ -23,9 +23,11 @@ from relay.api import (
 from relay.api.bodies import BodyBudget
 from relay.api.methods import AllowedMethods
 from relay.api.services import Services
-from relay.delivery import outbound, queue
+from relay.delivery import ops, outbound, queue
 from relay.delivery.attempt import Attempter
-from relay.delivery.connection import API, UNAVAILABLE, redis_client
+from relay.delivery.connection import API, UNAVAILABLE, RedisHealth, redis_client
+from relay.delivery.fanout import SubscriptionCache
+from relay.delivery.redis_watch import RedisWatch
 from relay.observability import logs
 from relay.runtime import settle_after_startup
 from relay.storage import Store
@@ -40,12 +42,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Connects on first use: the API starts, and answers 503, while Redis is away.
-        redis = redis_client(settings, API, Redis)
+        health = RedisHealth.for_settings(settings)
+        redis = redis_client(settings, API, Redis, health)
         # Lanes are armed from Lua in the fan-out step: the API needs no ARQ connection.
         store = Store(redis, queue.job_queue(settings.queue_name), settings.retention_ms)
         sender = outbound.make_sender(64, settings.address_guard)
         attempter = Attempter(store, sender, settings)
-        services = app.state.services = Services.build(settings, store, attempter)
+        services = app.state.services = Services.build(settings, store, attempter, health)
+        cache = SubscriptionCache(store)
+        watch = RedisWatch(store, health, settings, lambda ids: ops.publish(store, cache, ids))
+        watching = watch.start()
         try:
             for source in await store.sources.all():
                 if source.verification.scheme == "none":
@@ -59,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            watching.cancel()
             await services.fanout.close()
             await sender.aclose()
             await redis.aclose()

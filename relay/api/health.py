@@ -9,8 +9,10 @@ from fastapi.responses import JSONResponse
 
 from relay.api.deps import ServicesDep
 from relay.api.problems import Problem, problem_response
+from relay.delivery.connection import OUT_OF_MEMORY
 from relay.delivery.lane import observe_lanes
 from relay.domain.clock import now_ms
+from relay.domain.eviction import eviction_problem
 from relay.observability import metrics
 from relay.storage import HEARTBEAT_STALE_MS
 
@@ -25,8 +27,16 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "Not ready, with the reason."}})
 async def readyz(services: ServicesDep) -> JSONResponse:
-    """Ready when Redis answers and a worker's heartbeat was seen in the last 15 s."""
+    """Ready when Redis answers, takes writes, keeps every key (``maxmemory-policy
+    noeviction``) and a worker's heartbeat was seen in the last 15 s."""
     housekeeping = services.store.housekeeping
+    health = services.health
+    if health.evicting is not None:
+        detail = eviction_problem(health.evicting) or ""
+        return problem_response(Problem(503, detail, title="Not ready", reason="evicting"))
+    if health.cause == OUT_OF_MEMORY:
+        detail = "Redis is out of memory (it reached maxmemory): it refuses writes"
+        return problem_response(Problem(503, detail, title="Not ready", reason=OUT_OF_MEMORY))
     try:
         async with asyncio.timeout(2):
             await housekeeping.ping()

@@ -11,9 +11,9 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse, Response
 
 from relay.api.deps import ServicesDep
-from relay.api.problems import Problem, problem_docs
+from relay.api.problems import Problem, problem_docs, unavailable
 from relay.delivery.fanout import EventRef
-from relay.delivery.ingest import Challenge, TooLong, UnknownSource
+from relay.delivery.ingest import Challenge, NotStored, TooLong, UnknownSource
 from relay.domain import ids
 from relay.domain.models import IngestAccepted
 from relay.domain.verification import VerificationError
@@ -68,7 +68,7 @@ def _rejected(bound: structlog.stdlib.BoundLogger, source: str, reason: str, sta
                 }
             },
         },
-        **problem_docs(400, 401, 404, 408, 413, 431),
+        **problem_docs(400, 401, 404, 408, 413, 431, 503),
     },
     openapi_extra={"requestBody": {"content": {"*/*": {}}, "required": False}},
 )
@@ -100,6 +100,9 @@ async def ingest(
     except TooLong as exc:
         _rejected(bound, source, f"{exc.field}_too_long", 400)
         raise Problem(400, str(exc), reason=f"{exc.field}_too_long", header=exc.header) from None
+    except NotStored as exc:
+        _rejected(bound, source, exc.reason, 503)
+        raise unavailable(exc.reason, exc.detail) from None
     except VerificationError as exc:
         _rejected(bound, source, exc.reason, 401)
         raise Problem(401, exc.detail, title="Verification failed", reason=exc.reason) from None

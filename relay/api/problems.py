@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -102,6 +103,37 @@ def problem_response(problem: Problem) -> JSONResponse:
     )
 
 
+def unavailable(reason: str, detail: str, retry_after_s: int = 5) -> Problem:
+    """A 503 the sender should retry (webhook providers do on a 5xx), after ``Retry-After``."""
+    return Problem(503, detail, headers={"retry-after": str(retry_after_s)}, reason=reason)
+
+
+def storage_problem(exc: Exception, *, ingest: bool) -> Problem:
+    """What a request that met a Redis outage is told, saying exactly what was stored."""
+    if isinstance(exc, OutOfMemoryError):
+        # Redis refuses a write (a script: before its first one) when it is full.
+        return unavailable(
+            "redis_out_of_memory",
+            "Redis is out of memory (it reached maxmemory and refuses writes): nothing was "
+            "stored, try again later",
+            retry_after_s=30,
+        )
+    if isinstance(exc, RedisTimeoutError):
+        if ingest:
+            # relay.storage.lua.ingest refuses work that reaches Redis past this deadline.
+            return unavailable(
+                "redis_timeout",
+                "Redis did not answer in time: nothing was stored (the relay's Redis refuses "
+                "a webhook that reaches it after the request's deadline), try again",
+            )
+        return unavailable(
+            "redis_timeout",
+            "Redis did not answer in time: the change may or may not have been made; read it "
+            "back before trying again",
+        )
+    return unavailable("redis_unavailable", "storage is unavailable; nothing was stored, try again")
+
+
 # What FastAPI raises (as a 400) for a body it cannot decode at all: invalid UTF-8, or
 # nesting past the parser's recursion limit.
 _FASTAPI_BODY_ERROR = "There was an error parsing the body"
@@ -136,12 +168,11 @@ def install(app: FastAPI) -> None:
         return problem_response(problem)
 
     async def on_redis_down(request: Request, exc: Exception) -> JSONResponse:
-        # Nothing was stored: the sender should try again (webhook providers do on a 5xx).
-        log.error("api.redis_unavailable", path=request.url.path, error=exc.__class__.__name__)
-        return problem_response(
-            Problem(503, "storage is unavailable; nothing was stored, try again",
-                    headers={"retry-after": "5"})
-        )  # fmt: skip
+        # The outage is logged once by relay.delivery.connection; this is the request's line.
+        problem = storage_problem(exc, ingest=request.scope["path"].startswith("/ingest/"))
+        log.info("request.refused", path=request.scope["path"], status=503,
+                 reason=problem.extra["reason"])  # fmt: skip
+        return problem_response(problem)
 
     async def on_disconnect(request: Request, exc: Exception) -> Response:
         # The client left mid-body, or relay.api.protocol timed it out: nobody reads an
@@ -158,5 +189,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(RedisConnectionError, on_redis_down)
     app.add_exception_handler(RedisTimeoutError, on_redis_down)
+    app.add_exception_handler(OutOfMemoryError, on_redis_down)
     app.add_exception_handler(ClientDisconnect, on_disconnect)
     app.add_exception_handler(Exception, on_unexpected)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from config.settings import Settings
 from relay.delivery.attempt import Attempter
+from relay.delivery.connection import UNAVAILABLE, RedisHealth
 from relay.delivery.fanout import FanoutBatcher, Planned, SubscriptionCache
 from relay.delivery.ingest import Ingestor
 from relay.delivery.preview import Previews
@@ -25,19 +27,25 @@ class Services:
     subscriptions: Subscriptions
     replays: Replays
     previews: Previews
+    # This process's view of Redis: outages, eviction policy, clock.
+    health: RedisHealth
 
     @classmethod
-    def build(cls, settings: Settings, store: Store, attempter: Attempter) -> Services:
+    def build(
+        cls, settings: Settings, store: Store, attempter: Attempter, health: RedisHealth
+    ) -> Services:
         async def attempt_best_effort(planned: Planned) -> None:
             # Best-effort deliveries get their one attempt here, right after fan-out; the
-            # lane takes one over only if this process dies before recording it.
+            # lane takes one over only if this process dies before recording it (or Redis
+            # goes away first: the claim's lease runs out).
             if planned.inline:
-                await attempter.attempt_all(planned.inline)
+                with contextlib.suppress(*UNAVAILABLE):
+                    await attempter.attempt_all(planned.inline)
 
         return cls(
             settings=settings,
             store=store,
-            ingestor=Ingestor(store, settings),
+            ingestor=Ingestor(store, settings, health),
             attempter=attempter,
             fanout=FanoutBatcher(
                 store,
@@ -50,4 +58,5 @@ class Services:
             subscriptions=Subscriptions(store, attempter, settings),
             replays=Replays(store),
             previews=Previews(store, settings),
+            health=health,
         )

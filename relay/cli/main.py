@@ -27,6 +27,7 @@ from relay.cli.admin import admin_app
 from relay.cli.client import DEV_TOKEN_NAME
 from relay.delivery import queue
 from relay.delivery.connection import RedisHealth, first_answer, redacted_target
+from relay.delivery.redis_watch import startup_problem
 from relay.devtools.embedded_redis import EmbeddedRedis
 from relay.domain.clock import rfc3339
 from relay.observability import logs
@@ -87,7 +88,8 @@ def _settings(*, needs_redis: bool = False, **overrides: object) -> Settings:
 def _wait_for_redis(settings: Settings) -> None:
     """Redis must answer within RELAY_REDIS_START_TIMEOUT_S: a wrong address or a Redis that
     never came is one line and exit status 1, not a process that looks alive and does
-    nothing. Once running, an outage is ridden out instead (relay.delivery.connection)."""
+    nothing. Once running, an outage is ridden out instead (relay.delivery.connection).
+    A Redis whose maxmemory-policy is not noeviction is one line and exit status 2."""
     timeout = settings.redis_start_timeout_s
     why = asyncio.run(first_answer(settings, timeout))
     if why is not None:
@@ -98,6 +100,12 @@ def _wait_for_redis(settings: Settings) -> None:
             err=True,
         )
         raise typer.Exit(1)
+    # An evicting Redis loses accepted events without a word: refuse it as a mistake in
+    # the configuration (one line, exit 2), before anything is accepted.
+    problem = asyncio.run(startup_problem(settings))
+    if problem is not None:
+        typer.echo(f"relay: {problem}", err=True)
+        raise typer.Exit(2)
 
 
 # `relay dev` delivers to loopback and private networks unless RELAY_ALLOWED_PRIVATE_NETWORKS
@@ -220,6 +228,8 @@ def dev(host: HostOpt = None, port: PortOpt = None) -> None:
         redis = EmbeddedRedis(settings.data_dir).start()
         settings = settings.model_copy(update={"redis_url": redis.url})
         log.info("dev.redis_started", url=redis.url, data_dir=str(settings.data_dir))
+    else:
+        _wait_for_redis(settings)
     if settings.admin_token is None:
         from pydantic import SecretStr
 

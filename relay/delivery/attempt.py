@@ -7,12 +7,14 @@ Both the ARQ delivery job and the API's best-effort fan-out make attempts throug
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from urllib.parse import quote, urlsplit
 
 import structlog
+from redis.exceptions import OutOfMemoryError
 from structlog.contextvars import bound_contextvars
 
 from config.settings import Settings
@@ -40,6 +42,7 @@ from relay.domain.transforms import TransformFailed
 from relay.domain.transitions import after_attempt
 from relay.observability import metrics
 from relay.storage import AlreadyRecorded, DeliveryContext, OpsContext, Store
+from relay.storage.deliveries import Recorded
 
 log = structlog.get_logger("relay.delivery")
 
@@ -50,6 +53,8 @@ _TRANSFORM_INLINE_BYTES = 64 * 1024
 
 # A claim outlives the HTTP deadline by this much, so a slow but live attempt keeps it.
 LEASE_MARGIN_S = 5.0
+# While Redis is full, an attempt tries to record its outcome this often.
+_RECORD_RETRY_S = 0.5
 
 
 class Policies:
@@ -282,8 +287,9 @@ class Attempter:
         may_report = (
             moved.status is DeliveryStatus.DEAD or moved.disable_subscription or clock.disable
         )
-        try:
-            recorded = await self.store.deliveries.record(
+
+        async def record_it() -> Recorded:
+            return await self.store.deliveries.record(
                 ctx, record, now_ms=finished_ms,
                 disable_reason="410 Gone from the receiver" if moved.disable_subscription else None,
                 # A failed subscription test is an answer, not a dead letter to replay later.
@@ -293,6 +299,9 @@ class Attempter:
                 hold_until_ms=None if hold_s is None else finished_ms + int(hold_s * 1000),
                 ops=self._ops_context(ctx, finished_ms) if may_report and not give_up else None,
             )  # fmt: skip
+
+        try:
+            recorded = await self._record_while_full(record_it, ctx.delivery.mode)
         except AlreadyRecorded:
             log.warning("delivery.record_conflict", attempt=attempt)
             return None
@@ -305,6 +314,23 @@ class Attempter:
             finished_ms, disabled=disabled is not None,
         )  # fmt: skip
         return record
+
+    async def _record_while_full(
+        self, record_it: Callable[[], Awaitable[Recorded]], mode: DeliveryMode
+    ) -> Recorded:
+        """Record an attempt, waiting while Redis is full (it refuses the script before it
+        runs, so trying again is safe) for as long as the claim's lease: an outcome recorded
+        once memory returns is not sent again. Past that the error goes up, the claim runs
+        out and the delivery is attempted again (same webhook-id). A connection outage is
+        retried by the connection itself (relay.delivery.connection)."""
+        give_up = time.monotonic() + self.lease_ms(mode) / 1000
+        while True:
+            try:
+                return await record_it()
+            except OutOfMemoryError:
+                if time.monotonic() + _RECORD_RETRY_S >= give_up:
+                    raise
+                await asyncio.sleep(_RECORD_RETRY_S)
 
     def _ops_context(self, ctx: DeliveryContext, now: int) -> OpsContext | None:
         """Room for the two events an attempt may report (its delivery died, it disabled

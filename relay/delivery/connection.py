@@ -14,7 +14,11 @@ Redis restart, a failover or a stall the same way, through redis-py's own config
 
 :class:`RedisHealth` sees every command's outcome through the retry object and logs an
 outage once when it starts (``redis.unavailable``) and once when it ends
-(``redis.recovered``), instead of a traceback per failed call.
+(``redis.recovered``), instead of a traceback per failed call. A Redis that refuses writes
+because it reached ``maxmemory`` (``OOM``, with ``noeviction``) is an outage like a
+stopped one: every caller that rides out an outage rides out this one too. It ends when
+a write is taken again (:mod:`relay.delivery.redis_watch` tries one), not at the next
+answered read.
 
     redis = redis_client(settings, API, Redis)             # redis.asyncio.Redis
     pool = redis_client(settings, WORKER, cls=ArqRedis)    # ARQ's pool, same rules
@@ -35,16 +39,22 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.settings import Settings
+from relay.observability import metrics
 
 log = structlog.get_logger("relay.redis")
 
 # What "Redis is away" looks like to a caller once the retries are spent (LOADING after a
-# restart is a ConnectionError too; redis-py wraps socket errors in these).
-UNAVAILABLE = (RedisConnectionError, RedisTimeoutError)
+# restart is a ConnectionError too; redis-py wraps socket errors in these). A full Redis
+# refuses each write before running it (a script, before its first write): nothing is
+# half done, and the caller waits and tries again as for a stopped Redis.
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError)
+
+# Why Redis is unavailable, for /readyz, the metrics and the log line.
+UNREACHABLE, OUT_OF_MEMORY = "unreachable", "out_of_memory"
 
 R = TypeVar("R", bound=Redis)
 T = TypeVar("T")
@@ -66,17 +76,32 @@ _BACKOFF_CAP_S, _BACKOFF_BASE_S = 2.0, 0.05
 # A stopped Redis still accepts TCP connections (the kernel does): a success this soon after
 # a failure is a reconnect, not the end of the outage.
 _SETTLE_S = 1.0
+# A script refuses work that reaches Redis this close to the time its caller gives up
+# (a tenth of the socket timeout, at least 20 ms): its answer must still get back in time.
+_DEADLINE_MARGIN, _DEADLINE_MARGIN_MIN_MS = 0.1, 20.0
 
 
 class RedisHealth:
-    """Logs the start and the end of an outage once each, whatever the number of calls."""
+    """Logs the start and the end of an outage once each, whatever the number of calls.
+
+    ``cause`` says what kind of outage it is (``unreachable``, ``out_of_memory``), None
+    outside one; ``evicting`` is the ``maxmemory-policy`` found when it is not
+    ``noeviction`` (set by :mod:`relay.delivery.redis_watch`). Both are exported as
+    ``relay_redis_unavailable`` and answered by ``/readyz``.
+    """
 
     def __init__(self, target: str = "") -> None:
         self.target = target  # where Redis is looked for: what an operator would check
         self.down_since: float | None = None
+        self.cause: str | None = None
         self.last_failure = float("-inf")
         self.recovered_at = float("-inf")
         self.failures = 0
+        self.evicting: str | None = None
+        # Redis's clock minus ours (ms), and how far that estimate may be off; None until
+        # measured (relay.delivery.redis_watch).
+        self.clock_offset_ms: int | None = None
+        self.clock_error_ms = 0
 
     @classmethod
     def for_settings(cls, settings: Settings) -> RedisHealth:
@@ -85,16 +110,53 @@ class RedisHealth:
     def failed(self, error: BaseException) -> None:
         self.failures += 1
         self.last_failure = time.monotonic()
+        cause = OUT_OF_MEMORY if isinstance(error, OutOfMemoryError) else UNREACHABLE
         if self.down_since is None:
             self.down_since = time.monotonic()
-            log.warning("redis.unavailable", redis=self.target, error=describe(error))
+            log.warning("redis.unavailable", redis=self.target, cause=cause, error=describe(error))
+            metrics.REDIS_OUTAGES.labels(cause).inc()
+        if cause != self.cause and (self.cause is None or cause == OUT_OF_MEMORY):
+            # A full Redis that also drops a connection is still full until a write is taken.
+            self._set_cause(cause)
 
     def ok(self) -> None:
+        """A command was answered. Reads go on while a full Redis refuses writes: that
+        outage ends only with :meth:`wrote`."""
+        if self.cause != OUT_OF_MEMORY:
+            self._end()
+
+    def wrote(self) -> None:
+        """A write was taken: whatever the outage was, it is over."""
+        self._end()
+
+    def _end(self) -> None:
         if self.down_since is not None and time.monotonic() - self.last_failure >= _SETTLE_S:
             down_s = round(time.monotonic() - self.down_since, 2)
-            log.info("redis.recovered", down_s=down_s, failed_calls=self.failures)
+            log.info("redis.recovered", down_s=down_s, failed_calls=self.failures, cause=self.cause)
             self.down_since, self.failures = None, 0
+            self._set_cause(None)
             self.recovered_at = time.monotonic()
+
+    def _set_cause(self, cause: str | None) -> None:
+        for known in (UNREACHABLE, OUT_OF_MEMORY):
+            metrics.REDIS_UNAVAILABLE.labels(known).set(1 if known == cause else 0)
+        self.cause = cause
+
+    def set_evicting(self, policy: str | None) -> bool:
+        """The eviction policy just read (None: ``noeviction``); whether it changed."""
+        changed = policy != self.evicting
+        self.evicting = policy
+        metrics.REDIS_EVICTING.set(1 if policy else 0)
+        return changed
+
+    def redis_deadline_ms(self, after_s: float) -> int:
+        """``after_s`` from now on Redis's clock, less the estimate's error and a margin for
+        the answer's way back; 0 (no deadline) until Redis's clock was read."""
+        if self.clock_offset_ms is None:
+            return 0
+        margin_ms = max(_DEADLINE_MARGIN_MIN_MS, after_s * 1000 * _DEADLINE_MARGIN)
+        redis_now_ms = time.time() * 1000 + self.clock_offset_ms
+        return int(redis_now_ms + after_s * 1000 - margin_ms - self.clock_error_ms)
 
     def steady_for_s(self) -> float:
         """Seconds since the last outage ended (0 during one; inf if there was none)."""
@@ -124,7 +186,12 @@ class _ObservedRetry(Retry):
             self._health.failed(error)
             await fail(error)
 
-        result = await super().call_with_retry(do, failed)
+        try:
+            result = await super().call_with_retry(do, failed)
+        except OutOfMemoryError as exc:
+            # Not retried here (it is no connection fault), but an outage all the same.
+            self._health.failed(exc)
+            raise
         # A connect returns None, and a stopped Redis's kernel still accepts connections: only
         # a reply (commands that find nothing aside) says Redis is back.
         if result is not None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
-from relay.delivery.connection import UNAVAILABLE
+from relay.delivery.connection import UNAVAILABLE, describe
 from relay.domain.clock import now_ms
 from relay.domain.filters import EventFacts
 from relay.domain.ids import new_id
@@ -296,6 +296,12 @@ class FanoutBatcher:
     ) -> None:
         try:
             planned = await self._fan_out_through_outages(batch)
+        except UNAVAILABLE as exc:
+            # The outage itself is logged once (relay.delivery.connection): one line per
+            # batch, no traceback per event.
+            log.warning("fanout.deferred", events=len(batch), error=describe(exc))
+            done.set_result({})
+            return
         except Exception:
             # The events are safe in Redis; the worker's recovery cron fans them out later.
             for event in batch:

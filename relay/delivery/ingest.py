@@ -11,11 +11,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from config.settings import Settings
+from relay.delivery.connection import RedisHealth
 from relay.domain.clock import now_ms
+from relay.domain.eviction import eviction_problem
 from relay.domain.ids import new_id
 from relay.domain.models import Source
 from relay.domain.verification import Verified, check_headers, verify
 from relay.storage import IngestResult, NewEvent, Store
+
+LATE = (
+    "Redis answered after this request's deadline, and so refused it: nothing was stored, try again"
+)
 
 
 class UnknownSource(LookupError):
@@ -37,6 +43,19 @@ class TooLong(ValueError):
         self.header = header
 
 
+class NotStored(Exception):
+    """Redis cannot take the event now and nothing was stored: the sender should try again.
+
+    ``reason``: ``evicting`` (Redis's maxmemory-policy may drop it) or ``late`` (it reached
+    Redis after the request's deadline, so the script refused it).
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
 @dataclass(frozen=True, slots=True)
 class Challenge:
     """The provider wants an answer, not an event (Slack's url_verification)."""
@@ -53,9 +72,10 @@ class Stored:
 
 
 class Ingestor:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, health: RedisHealth | None = None) -> None:
         self.store = store
         self.settings = settings
+        self.health = health or RedisHealth()
         self._sources: dict[str, tuple[Source, str]] = {}
 
     async def source(self, name: str, *, fresh: bool = False) -> tuple[Source, str]:
@@ -85,6 +105,8 @@ class Ingestor:
     ) -> Stored | Challenge:
         """Verify and store one webhook. ``headers`` has lower-case names."""
         source, rev = await self.source(name)
+        if self.health.evicting is not None:
+            raise NotStored("evicting", eviction_problem(self.health.evicting) or "")
         for _ in range(3):
             verified = verify(source.verification, headers, body, now=now_ms() / 1000)
             if verified.challenge is not None:
@@ -102,7 +124,14 @@ class Ingestor:
                 body=body,
                 idempotency_key=idem,
             )
-            result = await self.store.events.ingest(event, self.settings.idempotency_ttl_s)
+            # This process answers 503 once Redis has not answered within the socket
+            # timeout: the script must not store what reaches Redis after that.
+            deadline = self.health.redis_deadline_ms(self.settings.redis_socket_timeout_s)
+            result = await self.store.events.ingest(
+                event, self.settings.idempotency_ttl_s, deadline
+            )
+            if result.status == "late":
+                raise NotStored("late", LATE)
             if result.status != "stale":
                 return Stored(result, name, event_type, event.headers)
             # The source changed since we cached it: verify again against what Redis holds.

@@ -18,6 +18,7 @@ import structlog
 
 from config.settings import Settings
 from relay.delivery.attempt import Attempter
+from relay.delivery.connection import UNAVAILABLE
 from relay.domain.clock import now_ms
 from relay.domain.models import Attempt, DeliveryMode, Subscription
 from relay.observability import metrics
@@ -84,11 +85,13 @@ class LaneRunner:
                         tasks, timeout=wait, return_when=asyncio.FIRST_COMPLETED
                     )
                     made += len(done)
-                    for task in done:
-                        # Attempts record their own outcome; one that could not (Redis
-                        # away) ends the job: its claims run out and are handed out again.
-                        if (error := task.exception()) is not None:
-                            raise error
+                    # Attempts record their own outcome; one that could not (Redis away or
+                    # full, past its lease) ends this drain, and its claim runs out and is
+                    # handed out again. Every error is read, or asyncio logs each one left
+                    # unread at exit.
+                    errors = [e for task in done if (e := task.exception()) is not None]
+                    if errors:
+                        raise errors[0]
                     continue
                 if claim is not None and claim.status == "ok":
                     continue
@@ -107,6 +110,13 @@ class LaneRunner:
                 )
                 if decision != "more":
                     return made
+        except UNAVAILABLE:
+            # Redis away or full: attempts in flight still record their outcome once it is
+            # back (each waits up to its lease), so a receiver that got one does not get it
+            # again. Wait for them before the job gives up or drains again.
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         finally:
             # Cancelled (shutdown past its grace): attempts in flight keep their claims until
             # their leases run out, then the lane hands them out again.

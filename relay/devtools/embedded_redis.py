@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -46,9 +47,13 @@ def free_port() -> int:
 class EmbeddedRedis:
     """Start with ``with EmbeddedRedis(data_dir) as redis: redis.url``; stops on exit."""
 
-    def __init__(self, data_dir: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path | None = None, port: int | None = None, options: Sequence[str] = ()
+    ) -> None:
+        """``options``: more redis-server options (``"--maxmemory", "2mb"``), after ours."""
         self.data_dir = data_dir
         self.port = port or free_port()
+        self.options = tuple(options)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,6 +68,8 @@ class EmbeddedRedis:
             "--save", "",
             "--protected-mode", "yes",
             "--loglevel", "warning",
+            # The relay's requirement (relay.domain.eviction), whatever a redis.conf says.
+            "--maxmemory-policy", "noeviction",
         ]  # fmt: skip
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -73,6 +80,7 @@ class EmbeddedRedis:
             ]  # fmt: skip
         else:
             args += ["--appendonly", "no"]
+        args += self.options
         self.process = subprocess.Popen(  # noqa: S603 - a fixed argument list, no shell
             args,
             stdout=subprocess.DEVNULL,

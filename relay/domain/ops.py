@@ -21,6 +21,9 @@ BACKLOG_EXCEEDED = "subscription.backlog_exceeded"
 BACKLOG_RECOVERED = "subscription.backlog_recovered"
 DEAD_LETTERS_EXCEEDED = "subscription.dead_letters_exceeded"
 DEAD_LETTERS_RECOVERED = "subscription.dead_letters_recovered"
+# Redis's maxmemory-policy is not noeviction (relay.domain.eviction), and back to it.
+EVICTION_POLICY_UNSAFE = "redis.eviction_policy_unsafe"
+EVICTION_POLICY_RESTORED = "redis.eviction_policy_restored"
 
 
 def is_internal(source: str) -> bool:

@@ -65,6 +65,20 @@ QUEUE_DEPTH = Gauge(
     multiprocess_mode="mostrecent",
 )
 
+REDIS_UNAVAILABLE = Gauge(
+    "relay_redis_unavailable",
+    "1 while this process finds Redis unavailable, by cause (unreachable, out_of_memory).",
+    ["cause"],
+    multiprocess_mode="max",
+)
+REDIS_OUTAGES = Counter(
+    "relay_redis_outages", "Redis outages this process rode out, by cause.", ["cause"]
+)
+REDIS_EVICTING = Gauge(
+    "relay_redis_evicting",
+    "1 while Redis's maxmemory-policy is not noeviction (it may drop accepted events).",
+    multiprocess_mode="max",
+)
 
 LANE_DEPTH = Gauge(
     "relay_lane_depth",

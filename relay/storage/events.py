@@ -16,7 +16,7 @@ from relay.storage.codec import LexIndex, Page, TimeRange, dumps, r
 from relay.storage.keys import Keys
 from relay.storage.scripts import Ingest, Scripts
 
-IngestStatus = Literal["accepted", "duplicate", "stale"]
+IngestStatus = Literal["accepted", "duplicate", "stale", "late"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +78,12 @@ class EventStore:
         self._retention_ms = retention_ms
         self._index = LexIndex(redis, "evt")
 
-    async def ingest(self, event: NewEvent, idempotency_ttl_s: int) -> IngestResult:
-        """Store an event in one round trip; a repeat of an idempotency key stores nothing."""
+    async def ingest(
+        self, event: NewEvent, idempotency_ttl_s: int, deadline_ms: int = 0
+    ) -> IngestResult:
+        """Store an event in one round trip; a repeat of an idempotency key stores nothing,
+        and so does a call that reaches Redis after ``deadline_ms`` (Redis's clock; 0:
+        none), whose status is ``late``."""
         meta = _meta(event.source, event.event_type, event.received_ms, event.content_type,
                      event.headers, event.idempotency_key, len(event.body))  # fmt: skip
         status, value, *fan_out = await self._scripts.run(
@@ -102,6 +106,7 @@ class EventStore:
                 expire_at_ms=event.received_ms + self._retention_ms,
                 meta=meta,
                 body=event.body,
+                deadline_ms=deadline_ms,
             )
         )
         return IngestResult(status.decode(), value.decode(), fan_out == [b"1"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from relay.domain.ids import id_bound
 from relay.storage.codec import r
@@ -41,6 +42,27 @@ class Housekeeping:
     async def ping(self) -> None:
         """Raises unless Redis answers."""
         await self._redis.ping()
+
+    async def memory_policy(self) -> str | None:
+        """Redis's ``maxmemory-policy``, from ``INFO memory`` (managed services that disable
+        CONFIG allow it); None if this Redis does not say."""
+        try:
+            info = await self._redis.info("memory")
+        except ResponseError as exc:
+            if isinstance(exc, OutOfMemoryError):
+                raise
+            return None  # INFO renamed or denied by the provider
+        policy = info.get("maxmemory_policy")
+        return None if policy is None else str(policy)
+
+    async def probe_write(self) -> None:
+        """One small write (kept a minute); raises OutOfMemoryError while Redis is full."""
+        await self._redis.set(Keys.write_probe, b"1", px=60_000)
+
+    async def redis_time_ms(self) -> int:
+        """Redis's own clock (``TIME``), in ms."""
+        seconds, micros = await self._redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
 
     async def heartbeat(
         self,

@@ -168,6 +168,8 @@ class Keys:
     workers = PREFIX + "workers"
     picking_workers = PREFIX + "workers:picking"
     ops_alerts = PREFIX + "ops:alerts"
+    # A short-lived write that tells whether a full Redis takes writes again.
+    write_probe = PREFIX + "probe"
     # Every per-source and per-subscription index ever written to, so trimming reaches the
     # indexes of deleted sources and subscriptions too.
     indexes = PREFIX + "indexes"

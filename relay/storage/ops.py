@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from relay.domain.ids import new_id
 from relay.storage.codec import dumps
 from relay.storage.keys import PREFIX, Keys
-from relay.storage.scripts import OpsThresholds, Scripts
+from relay.storage.scripts import OpsEviction, OpsThresholds, Scripts
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +115,19 @@ class OpsStore:
             )
         )
         return [i.decode() for reply in replies for i in reply]
+
+    async def report_eviction_policy(
+        self, policy: str, required: str, source: str, types: tuple[str, str], now_ms: int
+    ) -> list[str]:
+        """Report ``policy`` if it is not ``required`` and was not reported yet, or its
+        return to ``required`` (``types``: unsafe, restored). Returns the events' ids."""
+        reply = await self._scripts.run(
+            OpsEviction(
+                alerts_key=Keys.ops_alerts,
+                prefix=PREFIX,
+                ops=OpsContext.make(source, types, now_ms, self._retention_ms).encode(),
+                policy=policy,
+                required=required,
+            )
+        )
+        return [i.decode() for i in reply]

@@ -166,7 +166,7 @@ class Ingest(ScriptCall):
             "source_events_key", "unfanned_key", "indexes_key", "source_subs_key",
             "every_source_subs_key")  # fmt: skip
     ARGV = ("source_rev", "use_idempotency", "idempotency_ttl_s", "event_id", "received_ms",
-            "expire_at_ms", "meta", "body")  # fmt: skip
+            "expire_at_ms", "meta", "body", "deadline_ms")  # fmt: skip
 
     source_key: str
     idempotency_key: str
@@ -186,6 +186,7 @@ class Ingest(ScriptCall):
     expire_at_ms: int
     meta: bytes
     body: bytes
+    deadline_ms: int  # on Redis's clock; 0: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +314,19 @@ class OpsThresholds(ScriptCall):
     backlog_low: int
     dead_high: int
     dead_low: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpsEviction(ScriptCall):
+    SCRIPT = "ops_eviction"
+    KEYS = ("alerts_key",)
+    ARGV = ("prefix", "ops", "policy", "required")
+
+    alerts_key: str
+    prefix: str
+    ops: bytes
+    policy: str
+    required: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,5 +501,5 @@ class MigrateLanes(ScriptCall):
 CALLS: tuple[type[ScriptCall], ...] = (
     Ingest, Fanout, ClaimLane, RecordAttempt, YieldLane, ArmLanes, Reopen, Pause,
     SaveSubscription, DeleteSubscription, ForgetEmptyIndexes, MigrateLanes, StartLane,
-    OpsThresholds,
+    OpsThresholds, OpsEviction,
 )  # fmt: skip

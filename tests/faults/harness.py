@@ -13,7 +13,7 @@ import secrets
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -53,12 +53,13 @@ def post_keyed(client: httpx.Client, source: str = "github") -> tuple[str, httpx
 
 
 class RelayStack:
-    def __init__(self, workdir: Path, **env: str) -> None:
+    def __init__(self, workdir: Path, redis_options: Sequence[str] = (), **env: str) -> None:
         self.workdir = workdir
         self.token = "fault_" + secrets.token_urlsafe(18)
         self.redis_port = free_port()
         self.redis_dir = workdir / "redis"
-        self.redis = EmbeddedRedis(self.redis_dir, port=self.redis_port)
+        self.redis_options = tuple(redis_options)
+        self.redis = EmbeddedRedis(self.redis_dir, port=self.redis_port, options=redis_options)
         self.group = ProcessGroup(workdir, "relay")
         self.api_ports: dict[str, int] = {}
         # Short schedules through configuration, as an operator would set them.
@@ -96,7 +97,9 @@ class RelayStack:
 
     def restart_redis(self) -> None:
         """Start Redis again on the same port from its append-only file."""
-        self.redis = EmbeddedRedis(self.redis_dir, port=self.redis_port).start()
+        self.redis = EmbeddedRedis(
+            self.redis_dir, port=self.redis_port, options=self.redis_options
+        ).start()
 
     def pause_redis(self) -> None:
         """SIGSTOP: connections stay open and nothing answers, like a stalled or swapped host."""

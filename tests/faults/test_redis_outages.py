@@ -25,6 +25,8 @@ class Traffic:
     accepted: list[str] = field(default_factory=list)
     refused: list[tuple[int, float]] = field(default_factory=list)  # status, seconds taken
     refused_at: list[float] = field(default_factory=list)  # time.monotonic() of each
+    # Each refusal's key, its problem body and its Retry-After header.
+    refusals: list[tuple[str, dict[str, object], str | None]] = field(default_factory=list)
     slowest_s: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -54,6 +56,8 @@ class Traffic:
                 else:
                     self.refused.append((response.status_code, took))
                     self.refused_at.append(time.monotonic())
+                    body = response.json() if response.content else {}
+                    self.refusals.append((key, body, response.headers.get("retry-after")))
                 self._stop.wait(self.interval_s)
 
     def wait_for(self, count: int, timeout_s: float = 20.0) -> None:

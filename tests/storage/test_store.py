@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import orjson
 import redis.asyncio as aioredis
 
+from relay.domain import ops
 from relay.domain.clock import now_ms
 from relay.domain.failing import FailingUpdate
-from relay.domain.models import DeliveryMode, DeliveryStatus
-from relay.storage import HOLDER_STALE_MS, NewDeliveries, NewDelivery, Store
+from relay.domain.ids import new_id
+from relay.domain.models import DeliveryMode, DeliveryStatus, SourceIn
+from relay.storage import HOLDER_STALE_MS, NewDeliveries, NewDelivery, NewEvent, Store
 from relay.storage.keys import Keys
 from tests.storage.helpers import fan_out, record, stored_event, subscription
 
@@ -191,3 +194,56 @@ async def test_a_stopping_worker_leaves_the_fair_share_but_keeps_its_lanes(
     assert (await store.housekeeping.lane_load(now))[1] == 1
     # Gone quiet: not counted once its last beat is older than a holder may be.
     assert (await store.housekeeping.lane_load(now + HOLDER_STALE_MS + 1))[1] == 0
+
+
+async def test_an_event_that_reaches_redis_after_its_deadline_stores_nothing(
+    store: Store, redis: aioredis.Redis
+) -> None:
+    """A stalled Redis runs what it had queued once it resumes: past the request's deadline
+    (Redis's clock), the ingest script refuses instead, so the sender's 503 was true."""
+    await store.sources.put("src", SourceIn(), now_ms())
+    found = await store.sources.get("src")
+    assert found is not None
+    redis_now = await store.housekeeping.redis_time_ms()
+
+    def event(key: str) -> NewEvent:
+        return NewEvent(
+            id=new_id("evt", now_ms()), source="src", source_rev=found[1], received_ms=now_ms(),
+            event_type="t", content_type="application/json", headers={}, body=b"{}",
+            idempotency_key=key,
+        )  # fmt: skip
+
+    late = await store.events.ingest(event("late"), 3600, deadline_ms=redis_now - 1)
+    assert late.status == "late"
+    assert await redis.exists(Keys.idempotency("src", "late"), Keys.event(late.event_id)) == 0
+    assert await redis.zcard(Keys.events) == 0
+    in_time = await store.events.ingest(event("in-time"), 3600, deadline_ms=redis_now + 60_000)
+    assert in_time.status == "accepted"
+    assert await redis.zcard(Keys.events) == 1
+
+
+async def test_an_eviction_policy_is_reported_once_per_change(
+    store: Store, redis: aioredis.Redis
+) -> None:
+    """Every process watches the policy; the script reports each change once for all."""
+    types = (ops.EVICTION_POLICY_UNSAFE, ops.EVICTION_POLICY_RESTORED)
+
+    async def report(policy: str) -> list[str]:
+        return await store.ops.report_eviction_policy(
+            policy, "noeviction", ops.OPS_SOURCE, types, now_ms()
+        )
+
+    assert await report("noeviction") == []  # nothing was reported: nothing to restore
+    [unsafe] = await report("allkeys-lru")
+    assert await report("allkeys-lru") == []  # a second process, the same change
+    [other] = await report("volatile-lru")
+    [restored] = await report("noeviction")
+    assert await report("noeviction") == []
+    bodies = [orjson.loads(await redis.get(Keys.event_body(i))) for i in (unsafe, other, restored)]
+    assert [(b["type"], b["data"]["maxmemory_policy"]) for b in bodies] == [
+        (ops.EVICTION_POLICY_UNSAFE, "allkeys-lru"),
+        (ops.EVICTION_POLICY_UNSAFE, "volatile-lru"),
+        (ops.EVICTION_POLICY_RESTORED, "noeviction"),
+    ]
+    # Each waits for fan-out to the subscriptions of _relay.ops, like every operational event.
+    assert await redis.zscore(Keys.unfanned, unsafe) is not None

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from redis.exceptions import OutOfMemoryError
 from structlog.testing import capture_logs
 
 from config.settings import Settings
 from relay.delivery import connection
-from relay.delivery.connection import RedisHealth, redacted_target, sentinel_target
+from relay.delivery.connection import (
+    OUT_OF_MEMORY,
+    RedisHealth,
+    redacted_target,
+    sentinel_target,
+)
+from relay.domain.eviction import eviction_problem
 
 
 class Clock:
@@ -71,3 +78,51 @@ def test_sentinel_targets_from_a_url_or_the_settings() -> None:
 def test_settings_refuse_a_redis_address_they_cannot_use(env: dict[str, str], says: str) -> None:
     with pytest.raises(ValueError, match=says):
         Settings(**env)  # type: ignore[arg-type]
+
+
+def test_a_full_redis_is_an_outage_that_only_a_write_ends(clock: Clock) -> None:
+    """Reads go on while a full Redis refuses writes: they must not end the outage."""
+    health = RedisHealth("redis://r:6379/0")
+    with capture_logs() as logs:
+        health.failed(OutOfMemoryError("command not allowed when used memory > 'maxmemory'"))
+        clock.now += 5
+        health.ok()
+        assert health.cause == OUT_OF_MEMORY
+        health.failed(ConnectionError("reset"))  # still full until a write is taken
+        assert health.cause == OUT_OF_MEMORY
+        clock.now += 2
+        health.wrote()
+    assert health.cause is None
+    assert [(e["event"], e["cause"]) for e in logs] == [
+        ("redis.unavailable", OUT_OF_MEMORY),
+        ("redis.recovered", OUT_OF_MEMORY),
+    ]
+
+
+def test_the_eviction_policy_reports_its_changes_only() -> None:
+    health = RedisHealth()
+    assert not health.set_evicting(None)
+    assert health.set_evicting("allkeys-lru")
+    assert not health.set_evicting("allkeys-lru")
+    assert health.set_evicting("volatile-lru")
+    assert health.set_evicting(None)
+
+
+def test_the_deadline_is_on_redis_clock_less_a_margin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connection.time, "time", lambda: 1000.0)
+    health = RedisHealth()
+    assert health.redis_deadline_ms(2.0) == 0  # Redis's clock not read yet: no deadline
+    health.clock_offset_ms, health.clock_error_ms = -30_000, 1
+    # 2 s after now on Redis's clock (30 s behind ours), less a tenth and the error.
+    assert health.redis_deadline_ms(2.0) == 1_000_000 - 30_000 + 2_000 - 200 - 1
+    assert health.redis_deadline_ms(0.1) == 1_000_000 - 30_000 + 100 - 20 - 1
+
+
+@pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-lru", "allkeys-lfu", "volatile-ttl"])
+def test_every_policy_but_noeviction_is_a_problem_that_says_what_to_set(policy: str) -> None:
+    problem = eviction_problem(policy)
+    assert problem is not None
+    assert f"maxmemory-policy is {policy!r}" in problem
+    assert "set maxmemory-policy noeviction" in problem
+    assert eviction_problem("noeviction") is None
+    assert eviction_problem(None) is None  # Redis does not say: nothing to refuse on
