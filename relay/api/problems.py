@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from relay.domain.redaction import validation_errors
+from relay.observability.metrics import HTTP_REFUSED
 
 MEDIA_TYPE = "application/problem+json"
 
@@ -168,10 +169,12 @@ def install(app: FastAPI) -> None:
         return problem_response(problem)
 
     async def on_redis_down(request: Request, exc: Exception) -> JSONResponse:
-        # The outage is logged once by relay.delivery.connection; this is the request's line.
+        # The outage is logged once by relay.delivery.connection (thousands of refusals a
+        # second must not flood the logs): each refusal is a debug line and a count.
         problem = storage_problem(exc, ingest=request.scope["path"].startswith("/ingest/"))
-        log.info("request.refused", path=request.scope["path"], status=503,
-                 reason=problem.extra["reason"])  # fmt: skip
+        HTTP_REFUSED.labels(problem.extra["reason"]).inc()
+        log.debug("request.refused", path=request.scope["path"], status=503,
+                  reason=problem.extra["reason"])  # fmt: skip
         return problem_response(problem)
 
     async def on_disconnect(request: Request, exc: Exception) -> Response:

@@ -35,7 +35,8 @@ INGESTED = Counter(
 HTTP_REFUSED = Counter(
     "relay_http_refused",
     "Requests and connections refused before the app took them (relay.api.protocol) or for "
-    "the body budget (relay.api.bodies), by reason.",
+    "the body budget (relay.api.bodies), or during a Redis outage (relay.api.problems), by "
+    "reason.",
     ["reason"],
 )
 

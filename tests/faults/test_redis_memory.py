@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import subprocess
 import time
@@ -187,6 +188,11 @@ def test_a_full_redis_is_an_outage_ridden_out_by_every_process(
         metrics = client.get("/metrics").text
     assert 'relay_redis_outages_total{cause="out_of_memory"} 1.0' in metrics
     assert 'relay_redis_unavailable{cause="out_of_memory"} 0.0' in metrics
+    # One line per outage, not one per refusal: the refusals are a count.
+    assert '"request.refused"' not in stack.log("api")
+    counted = re.search(r'relay_http_refused_total\{reason="redis_out_of_memory"\} (\d+)', metrics)
+    assert counted is not None
+    assert int(counted.group(1)) >= len(refused)
 
 
 def test_a_503_from_a_stalled_redis_stored_nothing(
