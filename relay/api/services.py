@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from config.settings import Settings
+from relay.api.auth import Authenticator
 from relay.delivery.attempt import Attempter
 from relay.delivery.fanout import FanoutBatcher, Planned, SubscriptionCache
 from relay.delivery.ingest import Ingestor
@@ -25,6 +26,7 @@ class Services:
     subscriptions: Subscriptions
     replays: Replays
     previews: Previews
+    auth: Authenticator
 
     @classmethod
     def build(cls, settings: Settings, store: Store, attempter: Attempter) -> Services:
@@ -50,4 +52,5 @@ class Services:
             subscriptions=Subscriptions(store, attempter, settings),
             replays=Replays(store),
             previews=Previews(store, settings),
+            auth=Authenticator(settings, store),
         )
