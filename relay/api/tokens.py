@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
@@ -34,11 +36,11 @@ class TokenView(BaseModel):
     )
 
     @classmethod
-    def of(cls, token: Token, last_used_ms: int) -> TokenView:
+    def of(cls, record: Token, last_used_ms: int, **extra: str) -> Self:
         return cls(
-            id=token.id, name=token.name, role=token.role, sources=token.sources,
-            created_at=token.created_at, expires_at=token.expires_at,
-            created_by=token.created_by, last_used_at=last_used_ms or None,
+            id=record.id, name=record.name, role=record.role, sources=record.sources,
+            created_at=record.created_at, expires_at=record.expires_at,
+            created_by=record.created_by, last_used_at=last_used_ms or None, **extra,
         )  # fmt: skip
 
 
@@ -61,8 +63,7 @@ async def create_token(spec: TokenIn, services: ServicesDep, access: AccessDep) 
         raise Problem(422, "expires_at must lie in the future")
     minted = mint(spec, now, created_by=access.token_id)
     await services.store.tokens.create(minted.token)
-    view = TokenView.of(minted.token, 0)
-    return TokenCreated(**view.model_dump(), token=minted.secret)
+    return TokenCreated.of(minted.token, 0, token=minted.secret)
 
 
 @router.get("/tokens", **needs(Role.ADMIN))

@@ -21,6 +21,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from pydantic import TypeAdapter, ValidationError
 
 from relay.api import inspect, scope
+from relay.api.auth import audited
 from relay.api.deps import ServicesDep, known_subscription
 from relay.api.listing import Moment, to_ms
 from relay.api.problems import Problem, invalid
@@ -68,7 +69,8 @@ class SecureRoute(APIRoute):
     page for a person at a browser, and problem+json for anything else."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+        # Actions (POSTs) log an audit line, as the API's writes do.
+        handler = audited(f"ui.{self.name}", super().get_route_handler())
 
         async def secured(request: Request) -> Response:
             try:

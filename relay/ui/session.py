@@ -119,6 +119,7 @@ async def current(request: Request, services: ServicesDep) -> Session:
         raise _disabled()
     if stored is None or access is None:
         raise SignInRequired
+    request.state.access = access  # for the audit line of an action
     if access.scoped:  # an event, delivery or subscription in the path: 404 outside the scope
         await scope.check_path(services, access, request.method, request.path_params)
     return Session(_digest(cookie or ""), orjson.loads(stored)["csrf"], access)
