@@ -52,6 +52,20 @@ class TokenList(BaseModel):
     data: list[TokenView]
 
 
+class Caller(BaseModel):
+    id: str | None = Field(description="The token's id; null: the bootstrap RELAY_ADMIN_TOKEN.")
+    name: str
+    role: Role
+    sources: list[str] | None = Field(description="The sources it is limited to; null: all.")
+
+
+@router.get("/whoami", **needs(Role.VIEWER))
+async def whoami(access: AccessDep) -> Caller:
+    """The token making this request: its role and scope (``relay apply`` plans within it)."""
+    sources = None if access.sources is None else sorted(access.sources)
+    return Caller(id=access.token_id, name=access.name, role=access.role, sources=sources)
+
+
 @router.post("/tokens", status_code=201, **needs(Role.ADMIN))
 async def create_token(spec: TokenIn, services: ServicesDep, access: AccessDep) -> TokenCreated:
     """Create a token. Its secret is in this answer and never again (only a digest is kept).

@@ -144,6 +144,9 @@ ROUTES: dict[tuple[str, str], Route] = {
         in_path=False,
         outside=403,
     ),
+    ("GET", "/api/whoami"): Route(
+        lambda w, i: ("/api/whoami", None, None), in_path=False, outside=200
+    ),
     ("GET", "/api/tokens"): Route(
         lambda w, i: ("/api/tokens", None, None), in_path=False, outside=200
     ),
