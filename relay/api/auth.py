@@ -51,7 +51,9 @@ class Authenticator:
     def __init__(self, settings: Settings, store: Store, limiter: GuessLimiter | None = None):
         self._settings = settings
         self._store = store
-        self.limiter = limiter or GuessLimiter()
+        self.limiter = limiter or GuessLimiter(
+            burst=settings.auth_guess_burst, per_s=settings.auth_guess_per_s
+        )
         self._touched: dict[str, int] = {}
 
     def throttled(self, client: str) -> None:
