@@ -120,26 +120,35 @@ def relay_base_url(redis_server_url: str) -> Iterator[str]:
 schema = schemathesis.openapi.from_dict(create_app(Settings(admin_token=ADMIN_TOKEN)).openapi())
 
 
-@schema.auth()
-class AdminToken:
-    """The admin token, given the way schemathesis knows: its own probes take it off (or
-    spoil it) to check that every /api route requires it."""
+class _Bearer:
+    """A token, given the way schemathesis knows: its own probes take it off (or spoil it)
+    to check that every /api route requires it."""
+
+    secret: str
 
     def get(self, case: schemathesis.Case, ctx: schemathesis.AuthContext) -> str:
-        return ADMIN_TOKEN
+        return self.secret
 
     def set(self, case: schemathesis.Case, data: str, ctx: schemathesis.AuthContext) -> None:
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
 
 
-@schema.parametrize()
-@settings(
+@schema.auth()
+class AdminToken(_Bearer):
+    secret = ADMIN_TOKEN
+
+
+FUZZ = settings(
     max_examples=EXAMPLES_PER_OPERATION,
     derandomize=True,
     database=None,
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
+
+
+@schema.parametrize()
+@FUZZ
 def test_every_route_answers_as_documented_and_never_5xx(
     case: schemathesis.Case, relay_base_url: str
 ) -> None:
@@ -186,22 +195,12 @@ scoped_schema = schemathesis.openapi.from_dict(
 
 
 @scoped_schema.auth()
-class ScopedToken:
-    def get(self, case: schemathesis.Case, ctx: schemathesis.AuthContext) -> str:
-        return SCOPED_SECRET
-
-    def set(self, case: schemathesis.Case, data: str, ctx: schemathesis.AuthContext) -> None:
-        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+class ScopedToken(_Bearer):
+    secret = SCOPED_SECRET
 
 
 @scoped_schema.include(path_regex="^/api/").parametrize()
-@settings(
-    max_examples=EXAMPLES_PER_OPERATION,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
+@FUZZ
 def test_a_scoped_token_never_gets_a_5xx_nor_another_teams_data(
     case: schemathesis.Case, relay_base_url: str, scoped: Scoped
 ) -> None:
