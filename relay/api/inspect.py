@@ -71,13 +71,19 @@ async def list_events(
     if source is not None and not access.sees_source(source):
         return Listing(data=[], next_cursor=None)
     with_status: set[str] = set()
+    # A scoped token filters by the status of the deliveries it can see, no others.
+    visible = None if status is None else await scope.subscription_ids(services, access)
 
     async def load(ids: Sequence[str]) -> list[Event]:
         events = await store.events.get_many(ids)
         if status is not None:
             delivery_ids = [d for e in events for d in await store.events.delivery_ids(e.id)]
             deliveries = await store.deliveries.get_many(delivery_ids)
-            with_status.update(d.event_id for d in deliveries if d.status is status)
+            with_status.update(
+                d.event_id
+                for d in deliveries
+                if d.status is status and (visible is None or d.subscription_id in visible)
+            )
         return events
 
     def keep(event: Event) -> bool:

@@ -95,6 +95,7 @@ async def test_an_events_page_lists_only_deliveries_in_scope(
     payments = await _token(api, "operator", ["stripe"])
     seen = (await api.get(f"/api/events/{event_id}", headers=payments)).json()
     assert [d["subscription_id"] for d in seen["deliveries"]] == [mine]
+
     # A replay with a scoped token goes only to its subscriptions.
     replayed = await api.post(f"/api/events/{event_id}/replay", json={}, headers=payments)
     assert [d["subscription_id"] for d in replayed.json()["deliveries"]] == [mine]
@@ -104,3 +105,25 @@ async def test_an_events_page_lists_only_deliveries_in_scope(
         headers=payments,
     )
     assert named.status_code == 404
+
+
+async def test_the_status_filter_reads_only_deliveries_in_scope(
+    api: httpx.AsyncClient, receiver: Receiver, run_worker: WorkerRun
+) -> None:
+    await _team(api, "stripe", receiver.url)
+    refusing = Receiver()
+    refusing.default.status = 400
+    try:
+        spec = {"url": refusing.url, "sources": ["*"], "retry": {"max_attempts": 1}}
+        assert (await api.post("/api/subscriptions", json=spec, headers=AUTH)).status_code == 201
+        event_id = await ingest(api, source="stripe")
+        await run_worker()
+    finally:
+        refusing.close()
+    payments = await _token(api, "viewer", ["stripe"])
+    for status, found in (("succeeded", [event_id]), ("dead", [])):
+        assert [e["id"] for e in (await get(api, "/api/events", status=status))["data"]] == [
+            event_id
+        ]
+        listed = await api.get("/api/events", params={"status": status}, headers=payments)
+        assert [e["id"] for e in listed.json()["data"]] == found, status
