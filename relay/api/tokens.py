@@ -73,9 +73,9 @@ async def create_token(spec: TokenIn, services: ServicesDep, access: AccessDep) 
     if not access.covers(spec.role, spec.sources):
         raise Problem(403, "a token cannot create a token wider than itself (role or sources)")
     now = now_ms()
-    if spec.expires_at is not None and spec.expires_at.timestamp() * 1000 <= now:
-        raise Problem(422, "expires_at must lie in the future")
     minted = mint(spec, now, created_by=access.token_id)
+    if minted.token.expired(now):
+        raise Problem(422, "expires_at must lie in the future")
     await services.store.tokens.create(minted.token)
     return TokenCreated.of(minted.token, 0, token=minted.secret)
 
