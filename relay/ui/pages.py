@@ -341,6 +341,13 @@ async def subscription_action(
 # --- dead letters ----------------------------------------------------------------------------
 
 
+async def _filter_in_scope(services: ServicesDep, access: Access, sub_id: str | None) -> None:
+    """A scoped session's filter naming a subscription outside its scope: 404, as the API.
+    (An unscoped one's typo shows an empty list, as it always has.)"""
+    if access.scoped:
+        await known_subscription(services, access, sub_id or None)
+
+
 async def _dead_filter(
     services: ServicesDep,
     access: Access,
@@ -349,7 +356,7 @@ async def _dead_filter(
     until: str | None,
     after: str | None = None,
 ) -> DeadLetters:
-    await known_subscription(services, access, subscription_id or None)
+    await _filter_in_scope(services, access, subscription_id)
     return DeadLetters(
         subscription_id or None, to_ms(_moment(since, "since")), to_ms(_moment(until, "until")),
         limit=REPLAY_BATCH, after=after or None,
@@ -366,7 +373,7 @@ async def dead_letters(
     until: Text = None,
     cursor: Text = None,
 ) -> HTMLResponse:
-    await known_subscription(services, session.access, subscription_id or None)
+    await _filter_in_scope(services, session.access, subscription_id)
     listing = await inspect.list_dead_letters(
         services, session.access, subscription_id or None, _moment(since, "since"),
         _moment(until, "until"), cursor or None, PAGE_SIZE,
