@@ -157,6 +157,10 @@ class Settings(BaseSettings):
     job_timeout_s: int = Field(default=60, ge=5)
     # How long a dashboard sign-in lasts; the admin token is asked for again after that.
     ui_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400)
+    # Failed sign-ins (/api, the dashboard) one client address may make at once, and how
+    # many a second after that (per API process); past them it gets 429 unheard.
+    auth_guess_burst: int = Field(default=20, ge=1)
+    auth_guess_per_s: float = Field(default=0.2, gt=0)
 
     # Logging.
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from redis.asyncio import Redis
 
 from config.settings import Settings, get_settings
@@ -19,7 +21,9 @@ from relay.api import (
     replay,
     sources,
     subscriptions,
+    tokens,
 )
+from relay.api.auth import REQUIRED_ROLE
 from relay.api.bodies import BodyBudget
 from relay.api.methods import AllowedMethods
 from relay.api.services import Services
@@ -90,9 +94,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(preview.router)
     app.include_router(inspect.router)
     app.include_router(replay.router)
+    app.include_router(tokens.router)
     app.include_router(health.router)
     install_ui(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with the role each admin route needs said in its description
+    too (``x-required-role`` is for tools; people read the description)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                role = operation.get(REQUIRED_ROLE)
+                if role:
+                    said = operation.get("description", "")
+                    operation["description"] = f"{said}\n\nRequires the **{role}** role.".strip()
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def serve_app() -> FastAPI:

@@ -7,7 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from relay.api.deps import AdminDep, KnownSubscriptionFilter, ServicesDep
+from relay.api import scope
+from relay.api.auth import AccessDep, AuditedRoute, needs
+from relay.api.deps import KnownSubscriptionFilter, ServicesDep
 from relay.api.listing import Listing, Moment, collect, to_ms
 from relay.api.problems import Problem, problem_docs
 from relay.api.views import (
@@ -18,6 +20,7 @@ from relay.api.views import (
     EventView,
 )
 from relay.delivery.replay import DeadLetters as DeadLetterQuery
+from relay.domain.access import Role
 from relay.domain.models import (
     Delivery,
     DeliveryDetail,
@@ -30,9 +33,9 @@ from relay.storage import Page, TimeRange
 
 router = APIRouter(
     prefix="/api",
-    dependencies=[AdminDep],
     tags=["inspect"],
-    responses=problem_docs(401, 404, 422, 503),
+    route_class=AuditedRoute,
+    responses=problem_docs(401, 403, 404, 422, 429, 503),
 )
 
 Limit = Annotated[int, Query(ge=1, le=500, description="Most items in one answer.")]
@@ -49,9 +52,10 @@ class DeadLetters(Listing[Delivery]):
     total: int
 
 
-@router.get("/events", response_model=Listing[EventView])
+@router.get("/events", response_model=Listing[EventView], **needs(Role.VIEWER))
 async def list_events(
     services: ServicesDep,
+    access: AccessDep,
     source: str | None = None,
     event_type: str | None = None,
     status: Annotated[
@@ -62,16 +66,24 @@ async def list_events(
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Listing[Event]:
-    """Events, newest first."""
+    """Events, newest first (of the token's sources only)."""
     store = services.store
+    if source is not None and not access.sees_source(source):
+        return Listing(data=[], next_cursor=None)
     with_status: set[str] = set()
+    # A scoped token filters by the status of the deliveries it can see, no others.
+    visible = None if status is None else await scope.subscription_ids(services, access)
 
     async def load(ids: Sequence[str]) -> list[Event]:
         events = await store.events.get_many(ids)
         if status is not None:
             delivery_ids = [d for e in events for d in await store.events.delivery_ids(e.id)]
             deliveries = await store.deliveries.get_many(delivery_ids)
-            with_status.update(d.event_id for d in deliveries if d.status is status)
+            with_status.update(
+                d.event_id
+                for d in deliveries
+                if d.status is status and (visible is None or d.subscription_id in visible)
+            )
         return events
 
     def keep(event: Event) -> bool:
@@ -80,7 +92,9 @@ async def list_events(
         )
 
     async def fetch(window: TimeRange, count: int) -> Page:
-        return await store.events.page(window, count, source=source)
+        return await store.events.page(
+            window, count, source=source, within=scope.source_names(access)
+        )
 
     return await collect(
         fetch,
@@ -94,9 +108,10 @@ async def list_events(
     )
 
 
-@router.get("/events/{event_id}", response_model=EventDetailView)
-async def get_event(event_id: str, services: ServicesDep) -> EventDetail:
-    """An event's metadata and its deliveries (the raw body is at ``/body``)."""
+@router.get("/events/{event_id}", response_model=EventDetailView, **needs(Role.VIEWER))
+async def get_event(event_id: str, services: ServicesDep, access: AccessDep) -> EventDetail:
+    """An event's metadata and its deliveries (the raw body is at ``/body``). A scoped
+    token sees only the deliveries to subscriptions in its scope."""
     store = services.store
     event = await store.events.get(event_id)
     if event is None:
@@ -106,6 +121,10 @@ async def get_event(event_id: str, services: ServicesDep) -> EventDetail:
         Skipped(subscription_id=sub_id, failed=why)
         for sub_id, why in (await store.events.skipped(event_id)).items()
     ]
+    visible = await scope.subscription_ids(services, access)
+    if visible is not None:
+        deliveries = [d for d in deliveries if d.subscription_id in visible]
+        skipped = [s for s in skipped if s.subscription_id in visible]
     return EventDetail(**event.model_dump(), deliveries=deliveries, skipped=skipped)
 
 
@@ -113,6 +132,7 @@ async def get_event(event_id: str, services: ServicesDep) -> EventDetail:
     "/events/{event_id}/body",
     response_class=Response,
     responses={200: {"description": "The raw body, byte for byte, with its content-type."}},
+    **needs(Role.VIEWER),
 )
 async def get_event_body(event_id: str, services: ServicesDep) -> Response:
     found = await services.store.events.body(event_id)
@@ -123,10 +143,13 @@ async def get_event_body(event_id: str, services: ServicesDep) -> Response:
 
 
 @router.get(
-    "/deliveries", dependencies=[KnownSubscriptionFilter], response_model=Listing[DeliveryView]
+    "/deliveries",
+    response_model=Listing[DeliveryView],
+    **needs(Role.VIEWER, KnownSubscriptionFilter),
 )
 async def list_deliveries(
     services: ServicesDep,
+    access: AccessDep,
     subscription_id: str | None = None,
     status: DeliveryStatus | None = None,
     since: Since = None,
@@ -134,12 +157,15 @@ async def list_deliveries(
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Listing[Delivery]:
-    """Deliveries, newest first."""
+    """Deliveries, newest first (to the token's subscriptions only)."""
     deliveries = services.store.deliveries
+    within = await scope.subscription_ids(services, access)
 
     async def fetch(window: TimeRange, count: int) -> Page:
         dead = status is DeliveryStatus.DEAD
-        return await deliveries.page(window, count, subscription_id=subscription_id, dead=dead)
+        return await deliveries.page(
+            window, count, subscription_id=subscription_id, within=within, dead=dead
+        )
 
     return await collect(
         fetch,
@@ -153,7 +179,7 @@ async def list_deliveries(
     )
 
 
-@router.get("/deliveries/{delivery_id}", response_model=DeliveryDetailView)
+@router.get("/deliveries/{delivery_id}", response_model=DeliveryDetailView, **needs(Role.VIEWER))
 async def get_delivery(delivery_id: str, services: ServicesDep) -> DeliveryDetail:
     """A delivery's status and every attempt made so far."""
     store = services.store
@@ -165,20 +191,29 @@ async def get_delivery(delivery_id: str, services: ServicesDep) -> DeliveryDetai
     )
 
 
-@router.get("/dead-letters", dependencies=[KnownSubscriptionFilter], response_model=DeadLettersView)
+@router.get(
+    "/dead-letters",
+    response_model=DeadLettersView,
+    **needs(Role.VIEWER, KnownSubscriptionFilter),
+)
 async def list_dead_letters(
     services: ServicesDep,
+    access: AccessDep,
     subscription_id: str | None = None,
     since: Since = None,
     until: Until = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> DeadLetters:
-    """Deliveries that gave up, newest first; ``total`` counts all that match."""
+    """Deliveries that gave up, newest first; ``total`` counts all that match (within the
+    token's scope)."""
     listing = await list_deliveries(
-        services, subscription_id, DeliveryStatus.DEAD, since, until, cursor, limit
+        services, access, subscription_id, DeliveryStatus.DEAD, since, until, cursor, limit
     )
     total = await services.replays.count_dead(
-        DeadLetterQuery(subscription_id, since_ms=to_ms(since), until_ms=to_ms(until))
-    )
+        DeadLetterQuery(
+            subscription_id, since_ms=to_ms(since), until_ms=to_ms(until),
+            within=await scope.subscription_ids(services, access),
+        )
+    )  # fmt: skip
     return DeadLetters(data=listing.data, next_cursor=listing.next_cursor, total=total)

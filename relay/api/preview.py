@@ -8,18 +8,20 @@ import orjson
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from relay.api.deps import AdminDep, ServicesDep
+from relay.api.auth import AccessDep, AuditedRoute, needs
+from relay.api.deps import ServicesDep
 from relay.api.problems import Problem, problem_docs
 from relay.delivery.fanout import UnknownSubscription
 from relay.delivery.preview import Preview, Sample, UnknownEvent
+from relay.domain.access import Access, Role
 from relay.domain.filters import FilterField
 from relay.domain.models import Shaping
 
 router = APIRouter(
     prefix="/api",
-    dependencies=[AdminDep],
     tags=["admin"],
-    responses=problem_docs(401, 404, 422, 503),
+    route_class=AuditedRoute,
+    responses=problem_docs(401, 403, 404, 422, 429, 503),
 )
 
 
@@ -89,10 +91,20 @@ class PreviewOut(BaseModel):
                    error=found.error)  # fmt: skip
 
 
-@router.post("/subscriptions/{sub_id}/preview")
-async def preview_subscription(sub_id: str, spec: PreviewIn, services: ServicesDep) -> PreviewOut:
+async def _event_in_scope(services: ServicesDep, access: Access, spec: PreviewIn) -> None:
+    if spec.event_id is not None and access.scoped:
+        event = await services.store.events.get(spec.event_id)
+        if event is None or not access.sees_source(event.source):
+            raise Problem(404, f"no event {spec.event_id!r}")
+
+
+@router.post("/subscriptions/{sub_id}/preview", **needs(Role.OPERATOR))
+async def preview_subscription(
+    sub_id: str, spec: PreviewIn, services: ServicesDep, access: AccessDep
+) -> PreviewOut:
     """Would this subscription deliver the event, and what would it send? Nothing is stored
     or sent."""
+    await _event_in_scope(services, access, spec)
     try:
         sub = await services.subscriptions.get(sub_id)
         sample = spec.sample(services.settings.max_body_bytes)
@@ -103,9 +115,12 @@ async def preview_subscription(sub_id: str, spec: PreviewIn, services: ServicesD
         raise Problem(404, f"no event {exc.args[0]!r}") from None
 
 
-@router.post("/preview")
-async def preview_inline(spec: InlinePreviewIn, services: ServicesDep) -> PreviewOut:
+@router.post("/preview", **needs(Role.OPERATOR))
+async def preview_inline(
+    spec: InlinePreviewIn, services: ServicesDep, access: AccessDep
+) -> PreviewOut:
     """Try a ``filter`` and ``transform`` (as a subscription would have them) on an event."""
+    await _event_in_scope(services, access, spec)
     try:
         sample = spec.sample(services.settings.max_body_bytes)
         return PreviewOut.of(await services.previews.inline(spec.filter, spec.transform, sample))

@@ -10,21 +10,24 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from relay.api.deps import AdminDep, KnownSubscriptionFilter, ServicesDep, known_subscription
+from relay.api import scope
+from relay.api.auth import AccessDep, AuditedRoute, needs
+from relay.api.deps import KnownSubscriptionFilter, ServicesDep, known_subscription
 from relay.api.listing import Moment, to_ms
 from relay.api.problems import Problem, problem_docs
 from relay.api.subscriptions import unusable
 from relay.api.views import DeliveryView
 from relay.delivery.fanout import UnknownSubscription
 from relay.delivery.replay import DeadLetters, InFlight, UnknownDelivery
+from relay.domain.access import Access, Role
 from relay.domain.models import Delivery
 from relay.storage import NotFannedOut, UnusableRecord
 
 router = APIRouter(
     prefix="/api",
-    dependencies=[AdminDep],
     tags=["replay"],
-    responses=problem_docs(401, 404, 409, 422, 503),
+    route_class=AuditedRoute,
+    responses=problem_docs(401, 403, 404, 409, 422, 429, 503),
 )
 
 
@@ -61,10 +64,13 @@ class DeadLettersPurged(BaseModel):
     purged: int
 
 
-def _dead_letters(flt: DeadLetterFilter) -> DeadLetters:
+async def _dead_letters(
+    services: ServicesDep, access: Access, flt: DeadLetterFilter
+) -> DeadLetters:
     return DeadLetters(
         subscription_id=flt.subscription_id, since_ms=to_ms(flt.since),
         until_ms=to_ms(flt.until), limit=flt.limit, after=flt.after,
+        within=await scope.subscription_ids(services, access),
     )  # fmt: skip
 
 
@@ -78,7 +84,12 @@ def _in_flight_is_conflict() -> Iterator[None]:
         ) from None
 
 
-@router.post("/deliveries/{delivery_id}/retry", status_code=202, response_model=DeliveryView)
+@router.post(
+    "/deliveries/{delivery_id}/retry",
+    status_code=202,
+    response_model=DeliveryView,
+    **needs(Role.OPERATOR),
+)
 async def retry_delivery(delivery_id: str, services: ServicesDep) -> Delivery:
     """A manual attempt now, whatever the status (dead included). Attempt numbers keep
     counting; if it fails, the retry schedule starts afresh from this attempt."""
@@ -89,14 +100,19 @@ async def retry_delivery(delivery_id: str, services: ServicesDep) -> Delivery:
         raise Problem(404, f"no delivery {delivery_id!r}") from None
 
 
-@router.post("/events/{event_id}/replay", status_code=202)
+@router.post("/events/{event_id}/replay", status_code=202, **needs(Role.OPERATOR))
 async def replay_event(
-    event_id: str, services: ServicesDep, request: ReplayRequest | None = None
+    event_id: str, services: ServicesDep, access: AccessDep, request: ReplayRequest | None = None
 ) -> Replayed:
-    """Deliver a stored event again, as new deliveries with the same ``webhook-id``."""
+    """Deliver a stored event again, as new deliveries with the same ``webhook-id`` (a
+    scoped token: only to subscriptions in its scope)."""
+    named = request.subscription_ids if request else None
+    for sub_id in named or ():
+        if not await scope.sees_subscription(services, access, sub_id):
+            raise Problem(404, f"no subscription {sub_id!r}")
     try:
         made = await services.replays.replay_event(
-            event_id, request.subscription_ids if request else None
+            event_id, named, lambda sub: access.sees_subscription(sub.sources)
         )
     except UnknownSubscription as exc:
         raise Problem(404, f"no subscription {exc.args[0]!r}") from None
@@ -109,31 +125,31 @@ async def replay_event(
     return Replayed.model_validate({"event_id": event_id, "deliveries": made})
 
 
-@router.post("/dead-letters/replay")
+@router.post("/dead-letters/replay", **needs(Role.OPERATOR))
 async def replay_dead_letters(
-    services: ServicesDep, flt: DeadLetterFilter | None = None
+    services: ServicesDep, access: AccessDep, flt: DeadLetterFilter | None = None
 ) -> DeadLettersReplayed:
     """Re-queue dead deliveries, oldest first, each with a fresh retry schedule.
 
     Safe to repeat: a delivery leaves the dead-letter index in the same step that re-queues
     it, so a second call finds only what died since.
     """
-    await known_subscription(services, flt.subscription_id if flt else None)
+    await known_subscription(services, access, flt.subscription_id if flt else None)
+    which = await _dead_letters(services, access, flt or DeadLetterFilter())
     with _in_flight_is_conflict():
-        requeued, remaining, last = await services.replays.replay_dead(
-            _dead_letters(flt or DeadLetterFilter())
-        )
+        requeued, remaining, last = await services.replays.replay_dead(which)
     return DeadLettersReplayed(requeued=requeued, remaining=remaining, last=last)
 
 
-@router.delete("/dead-letters", dependencies=[KnownSubscriptionFilter])
+@router.delete("/dead-letters", **needs(Role.OPERATOR, KnownSubscriptionFilter))
 async def purge_dead_letters(
     services: ServicesDep,
+    access: AccessDep,
     subscription_id: str | None = None,
     since: Annotated[Moment | None, Query()] = None,
     until: Annotated[Moment | None, Query()] = None,
 ) -> JSONResponse:
     """Remove dead deliveries from the dead-letter index (their records expire as usual)."""
     flt = DeadLetterFilter(subscription_id=subscription_id, since=since, until=until, limit=10_000)
-    purged = await services.replays.purge_dead(_dead_letters(flt))
+    purged = await services.replays.purge_dead(await _dead_letters(services, access, flt))
     return JSONResponse(DeadLettersPurged(purged=purged).model_dump())

@@ -6,6 +6,7 @@ import contextlib
 from dataclasses import dataclass
 
 from config.settings import Settings
+from relay.api.auth import Authenticator
 from relay.delivery.attempt import Attempter
 from relay.delivery.connection import UNAVAILABLE, RedisHealth
 from relay.delivery.fanout import FanoutBatcher, Planned, SubscriptionCache
@@ -29,6 +30,7 @@ class Services:
     previews: Previews
     # This process's view of Redis: outages, eviction policy, clock.
     health: RedisHealth
+    auth: Authenticator
 
     @classmethod
     def build(
@@ -59,4 +61,5 @@ class Services:
             replays=Replays(store),
             previews=Previews(store, settings),
             health=health,
+            auth=Authenticator(settings, store),
         )

@@ -8,17 +8,19 @@ import structlog
 from fastapi import APIRouter, Path, Response
 from fastapi.responses import JSONResponse
 
-from relay.api.deps import AdminDep, ServicesDep
+from relay.api.auth import AccessDep, AuditedRoute, needs
+from relay.api.deps import ServicesDep
 from relay.api.problems import Problem, problem_docs
 from relay.api.views import public_source
+from relay.domain.access import Role
 from relay.domain.clock import now_ms
 from relay.domain.models import SOURCE_NAME_PATTERN, SourceIn
 
 router = APIRouter(
     prefix="/api",
-    dependencies=[AdminDep],
     tags=["admin"],
-    responses=problem_docs(401, 404, 422, 503),
+    route_class=AuditedRoute,
+    responses=problem_docs(401, 403, 404, 422, 429, 503),
 )
 log = structlog.get_logger("relay.admin")
 
@@ -27,7 +29,7 @@ def _no_source(name: str) -> Problem:
     return Problem(404, f"no source named {name!r}")
 
 
-@router.put("/sources/{name}", responses={201: {"description": "Created."}})
+@router.put("/sources/{name}", responses={201: {"description": "Created."}}, **needs(Role.ADMIN))
 async def put_source(
     spec: SourceIn,
     services: ServicesDep,
@@ -42,12 +44,14 @@ async def put_source(
     return JSONResponse(public_source(source), status_code=201 if created else 200)
 
 
-@router.get("/sources")
-async def list_sources(services: ServicesDep) -> dict[str, list[dict[str, Any]]]:
-    return {"data": [public_source(s) for s in await services.store.sources.all()]}
+@router.get("/sources", **needs(Role.VIEWER))
+async def list_sources(services: ServicesDep, access: AccessDep) -> dict[str, list[dict[str, Any]]]:
+    """Every source (in the token's scope)."""
+    found = [s for s in await services.store.sources.all() if access.sees_source(s.name)]
+    return {"data": [public_source(s) for s in found]}
 
 
-@router.get("/sources/{name}")
+@router.get("/sources/{name}", **needs(Role.VIEWER))
 async def get_source(name: str, services: ServicesDep) -> dict[str, Any]:
     found = await services.store.sources.get(name)
     if found is None:
@@ -55,7 +59,7 @@ async def get_source(name: str, services: ServicesDep) -> dict[str, Any]:
     return public_source(found[0])
 
 
-@router.delete("/sources/{name}", status_code=204)
+@router.delete("/sources/{name}", status_code=204, **needs(Role.ADMIN))
 async def delete_source(name: str, services: ServicesDep) -> Response:
     if not await services.store.sources.delete(name):
         raise _no_source(name)

@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ValidationError
 
-from relay.api.deps import AdminDep, ServicesDep
+from relay.api import scope
+from relay.api.auth import AccessDep, AuditedRoute, needs
+from relay.api.deps import ServicesDep
 from relay.api.problems import Problem, invalid, problem_docs
 from relay.api.views import (
     SecretRotatedView,
@@ -21,6 +23,7 @@ from relay.api.views import (
 )
 from relay.delivery.fanout import UnknownSubscription
 from relay.delivery.subscriptions import InvalidSubscription
+from relay.domain.access import Role
 from relay.domain.input_rules import STORED
 from relay.domain.models import (
     DeliveryStatus,
@@ -35,9 +38,9 @@ from relay.storage import UnusableRecord
 
 router = APIRouter(
     prefix="/api",
-    dependencies=[AdminDep],
     tags=["admin"],
-    responses=problem_docs(401, 404, 409, 422, 503),
+    route_class=AuditedRoute,
+    responses=problem_docs(401, 403, 404, 409, 422, 429, 503),
 )
 
 
@@ -56,11 +59,20 @@ async def _answers() -> AsyncIterator[None]:
         raise invalid(exc) from None
 
 
-@router.post("/subscriptions", status_code=201, response_model=SubscriptionCreatedView)
-async def create_subscription(spec: SubscriptionIn, services: ServicesDep) -> SubscriptionCreated:
+@router.post(
+    "/subscriptions",
+    status_code=201,
+    response_model=SubscriptionCreatedView,
+    **needs(Role.ADMIN),
+)
+async def create_subscription(
+    spec: SubscriptionIn, services: ServicesDep, access: AccessDep
+) -> SubscriptionCreated:
     """Create a subscription. Its signing secret is in this response and never again.
     Sources must exist, and a host must not resolve only to addresses the relay may not
-    call (422); a host that does not resolve yet is accepted with a ``warnings`` entry."""
+    call (422); a host that does not resolve yet is accepted with a ``warnings`` entry.
+    A scoped token may name only its own sources, never ``"*"`` (403)."""
+    scope.require_sources(access, spec.sources)
     async with _answers():
         saved = await services.subscriptions.create(spec)
     sub = saved.subscription
@@ -86,26 +98,29 @@ def _shown(sub: Subscription | UnusableSubscription) -> ShownSubscription:
     return UnusableSubscriptionView.model_validate(sub, from_attributes=True)
 
 
-@router.get("/subscriptions", response_model=SubscriptionList)
-async def list_subscriptions(services: ServicesDep) -> SubscriptionList:
-    """Every subscription, including any stored in a form this relay cannot use (those
-    carry a ``problem``)."""
-    return SubscriptionList(data=[_shown(s) for s in await services.store.subscriptions.all()])
+@router.get("/subscriptions", response_model=SubscriptionList, **needs(Role.VIEWER))
+async def list_subscriptions(services: ServicesDep, access: AccessDep) -> SubscriptionList:
+    """Every subscription (in the token's scope), including any stored in a form this relay
+    cannot use (those carry a ``problem``)."""
+    found = scope.in_scope(access, await services.store.subscriptions.all())
+    return SubscriptionList(data=[_shown(s) for s in found])
 
 
-@router.get("/subscriptions/{sub_id}", response_model=ShownSubscription)
+@router.get("/subscriptions/{sub_id}", response_model=ShownSubscription, **needs(Role.VIEWER))
 async def get_subscription(sub_id: str, services: ServicesDep) -> ShownSubscription:
     """One subscription; one this relay cannot use answers with its ``problem``."""
     async with _answers():
         return _shown(await services.subscriptions.lookup(sub_id))
 
 
-@router.patch("/subscriptions/{sub_id}", response_model=SubscriptionSavedView)
+@router.patch("/subscriptions/{sub_id}", response_model=SubscriptionSavedView, **needs(Role.ADMIN))
 async def patch_subscription(
-    sub_id: str, patch: SubscriptionPatch, services: ServicesDep
+    sub_id: str, patch: SubscriptionPatch, services: ServicesDep, access: AccessDep
 ) -> SubscriptionSavedView:
     """Change some fields (checked as on create). Re-enabling clears the reason it was
     disabled."""
+    if patch.sources is not None:
+        scope.require_sources(access, patch.sources)
     async with _answers():
         saved = await services.subscriptions.update(sub_id, patch)
     return SubscriptionSavedView.model_validate(
@@ -113,7 +128,9 @@ async def patch_subscription(
     )
 
 
-@router.post("/subscriptions/{sub_id}/rotate-secret", response_model=SecretRotatedView)
+@router.post(
+    "/subscriptions/{sub_id}/rotate-secret", response_model=SecretRotatedView, **needs(Role.ADMIN)
+)
 async def rotate_secret(sub_id: str, services: ServicesDep) -> SecretRotated:
     """Issue a new signing secret (shown only here). For ``RELAY_SECRET_ROTATION_OVERLAP_S``
     deliveries are signed with both the new and the previous secret."""
@@ -121,7 +138,9 @@ async def rotate_secret(sub_id: str, services: ServicesDep) -> SecretRotated:
         return await services.subscriptions.rotate_secret(sub_id)
 
 
-@router.post("/subscriptions/{sub_id}/pause", response_model=ShownSubscription)
+@router.post(
+    "/subscriptions/{sub_id}/pause", response_model=ShownSubscription, **needs(Role.OPERATOR)
+)
 async def pause_subscription(sub_id: str, services: ServicesDep) -> ShownSubscription:
     """Stop delivering: due deliveries wait (none is dropped within the retention period)
     until resume."""
@@ -129,7 +148,9 @@ async def pause_subscription(sub_id: str, services: ServicesDep) -> ShownSubscri
         return _shown(await services.subscriptions.set_paused(sub_id, True))
 
 
-@router.post("/subscriptions/{sub_id}/resume", response_model=ShownSubscription)
+@router.post(
+    "/subscriptions/{sub_id}/resume", response_model=ShownSubscription, **needs(Role.OPERATOR)
+)
 async def resume_subscription(sub_id: str, services: ServicesDep) -> ShownSubscription:
     """Deliver again: waiting deliveries go out in the order they fell due."""
     async with _answers():
@@ -144,7 +165,7 @@ class TestResult(BaseModel):
     error: str | None
 
 
-@router.post("/subscriptions/{sub_id}/test")
+@router.post("/subscriptions/{sub_id}/test", **needs(Role.OPERATOR))
 async def test_subscription(sub_id: str, services: ServicesDep) -> TestResult:
     """Send a synthetic, signed ``relay.test`` event to this subscription now (one attempt)
     and answer with what the receiver said."""
@@ -159,7 +180,7 @@ async def test_subscription(sub_id: str, services: ServicesDep) -> TestResult:
     )
 
 
-@router.delete("/subscriptions/{sub_id}", status_code=204)
+@router.delete("/subscriptions/{sub_id}", status_code=204, **needs(Role.ADMIN))
 async def delete_subscription(sub_id: str, services: ServicesDep) -> Response:
     async with _answers():
         await services.subscriptions.delete(sub_id)

@@ -1,7 +1,8 @@
-"""``relay events|deliveries|replay|subscriptions|sources|apply``: operate a running relay.
+"""``relay events|deliveries|replay|subscriptions|sources|tokens|apply``: operate a relay.
 
 These commands talk only to the relay's HTTP API. Every one of them takes ``--url``
-(``RELAY_URL``, default ``http://127.0.0.1:8000``), ``--token`` (``RELAY_ADMIN_TOKEN``) and
+(``RELAY_URL``, default ``http://127.0.0.1:8000``), ``--token`` (``RELAY_TOKEN``, else
+``RELAY_ADMIN_TOKEN``: the bootstrap admin token or an API token) and
 ``--json`` (print the API's JSON instead of tables, for scripts). ``--url`` is also spelled
 ``--relay-url``, the only spelling on ``subscriptions create``, whose ``--url`` is the
 subscriber's.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import typer
 
 from relay.cli.client import command
-from relay.cli.commands import apply, deliveries, events, replay, sources, subscriptions
+from relay.cli.commands import apply, deliveries, events, replay, sources, subscriptions, tokens
 
 admin_app = typer.Typer(no_args_is_help=True)
 admin_app.add_typer(events.events_app, name="events")
@@ -30,4 +31,5 @@ admin_app.add_typer(deliveries.deliveries_app, name="deliveries")
 admin_app.add_typer(replay.replay_app, name="replay")
 admin_app.add_typer(subscriptions.subscriptions_app, name="subscriptions")
 admin_app.add_typer(sources.sources_app, name="sources")
+admin_app.add_typer(tokens.tokens_app, name="tokens")
 command(admin_app, "apply")(apply.apply)

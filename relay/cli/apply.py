@@ -58,7 +58,7 @@ import os
 import re
 import tomllib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -332,6 +332,23 @@ def plan(
     return (
         keep + [c for c in subs if c.action == "delete"] + [c for c in src if c.action == "delete"]
     )
+
+
+def within_scope(desired: Desired, scope: Collection[str] | None) -> tuple[Desired, list[str]]:
+    """The part of the file a token limited to ``scope`` may apply (None: all of it), and
+    what it leaves alone: sources outside the scope, and subscriptions naming any (or "*").
+    The relay lists only what is in scope, so ``--prune`` never reaches beyond it either."""
+    if scope is None:
+        return desired, []
+    sources = {n: s for n, s in desired.sources.items() if n in scope}
+    subscriptions = {
+        n: s
+        for n, s in desired.subscriptions.items()
+        if (named := list(s.get("sources") or [])) and all(x in scope for x in named)
+    }
+    skipped = [f"source {n}" for n in desired.sources if n not in sources]
+    skipped += [f"subscription {n}" for n in desired.subscriptions if n not in subscriptions]
+    return Desired(sources=sources, subscriptions=subscriptions), skipped
 
 
 def counts(changes: Sequence[Change]) -> Counter[Action]:

@@ -134,7 +134,8 @@ def _dev_token(url: str) -> tuple[str, Path] | None:
 def _connect(url: str, token: str | None) -> httpx.Client:
     if not token:
         raise CliError(
-            "no admin token: set RELAY_ADMIN_TOKEN or pass --token (for a relay on this machine,"
+            "no admin token: set RELAY_TOKEN or RELAY_ADMIN_TOKEN, or pass --token (for a relay"
+            " on this machine,"
             f" `relay dev`'s {dev_token_file()} is used when it exists)",
             2,
         )
@@ -160,7 +161,12 @@ def _one_line_errors() -> Iterator[None]:
 
 TokenOpt = Annotated[
     str | None,
-    typer.Option("--token", envvar="RELAY_ADMIN_TOKEN", help="Admin token.", show_default=False),
+    typer.Option(
+        "--token",
+        envvar=["RELAY_TOKEN", "RELAY_ADMIN_TOKEN"],
+        help="An API token, or the admin token.",
+        show_default=False,
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON (for scripts).")]
 _SHARED = ("relay_url", "token", "as_json")

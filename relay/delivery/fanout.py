@@ -201,7 +201,10 @@ async def stored_event(store: Store, event_id: str) -> EventRef | None:
 
 
 async def replay(
-    store: Store, event_id: str, subscription_ids: Sequence[str] | None
+    store: Store,
+    event_id: str,
+    subscription_ids: Sequence[str] | None,
+    within: Callable[[Subscription], bool] | None = None,
 ) -> list[NewDelivery] | None:
     """New reliable deliveries of a stored event: to the subscriptions named, or to every
     current subscription that matches it. None when the event no longer exists."""
@@ -210,7 +213,7 @@ async def replay(
         return None
     if subscription_ids is None:
         current = await store.subscriptions.for_source(event.source)
-        subs = [s for s in current if isinstance(s, Subscription)]
+        subs = [s for s in current if isinstance(s, Subscription) and (within is None or within(s))]
     else:
         wanted = dict.fromkeys(subscription_ids)
         found = [await store.subscriptions.get(sub_id) for sub_id in wanted]

@@ -7,14 +7,14 @@ dead-letter index in the same step, so a bulk replay is safe to repeat.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
 
 from relay.delivery import fanout
 from relay.domain.clock import now_ms
-from relay.domain.models import Delivery, DeliveryStatus
+from relay.domain.models import Delivery, DeliveryStatus, Subscription
 from relay.storage import Reopened, Store, TimeRange
 
 log = structlog.get_logger("relay.replay")
@@ -37,6 +37,8 @@ class DeadLetters:
     until_ms: int | None = None
     limit: int = 1000
     after: str | None = None
+    # A scoped token's subscriptions: only their dead letters (None: every subscription).
+    within: tuple[str, ...] | None = None
 
     @property
     def window(self) -> TimeRange:
@@ -79,15 +81,15 @@ class Replays:
     async def dead(self, which: DeadLetters) -> list[Delivery]:
         """Dead deliveries matching the filter, oldest first, ``limit`` at most."""
         page = await self._store.deliveries.page(
-            which.window, which.limit, subscription_id=which.subscription_id, dead=True,
-            oldest_first=True,
+            which.window, which.limit, subscription_id=which.subscription_id,
+            within=which.within, dead=True, oldest_first=True,
         )  # fmt: skip
         deliveries = await self._store.deliveries.get_many(page.ids)
         return [d for d in deliveries if d.status is DeliveryStatus.DEAD]
 
     async def count_dead(self, which: DeadLetters) -> int:
         window = TimeRange(which.since_ms, which.until_ms)
-        return await self._store.deliveries.count_dead(window, which.subscription_id)
+        return await self._store.deliveries.count_dead(window, which.subscription_id, which.within)
 
     async def replay_dead(self, which: DeadLetters) -> tuple[int, int, str | None]:
         """Re-queue dead letters: how many, how many remain dead, the last one looked at."""
@@ -109,11 +111,15 @@ class Replays:
         return purged
 
     async def replay_event(
-        self, event_id: str, subscription_ids: Sequence[str] | None
+        self,
+        event_id: str,
+        subscription_ids: Sequence[str] | None,
+        within: Callable[[Subscription], bool] | None = None,
     ) -> list[Delivery] | None:
         """New deliveries of a stored event, with the same ``webhook-id``: to the
-        subscriptions named, or to every one that matches it now (None: no such event)."""
-        made = await fanout.replay(self._store, event_id, subscription_ids)
+        subscriptions named, or to every one that matches it now and is ``within`` the
+        caller's scope (None: no such event)."""
+        made = await fanout.replay(self._store, event_id, subscription_ids, within)
         if made is None:
             return None
         return await self._store.deliveries.get_many([d.id for d in made])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -63,18 +63,38 @@ class LexIndex:
         self, index: str, window: TimeRange, count: int, *, oldest_first: bool = False
     ) -> Page:
         """Ids newest first (or oldest), ``count`` at most, after ``window.cursor``."""
+        return await self.page_union([index], window, count, oldest_first=oldest_first)
+
+    async def page_union(
+        self, indexes: Sequence[str], window: TimeRange, count: int, *, oldest_first: bool = False
+    ) -> Page:
+        """One page over several indexes at once (a token's sources or subscriptions), in
+        the same order and with the same cursor as :meth:`page` over one."""
         low, high = lex_range(self._prefix, window.since_ms, window.until_ms)
         cursor = window.cursor
-        if oldest_first:
-            if cursor:
-                low = "(" + cursor if low == "-" or cursor > low[1:] else low
-            raw = await r(self._redis.zrangebylex(index, low, high, start=0, num=count))
-        else:
-            if cursor:
-                high = "(" + cursor if high == "+" or cursor < high[1:] else high
-            raw = await r(self._redis.zrevrangebylex(index, high, low, start=0, num=count))
-        ids = [i.decode() for i in raw]
-        return Page(ids, ids[-1] if len(ids) == count else None)
+        if cursor and oldest_first:
+            low = "(" + cursor if low == "-" or cursor > low[1:] else low
+        elif cursor:
+            high = "(" + cursor if high == "+" or cursor < high[1:] else high
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for index in indexes:
+                if oldest_first:
+                    pipe.zrangebylex(index, low, high, start=0, num=count)
+                else:
+                    pipe.zrevrangebylex(index, high, low, start=0, num=count)
+            replies = await pipe.execute() if indexes else []
+        merged = sorted({i.decode() for raw in replies for i in raw}, reverse=not oldest_first)
+        ids = merged[:count]
+        more = len(merged) > count or any(len(raw) == count for raw in replies)
+        return Page(ids, ids[-1] if more and ids else None)
+
+    async def count_union(self, indexes: Sequence[str], window: TimeRange) -> int:
+        low, high = lex_range(self._prefix, window.since_ms, window.until_ms)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for index in indexes:
+                pipe.zlexcount(index, low, high)
+            counts = await pipe.execute() if indexes else []
+        return sum(int(c) for c in counts)
 
     async def count(self, index: str, window: TimeRange) -> int:
         low, high = lex_range(self._prefix, window.since_ms, window.until_ms)

@@ -310,18 +310,30 @@ class DeliveryStore:
         count: int,
         *,
         subscription_id: str | None = None,
+        within: Sequence[str] | None = None,
         dead: bool = False,
         oldest_first: bool = False,
     ) -> Page:
-        """Delivery ids newest first (or oldest): all, of one subscription, or dead ones."""
-        if dead:
-            index = Keys.dead_letters(subscription_id)
-        else:
-            index = Keys.sub_deliveries(subscription_id) if subscription_id else Keys.deliveries
-        return await self._index.page(index, window, count, oldest_first=oldest_first)
+        """Delivery ids newest first (or oldest): all, of one subscription, of the
+        subscriptions ``within`` a token's scope, or dead ones."""
+        indexes = self._indexes(subscription_id, within, dead)
+        return await self._index.page_union(indexes, window, count, oldest_first=oldest_first)
 
-    async def count_dead(self, window: TimeRange, subscription_id: str | None = None) -> int:
-        return await self._index.count(Keys.dead_letters(subscription_id), window)
+    async def count_dead(
+        self,
+        window: TimeRange,
+        subscription_id: str | None = None,
+        within: Sequence[str] | None = None,
+    ) -> int:
+        return await self._index.count_union(self._indexes(subscription_id, within, True), window)
+
+    @staticmethod
+    def _indexes(sub_id: str | None, within: Sequence[str] | None, dead: bool) -> list[str]:
+        if sub_id is not None:
+            return [Keys.sub_dead(sub_id) if dead else Keys.sub_deliveries(sub_id)]
+        if within is not None:
+            return [Keys.sub_dead(s) if dead else Keys.sub_deliveries(s) for s in within]
+        return [Keys.dead if dead else Keys.deliveries]
 
     # --- one attempt: claim, context, record -----------------------------------------------
 

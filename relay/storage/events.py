@@ -172,7 +172,20 @@ class EventStore:
         )
         return [i.decode() for i in ids]
 
-    async def page(self, window: TimeRange, count: int, *, source: str | None = None) -> Page:
-        """Event ids newest first, of one source or of all."""
-        index = Keys.source_events(source) if source else Keys.events
-        return await self._index.page(index, window, count)
+    async def page(
+        self,
+        window: TimeRange,
+        count: int,
+        *,
+        source: str | None = None,
+        within: Sequence[str] | None = None,
+    ) -> Page:
+        """Event ids newest first: of one source, of the sources ``within`` a token's scope,
+        or of all."""
+        if source is not None:
+            indexes = [Keys.source_events(source)]
+        elif within is not None:
+            indexes = [Keys.source_events(s) for s in within]
+        else:
+            indexes = [Keys.events]
+        return await self._index.page_union(indexes, window, count)

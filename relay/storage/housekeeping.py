@@ -3,6 +3,7 @@ trimming of the indexes, and a ping for readiness."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -108,11 +109,19 @@ class Housekeeping:
         rows = await r(self._redis.zrevrange(Keys.workers, 0, -1, withscores=True))
         return [(worker.decode(), int(ms)) for worker, ms in rows]
 
-    async def queue_depth(self, now_ms: int) -> QueueDepth:
+    async def queue_depth(self, now_ms: int, within: Collection[str] | None = None) -> QueueDepth:
         """Deliveries due now (in flight included), scheduled for later, and dead, summed
-        over the lanes that have work, and each of those lanes."""
+        over the lanes that have work (of the subscriptions ``within`` a token's scope),
+        and each of those lanes."""
         lanes = await self._lanes.depths(now_ms)
-        dead: int = await r(self._redis.zcard(Keys.dead))
+        if within is None:
+            dead: int = await r(self._redis.zcard(Keys.dead))
+        else:
+            lanes = [d for d in lanes if d.subscription_id in within]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for sub_id in within:
+                    pipe.zcard(Keys.sub_dead(sub_id))
+                dead = sum(int(n) for n in await pipe.execute())
         return QueueDepth(
             due=sum(d.due + d.in_flight for d in lanes),
             scheduled=sum(d.waiting - d.due for d in lanes),

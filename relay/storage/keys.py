@@ -40,6 +40,10 @@ Key layout (prefix ``relay:``)::
     workers:picking       zset  the same, of workers taking new jobs (not stopping)
     stats:{minute}        hash  attempt outcomes recorded in that minute (minute = ms //
                                 60000): succeeded, failed, dead; for the dashboard  [TTL]
+    token:{id}            str   an API token (JSON): name, role, sources, expiry and the
+                                HMAC-SHA256 digest of its secret (never the secret)
+    tokens                zset  token ids by when each was last used (ms; 0: never),
+                                written at most once a minute per token and process
     ui:session:{digest}   str   a dashboard session: its CSRF token, by the SHA-256 of
                                 the cookie (the cookie itself is never stored)      [TTL]
     ops:alerts            hash  "{sub id}:backlog" / "{sub id}:dead_letters" -> the count
@@ -206,6 +210,12 @@ class Keys:
     @staticmethod
     def minute_stats(minute: int) -> str:
         return f"{PREFIX}stats:{minute}"
+
+    tokens = PREFIX + "tokens"
+
+    @staticmethod
+    def token(token_id: str) -> str:
+        return f"{PREFIX}token:{token_id}"
 
     @staticmethod
     def ui_session(digest: str) -> str:

@@ -24,6 +24,7 @@ from relay.storage.sessions import SessionStore
 from relay.storage.sources import SourceStore
 from relay.storage.stats import StatsStore
 from relay.storage.subscriptions import SubscriptionStore
+from relay.storage.tokens import TokenStore
 
 DEFAULT_RETENTION_MS = 7 * 86_400_000
 
@@ -46,4 +47,5 @@ class Store:
         self.housekeeping = Housekeeping(redis, scripts, retention_ms, self.lanes)
         self.stats = StatsStore(redis)
         self.sessions = SessionStore(redis)
+        self.tokens = TokenStore(redis)
         self.ops = OpsStore(redis, scripts, retention_ms)

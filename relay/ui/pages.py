@@ -20,12 +20,14 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from pydantic import TypeAdapter, ValidationError
 
-from relay.api import inspect
-from relay.api.deps import ServicesDep
+from relay.api import inspect, scope
+from relay.api.auth import audited
+from relay.api.deps import ServicesDep, known_subscription
 from relay.api.listing import Moment, to_ms
 from relay.api.problems import Problem, invalid
 from relay.delivery.fanout import UnknownSubscription
 from relay.delivery.replay import DeadLetters, InFlight, UnknownDelivery
+from relay.domain.access import Access, Role
 from relay.domain.clock import now_ms
 from relay.domain.models import DeliveryStatus, SubscriptionPatch
 from relay.storage import NotFannedOut
@@ -34,6 +36,7 @@ from relay.ui.session import (
     CSRF_FIELD,
     CSRF_HEADER,
     ActionForm,
+    OperatorAction,
     Session,
     SessionDep,
     form_data,
@@ -66,7 +69,8 @@ class SecureRoute(APIRoute):
     page for a person at a browser, and problem+json for anything else."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+        # Actions (POSTs) log an audit line, as the API's writes do.
+        handler = audited(f"ui.{self.name}", super().get_route_handler())
 
         async def secured(request: Request) -> Response:
             try:
@@ -159,8 +163,8 @@ async def login(request: Request, services: ServicesDep) -> Response:
     response = see_other("/ui/overview")
     client = request.client.host if request.client else None
     if not await sign_in(services, form.get("token", ""), request, response):
-        log.warning("ui.sign_in_refused", client=client)
-        return render("login.html", None, 401, error="That is not the admin token.")
+        # Logged, once per address per interval, by the authenticator (auth.failed).
+        return render("login.html", None, 401, error="That is not a valid token.")
     log.info("ui.signed_in", client=client)
     return response
 
@@ -176,28 +180,31 @@ async def logout(session: SessionDep, services: ServicesDep, _: ActionForm) -> R
 # --- overview --------------------------------------------------------------------------------
 
 
-async def _overview(services: ServicesDep) -> dict[str, Any]:
+async def _overview(services: ServicesDep, access: Access) -> dict[str, Any]:
+    """The figures of the session's scope. The per-minute chart counts every source (its
+    counters are relay-wide), so a scoped session does not get it."""
     now = now_ms()
+    within = await scope.subscription_ids(services, access)
     minutes = await services.store.stats.minutes(now)
-    health = await views.subscription_health(services, now)
+    health = await views.subscription_health(services, access, now)
     return {
-        "chart": chart.build(minutes),
-        "depth": await services.store.housekeeping.queue_depth(now),
+        "chart": None if access.scoped else chart.build(minutes),
+        "depth": await services.store.housekeeping.queue_depth(now, within),
         "troubled": [h for h in health if h.state in ("disabled", "failing")],
         "workers": await views.workers(services, now),
-        "ingest": views.ingest_outcomes(),
+        "ingest": views.ingest_outcomes(access),
     }
 
 
 @router.get("/overview")
 async def overview(session: SessionDep, services: ServicesDep) -> HTMLResponse:
-    return render("overview.html", session, **await _overview(services))
+    return render("overview.html", session, **await _overview(services, session.access))
 
 
 @router.get("/overview/panel")
 async def overview_panel(session: SessionDep, services: ServicesDep) -> HTMLResponse:
     """The Overview's content alone: the page fetches it again every few seconds."""
-    return render("overview_panel.html", session, **await _overview(services))
+    return render("overview_panel.html", session, **await _overview(services, session.access))
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -222,8 +229,8 @@ async def events(
         "since": since, "until": until,
     }  # fmt: skip
     listing = await inspect.list_events(
-        services, source or None, event_type or None, status, _moment(since, "since"),
-        _moment(until, "until"), cursor or None, PAGE_SIZE,
+        services, session.access, source or None, event_type or None, status,
+        _moment(since, "since"), _moment(until, "until"), cursor or None, PAGE_SIZE,
     )  # fmt: skip
     return render(
         "events.html", session, events=listing.data, filters=filters,
@@ -235,7 +242,7 @@ async def events(
 @router.get("/events/{event_id}")
 async def event(event_id: str, session: SessionDep, services: ServicesDep) -> HTMLResponse:
     try:
-        detail = await inspect.get_event(event_id, services)
+        detail = await inspect.get_event(event_id, services, session.access)
     except Problem:
         return render("not_found.html", session, 404, what="event", ident=event_id)
     found = await services.store.events.body(event_id)
@@ -261,10 +268,15 @@ async def event_body(event_id: str, session: SessionDep, services: ServicesDep) 
     )
 
 
-@router.post("/events/{event_id}/replay")
-async def replay_event(event_id: str, services: ServicesDep, _: ActionForm) -> Response:
+@router.post("/events/{event_id}/replay", dependencies=[OperatorAction])
+async def replay_event(
+    event_id: str, session: SessionDep, services: ServicesDep, _: ActionForm
+) -> Response:
+    access = session.access
     try:
-        made = await services.replays.replay_event(event_id, None)
+        made = await services.replays.replay_event(
+            event_id, None, lambda sub: access.sees_subscription(sub.sources)
+        )
     except NotFannedOut:
         raise Problem(409, "the event is not fanned out yet; try again in a moment") from None
     if made is None:
@@ -272,7 +284,7 @@ async def replay_event(event_id: str, services: ServicesDep, _: ActionForm) -> R
     return see_other(f"/ui/events/{event_id}")
 
 
-@router.post("/deliveries/{delivery_id}/retry")
+@router.post("/deliveries/{delivery_id}/retry", dependencies=[OperatorAction])
 async def retry_delivery(delivery_id: str, services: ServicesDep, form: ActionForm) -> Response:
     try:
         delivery = await services.replays.retry(delivery_id)
@@ -290,7 +302,7 @@ async def retry_delivery(delivery_id: str, services: ServicesDep, form: ActionFo
 
 @router.get("/subscriptions")
 async def subscriptions(session: SessionDep, services: ServicesDep) -> HTMLResponse:
-    health = await views.subscription_health(services, now_ms())
+    health = await views.subscription_health(services, session.access, now_ms())
     return render("subscriptions.html", session, subscriptions=health)
 
 
@@ -314,6 +326,10 @@ async def subscription_action(
 ) -> Response:
     if action not in ("pause", "resume", "enable", "test", "rotate-secret"):
         raise Problem(404, f"no action {action!r}")
+    # As the API: re-enabling changes the subscription (PATCH), rotating issues a secret.
+    needed = Role.ADMIN if action in ("enable", "rotate-secret") else Role.OPERATOR
+    if not session.access.allows(needed):
+        raise Problem(403, f"this needs the {needed.value} role")
     done = await _sub_action(services, sub_id, action)
     if action == "test":
         return render("test_sent.html", session, sub_id=sub_id, sent=done)
@@ -325,12 +341,26 @@ async def subscription_action(
 # --- dead letters ----------------------------------------------------------------------------
 
 
-def _dead_filter(
-    subscription_id: str | None, since: str | None, until: str | None, after: str | None = None
+async def _filter_in_scope(services: ServicesDep, access: Access, sub_id: str | None) -> None:
+    """A scoped session's filter naming a subscription outside its scope: 404, as the API.
+    (An unscoped one's typo shows an empty list, as it always has.)"""
+    if access.scoped:
+        await known_subscription(services, access, sub_id or None)
+
+
+async def _dead_filter(
+    services: ServicesDep,
+    access: Access,
+    subscription_id: str | None,
+    since: str | None,
+    until: str | None,
+    after: str | None = None,
 ) -> DeadLetters:
+    await _filter_in_scope(services, access, subscription_id)
     return DeadLetters(
         subscription_id or None, to_ms(_moment(since, "since")), to_ms(_moment(until, "until")),
         limit=REPLAY_BATCH, after=after or None,
+        within=await scope.subscription_ids(services, access),
     )  # fmt: skip
 
 
@@ -343,9 +373,10 @@ async def dead_letters(
     until: Text = None,
     cursor: Text = None,
 ) -> HTMLResponse:
+    await _filter_in_scope(services, session.access, subscription_id)
     listing = await inspect.list_dead_letters(
-        services, subscription_id or None, _moment(since, "since"), _moment(until, "until"),
-        cursor or None, PAGE_SIZE,
+        services, session.access, subscription_id or None, _moment(since, "since"),
+        _moment(until, "until"), cursor or None, PAGE_SIZE,
     )  # fmt: skip
     filters = {"subscription_id": subscription_id, "since": since, "until": until}
     return render(
@@ -363,21 +394,22 @@ async def confirm_replay(
     since: Text = None,
     until: Text = None,
 ) -> HTMLResponse:
-    which = _dead_filter(subscription_id, since, until)
+    which = await _dead_filter(services, session.access, subscription_id, since, until)
     total = await services.replays.count_dead(which)
     filters = {"subscription_id": subscription_id or "", "since": since or "", "until": until or ""}
     return render("replay_confirm.html", session, total=total, filters=filters)
 
 
-@router.post("/dead-letters/replay")
+@router.post("/dead-letters/replay", dependencies=[OperatorAction])
 async def replay_dead_letters(
     request: Request, session: SessionDep, services: ServicesDep, form: ActionForm
 ) -> HTMLResponse:
     """One batch, then the progress; the answer asks for the next batch while any is left
     (``after`` = the last one looked at, so a delivery that dies again is not met twice)."""
-    which = _dead_filter(
-        form.get("subscription_id"), form.get("since"), form.get("until"), form.get("after")
-    )
+    which = await _dead_filter(
+        services, session.access, form.get("subscription_id"), form.get("since"),
+        form.get("until"), form.get("after"),
+    )  # fmt: skip
     try:
         requeued, remaining, last = await services.replays.replay_dead(which)
     except InFlight:
@@ -396,5 +428,6 @@ async def replay_dead_letters(
 
 @router.get("/sources")
 async def sources(session: SessionDep, services: ServicesDep) -> HTMLResponse:
-    found = [s.public() for s in await services.store.sources.all()]
-    return render("sources.html", session, sources=found, rejections=views.rejections())
+    access = session.access
+    found = [s.public() for s in await services.store.sources.all() if access.sees_source(s.name)]
+    return render("sources.html", session, sources=found, rejections=views.rejections(access))

@@ -8,8 +8,9 @@ import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
 
-from relay.api import inspect
+from relay.api import inspect, scope
 from relay.api.services import Services
+from relay.domain.access import BOOTSTRAP, Access
 from relay.domain.models import DeliveryStatus, Subscription, SubscriptionOut
 from relay.observability import metrics
 from relay.storage import HEARTBEAT_STALE_MS, LaneDepth
@@ -48,8 +49,8 @@ async def _health(
     services: Services, sub: SubscriptionOut, lane: LaneDepth | None
 ) -> SubscriptionHealth:
     listing = await inspect.list_deliveries(
-        services, subscription_id=sub.id, status=None, since=None, until=None, cursor=None,
-        limit=RECENT,
+        services, BOOTSTRAP, subscription_id=sub.id, status=None, since=None, until=None,
+        cursor=None, limit=RECENT,
     )  # fmt: skip
     finished = [d for d in listing.data if d.status in _FINISHED]
     newest = finished[0] if finished else None
@@ -68,10 +69,14 @@ async def _health(
     )
 
 
-async def subscription_health(services: Services, now_ms: int) -> list[SubscriptionHealth]:
+async def subscription_health(
+    services: Services, access: Access, now_ms: int
+) -> list[SubscriptionHealth]:
     # An unusable stored subscription has no health to show; the API lists it.
     subs = [
-        s.public() for s in await services.store.subscriptions.all() if isinstance(s, Subscription)
+        s.public()
+        for s in scope.in_scope(access, await services.store.subscriptions.all())
+        if isinstance(s, Subscription)
     ]
     lanes = {d.subscription_id: d for d in await services.store.lanes.depths(now_ms)}
     found = await asyncio.gather(*(_health(services, s, lanes.get(s.id)) for s in subs))
@@ -84,18 +89,20 @@ async def workers(services: Services, now_ms: int) -> list[Worker]:
     return [Worker(w, ms, now_ms - ms <= HEARTBEAT_STALE_MS) for w, ms in beats]
 
 
-def ingest_outcomes() -> dict[str, int]:
-    """accepted / duplicate / rejected since this API process started."""
+def ingest_outcomes(access: Access) -> dict[str, int]:
+    """accepted / duplicate / rejected since this API process started (of the sources in
+    scope)."""
     totals: dict[str, int] = defaultdict(int)
-    for (_, outcome, _), count in metrics.ingest_counts().items():
-        totals[outcome] += count
+    for (source, outcome, _), count in metrics.ingest_counts().items():
+        if access.sees_source(source):
+            totals[outcome] += count
     return dict(totals)
 
 
-def rejections() -> dict[str, dict[str, int]]:
+def rejections(access: Access) -> dict[str, dict[str, int]]:
     """Rejected webhooks since this API process started, by source, then reason."""
     found: dict[str, dict[str, int]] = defaultdict(dict)
     for (source, outcome, reason), count in metrics.ingest_counts().items():
-        if outcome == "rejected":
+        if outcome == "rejected" and access.sees_source(source):
             found[source][reason or "unknown"] = count
     return dict(found)

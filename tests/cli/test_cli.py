@@ -453,7 +453,7 @@ def test_unknown_ids_fail_with_the_api_reason(relay: Cli) -> None:
 
 def test_bad_token_unreachable_relay_and_usage(relay: Cli, relay_url: str) -> None:
     bad = relay("subscriptions", "list", env={"RELAY_ADMIN_TOKEN": "wrong-token"})
-    assert failed(bad) == "error: 401 a valid admin bearer token is required"
+    assert failed(bad) == "error: 401 a valid bearer token is required"
     assert "wrong-token" not in bad.output
 
     with_flag = relay("sources", "list", "--token", "another-wrong-one")

@@ -298,3 +298,63 @@ def test_hostile_content_stays_inert(page: Any, relay: Relay) -> None:
         assert XSS in page.locator("pre.excerpt").inner_text()
     finally:
         unsubscribe(relay, sub_id)
+
+
+def test_a_scoped_viewer_sees_only_its_sources_and_no_buttons(browser: Any, relay: Relay) -> None:
+    """Payments' viewer token (source stripe) signs in: platform's github events and
+    subscriptions are nowhere, figures count only stripe's, no action is offered, and the
+    server refuses an action posted anyway."""
+    relay.api.put("/api/sources/stripe", headers=AUTH, json={}).raise_for_status()
+    github_sub = subscribe(relay, description="platform CI")
+    stripe_sub = subscribe(relay, description="payments billing", sources=["stripe"])
+    viewer = {"name": "payments-viewer", "role": "viewer", "sources": ["stripe"]}
+    made = relay.api.post("/api/tokens", headers=AUTH, json=viewer)
+    assert made.status_code == 201, made.text
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=relay.url)
+    page = context.new_page()
+    try:
+        github_event = relay.ingest()
+        stripe = relay.api.post("/ingest/stripe", content=b'{"type": "charge.succeeded"}',
+                                headers={"content-type": "application/json"})  # fmt: skip
+        stripe_event = stripe.json()["event_id"]
+        stripe_delivery = relay.delivery(stripe_event)["id"]
+
+        page.goto("/ui/login")
+        page.fill("#token", made.json()["token"])
+        page.click("button[type=submit]")
+        page.wait_for_url("**/ui/overview")
+        signed_in = page.locator("#signed-in-as").inner_text()
+        assert "payments-viewer" in signed_in
+        assert "sources stripe" in signed_in
+        assert page.locator("svg.chart").count() == 0  # relay-wide counters: not its scope
+        assert page.locator("#scoped-figures").is_visible()
+
+        page.goto("/ui/events")
+        listed = page.locator("main").inner_text()
+        assert stripe_event in listed
+        assert github_event not in listed
+        hidden = page.goto(f"/ui/events/{github_event}")
+        assert hidden is not None
+        assert hidden.status == 404  # as if it did not exist
+        assert github_event in page.locator("main").inner_text()
+
+        page.goto(f"/ui/events/{stripe_event}")
+        assert page.locator("main button").count() == 0  # no replay, no retry
+        page.goto("/ui/subscriptions")
+        assert page.locator(f"tr[id='{stripe_sub}']").count() == 1
+        assert page.locator(f"tr[id='{github_sub}']").count() == 0
+        assert page.locator("button[data-action]").count() == 0
+        page.goto("/ui/sources")
+        assert "stripe" in page.locator("main").inner_text()
+        assert "github" not in page.locator("main").inner_text()
+
+        # The buttons are hidden, and the server refuses the action anyway.
+        csrf = json.loads(page.locator("body").get_attribute("hx-headers"))["x-csrf-token"]
+        refused = page.request.post(
+            f"/ui/deliveries/{stripe_delivery}/retry", form={"csrf_token": csrf}
+        )
+        assert refused.status == 403
+    finally:
+        context.close()
+        unsubscribe(relay, github_sub)
+        unsubscribe(relay, stripe_sub)

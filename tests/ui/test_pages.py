@@ -59,7 +59,7 @@ async def test_sign_in_sets_a_strict_session_cookie(api: httpx.AsyncClient) -> N
         wrong = await api.post("/ui/login", data={"token": "guess"})
         right = await api.post("/ui/login", data={"token": ADMIN_TOKEN})
     assert wrong.status_code == 401
-    assert "That is not the admin token." in wrong.text
+    assert "That is not a valid token." in wrong.text
     assert "set-cookie" not in wrong.headers
     assert right.status_code == 303
     cookie = right.headers["set-cookie"]
@@ -67,8 +67,8 @@ async def test_sign_in_sets_a_strict_session_cookie(api: httpx.AsyncClient) -> N
         assert flag in cookie
     assert "Secure" not in cookie  # plain HTTP here; over HTTPS the cookie is Secure
     assert ADMIN_TOKEN not in cookie
-    assert [e["event"] for e in logs if e["event"].startswith("ui.")] == [
-        "ui.sign_in_refused",
+    assert [e["event"] for e in logs if e["event"].startswith(("ui.", "auth."))] == [
+        "auth.failed",
         "ui.signed_in",
     ]
     assert ADMIN_TOKEN not in repr(logs)
@@ -364,3 +364,34 @@ async def test_a_browser_gets_refusals_as_pages(api: httpx.AsyncClient) -> None:
     r = await api.post("/ui/subscriptions/sub_x/pause", data={}, headers=page)
     assert r.status_code == 403
     assert "CSRF token is missing or stale" in r.text
+
+
+async def test_a_token_session_acts_within_its_role_and_ends_when_revoked(
+    api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    await create_source(api, "stripe")
+    sub = await create_subscription(api, receiver.url, sources=["stripe"])
+    spec = {"name": "payments-ops", "role": "operator", "sources": ["stripe"]}
+    made = (await api.post("/api/tokens", json=spec, headers=AUTH)).json()
+    with capture_logs() as logs:
+        assert (await api.post("/ui/login", data={"token": made["token"]})).status_code == 303
+        page = (await api.get("/ui/subscriptions")).text
+        assert 'data-action="pause"' in page
+        assert 'data-action="rotate-secret"' not in page  # an admin's button
+        marker = 'name="csrf_token" value="'
+        start = page.index(marker) + len(marker)
+        csrf = {"csrf_token": page[start : page.index('"', start)]}
+        paused = await api.post(f"/ui/subscriptions/{sub['id']}/pause", data=csrf)
+        rotated = await api.post(f"/ui/subscriptions/{sub['id']}/rotate-secret", data=csrf)
+    assert paused.status_code == 303
+    assert rotated.status_code == 403  # hidden, and refused anyway
+    [audit, refused] = [e for e in logs if e["event"] == "audit"]
+    assert (audit["action"], audit["actor"], audit["outcome"]) == (
+        "ui.subscription_action", "payments-ops", "succeeded",
+    )  # fmt: skip
+    assert refused["status"] == 403
+    assert made["token"] not in repr(logs)
+
+    assert (await api.delete(f"/api/tokens/{made['id']}", headers=AUTH)).status_code == 204
+    after = await api.get("/ui/subscriptions")
+    assert (after.status_code, after.headers["location"]) == (303, "/ui/login")

@@ -21,14 +21,29 @@ _VERBS: dict[apply_file.Action, str] = {
 }
 
 
-def _plan(relay: Relay, file: Path, prune: bool, push_secrets: bool) -> list[apply_file.Change]:
+def _scope(relay: Relay) -> list[str] | None:
+    """The sources the token is limited to (None: all; a relay without /api/whoami has no
+    scoped tokens)."""
     try:
-        desired = apply_file.load(file)
+        found: list[str] | None = relay.call("GET", "/api/whoami")["sources"]
+    except CliError as exc:
+        if str(exc).startswith("404 "):
+            return None
+        raise
+    return found
+
+
+def _plan(
+    relay: Relay, file: Path, prune: bool, push_secrets: bool
+) -> tuple[list[apply_file.Change], list[str]]:
+    try:
+        desired, skipped = apply_file.within_scope(apply_file.load(file), _scope(relay))
         sources = relay.call("GET", "/api/sources")["data"]
         subscriptions = relay.call("GET", "/api/subscriptions")["data"]
-        return apply_file.plan(
+        changes = apply_file.plan(
             desired, sources, subscriptions, prune=prune, push_secrets=push_secrets
         )
+        return changes, skipped
     except apply_file.ApplyError as exc:
         # A file that cannot be applied as written is bad input, like a malformed option.
         raise CliError(str(exc), 2) from None
@@ -95,8 +110,11 @@ def apply(
     Values like ${ENV:NAME} come from the environment. Subscriptions are matched by their
     name in the file, kept as their description. See relay/cli/apply.py for the format.
     """
-    changes = _plan(relay, file, prune, push_secrets)
+    changes, skipped = _plan(relay, file, prune, push_secrets)
     out = console()
+    if not relay.as_json:
+        for name in skipped:
+            out.print(Text(f"{name}: left alone (outside this token's sources)"))
     report = []
     for change in changes:
         report.append(_apply_one(relay, change, dry_run))
@@ -107,4 +125,8 @@ def apply(
     totals = {verb: n[action] for action, verb in _VERBS.items()}
     done = apply_file.summary(changes)
     people = f"Dry run, nothing changed. Would be: {done}" if dry_run else done
-    emit(relay.as_json, {"dry_run": dry_run, "changes": report, **totals}, Text(people))
+    emit(
+        relay.as_json,
+        {"dry_run": dry_run, "changes": report, **totals, "outside_scope": skipped},
+        Text(people),
+    )
