@@ -140,6 +140,10 @@ class Settings(BaseSettings):
     # How long a dashboard sign-in lasts; the admin token is asked for again after that.
     ui_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400)
 
+    # Tracing (OTEL_* variables switch it on; see relay.observability.tracing): send each
+    # attempt's W3C traceparent/tracestate to subscribers. Off, none is sent; while tracing
+    # is off, on passes a provider's own traceparent through.
+    trace_propagate: bool = True
     # Logging.
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

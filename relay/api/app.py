@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,7 +26,7 @@ from relay.api.services import Services
 from relay.delivery import outbound, queue
 from relay.delivery.attempt import Attempter
 from relay.delivery.connection import API, UNAVAILABLE, redis_client
-from relay.observability import logs
+from relay.observability import logs, tracing
 from relay.runtime import settle_after_startup
 from relay.storage import Store
 from relay.ui import install as install_ui
@@ -60,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await services.fanout.close()
             await sender.aclose()
+            # Spans still waiting for their batch go out before the process ends.
+            await asyncio.to_thread(tracing.active().flush)
             await redis.aclose()
             log.info("api.stopped")
 
@@ -88,5 +91,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def serve_app() -> FastAPI:
     """The factory `relay serve` hands to uvicorn: each worker process sets up its own logs."""
     settings = get_settings()
+    tracing.configure(settings.trace_propagate)
     logs.configure(settings.log_format, settings.log_level, access_log=settings.access_log)
     return create_app(settings)

@@ -14,6 +14,7 @@ from config.settings import Settings
 from relay.domain.clock import now_ms
 from relay.domain.ids import new_id
 from relay.domain.models import Source
+from relay.domain.tracecontext import TraceContext
 from relay.domain.verification import Verified, verify
 from relay.storage import IngestResult, NewEvent, Store
 
@@ -75,9 +76,15 @@ class Ingestor:
         return source.max_body_bytes or self.settings.max_body_bytes
 
     async def ingest(
-        self, name: str, headers: Mapping[str, str], body: bytes, content_type: str
+        self,
+        name: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        content_type: str,
+        trace: TraceContext | None = None,
     ) -> Stored | Challenge:
-        """Verify and store one webhook. ``headers`` has lower-case names."""
+        """Verify and store one webhook (with ``trace``, its trace context, if it has one).
+        ``headers`` has lower-case names."""
         source, rev = await self.source(name)
         for _ in range(3):
             verified = verify(source.verification, headers, body, now=now_ms() / 1000)
@@ -95,6 +102,7 @@ class Ingestor:
                 headers={h: headers[h] for h in self.settings.stored_headers if h in headers},
                 body=body,
                 idempotency_key=idem,
+                trace=trace,
             )
             result = await self.store.events.ingest(event, self.settings.idempotency_ttl_s)
             if result.status != "stale":

@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    PrivateAttr,
     StrictBool,
     StringConstraints,
 )
@@ -26,6 +27,7 @@ from relay.domain.headers import HeaderName
 from relay.domain.input_rules import NUMBER, STORED, input_range, on_input
 from relay.domain.matching import check_glob
 from relay.domain.redaction import REDACTED, looks_secret, mask_url
+from relay.domain.tracecontext import TraceContext
 from relay.domain.transforms import Transform, TransformField
 from relay.domain.verification import NoneScheme, VerificationConfig
 
@@ -539,6 +541,13 @@ class Event(BaseModel):
     idempotency_key: str | None
     body_bytes: int
     fanned_out: bool
+    # The W3C trace context kept with the event (relay.observability.tracing): attempts
+    # continue it. Not part of the API's answers.
+    _trace: TraceContext | None = PrivateAttr(default=None)
+
+    @property
+    def trace(self) -> TraceContext | None:
+        return self._trace
 
 
 class Attempt(BaseModel):
