@@ -10,6 +10,11 @@
 2. Drain: N deliveries queued with no worker running, then one worker, then (afresh) two.
 3. Redis bytes per event and per pending delivery, while those N deliveries wait.
 
+``--tracing off,1.0,0.1`` measures what OpenTelemetry tracing costs instead: per round, for
+each setting in turn (off, or on at that sampling ratio, exporting over OTLP/HTTP to a
+collector on 127.0.0.1 that decodes and counts the spans), the reliable-subscription ingest
+target (d) and a one-worker drain; each round's figures divided by that round's "off".
+
 Everything started here is stopped at the end, also on error or Ctrl-C.
 """
 
@@ -52,6 +57,7 @@ from _procs import (
 )
 
 from relay.devtools.embedded_redis import EmbeddedRedis, free_port
+from relay.devtools.otlp_collector import OtlpCollector
 from relay.devtools.processes import ProcessGroup, relay_command, relay_env
 
 BODY_BYTES = 1024
@@ -435,10 +441,15 @@ class Relay:
 
 
 @contextlib.contextmanager
-def running_relay(procs: Procs, redis_url: str, log_level: str = "INFO") -> Iterator[Relay]:
+def running_relay(
+    procs: Procs, redis_url: str, log_level: str = "INFO", extra_env: dict[str, str] | None = None
+) -> Iterator[Relay]:
     port = free_port()
     token = "bench_" + secrets.token_urlsafe(18)
     env = relay_env(redis_url, token, port, log_level=log_level)
+    # Tracing is what --tracing says, never what the shell running the benchmark had.
+    env = {k: v for k, v in env.items() if not k.startswith("OTEL_")}
+    env.update(extra_env or {})
     procs.spawn("serve", relay_command("serve"), env)
     base_url = f"http://127.0.0.1:{port}"
     procs.wait_http("serve", f"{base_url}/api/sources", {"Authorization": f"Bearer {token}"})
@@ -556,6 +567,7 @@ def run_relay_target(
     receiver: ReceiverClient,
     mode: str | None,
     delivery_wait_s: float,
+    extra_env: dict[str, str] | None = None,
 ) -> Row:
     label = {
         None: "relay, no subscription",
@@ -565,7 +577,7 @@ def run_relay_target(
     log(f"[{key}] {label}")
     with Procs(log_dir, key) as procs:
         redis_server = procs.start_redis()
-        with running_relay(procs, redis_server.url) as relay:
+        with running_relay(procs, redis_server.url, extra_env=extra_env) as relay:
             relay.put_source(SOURCE)
             pids = {"api": procs.procs["serve"].pid}
             if mode is not None:
@@ -786,14 +798,16 @@ def run_drain(
     with_memory: bool,
     lanes: int,
     caps: CpuCaps | None,
+    extra_env: dict[str, str] | None = None,
+    key: str = "",
 ) -> tuple[Drain, Memory | None]:
-    key = f"drain{workers}"
+    key = key or f"drain{workers}"
     log(f"[{key}] {n} deliveries queued over {lanes} lanes, then {workers} worker(s)")
     with Procs(log_dir, key) as procs:
         redis_server = procs.start_redis()
         redis_pid = redis_server.process.pid if redis_server.process else None
         with (
-            running_relay(procs, redis_server.url) as relay,
+            running_relay(procs, redis_server.url, extra_env=extra_env) as relay,
             redis.Redis.from_url(redis_server.url) as r,
         ):
             relay.put_source(SOURCE)
@@ -914,6 +928,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--delivery-wait", type=parse_duration, default=60.0, help="d/e wait for deliveries")
     add("--drain-timeout", type=parse_duration, default=120.0, help="longest drain (120s)")
     add("--keep-logs", type=Path, help="copy every process's log to this directory at the end")
+    add("--tracing", type=parse_tracing, default=None,
+        help="compare tracing instead: off and sampling ratios, e.g. off,1.0,0.1")  # fmt: skip
     args = parser.parse_args(argv)
     if args.connections < 1 or args.threads < 1 or args.threads > args.connections:
         parser.error("need 1 <= threads <= connections")
@@ -1058,7 +1074,128 @@ def print_rate(check: RateCheck | None) -> None:
     )
 
 
+# --- the cost of tracing --------------------------------------------------------------------
+
+
+def parse_tracing(text: str) -> list[float | None]:
+    """``off,1.0,0.1``: None for off, else a sampling ratio; "off" first, as the baseline."""
+    found: list[float | None] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if part == "off":
+            found.append(None)
+            continue
+        try:
+            ratio = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not 'off' or a ratio: {part!r}") from None
+        if not 0 <= ratio <= 1:
+            raise argparse.ArgumentTypeError(f"a sampling ratio is between 0 and 1: {part}")
+        found.append(ratio)
+    # "off" first: every round's other settings are divided by it.
+    return [None, *dict.fromkeys(r for r in found if r is not None)]
+
+
+def tracing_env(ratio: float | None, collector: OtlpCollector) -> dict[str, str]:
+    if ratio is None:
+        return {}
+    return {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.base_url,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": f"{ratio:g}",
+    }
+
+
+@dataclass
+class TracedRun:
+    ratio: float | None
+    ingest: Row
+    drain: Drain | None
+    spans: int  # what the collector received during both
+
+    @property
+    def label(self) -> str:
+        return "tracing off" if self.ratio is None else f"on, sampling {self.ratio:g}"
+
+
+def run_tracing(
+    args: argparse.Namespace, plan: LoadPlan, log_dir: Path, receiver: ReceiverClient
+) -> list[list[TracedRun]]:
+    """Per round, each setting one after another (so a busy spell on a shared machine falls
+    on all of them): ingest with a reliable subscription and a worker, then a drain."""
+    collector = OtlpCollector(keep=False)
+    rounds: list[list[TracedRun]] = []
+    try:
+        for n in range(args.rounds):
+            logs = log_dir / f"round{n + 1}"
+            logs.mkdir(exist_ok=True)
+            log(f"round {n + 1} of {args.rounds}")
+            runs = []
+            for ratio in args.tracing:
+                env = tracing_env(ratio, collector)
+                tag = "off" if ratio is None else f"s{ratio:g}"
+                before = collector.span_count
+                row = run_relay_target(plan, logs, f"d-{tag}", receiver, "reliable",
+                                       args.delivery_wait, env)  # fmt: skip
+                drain = None
+                if args.drain_events > 0:
+                    drain, _ = run_drain(
+                        logs, receiver, args.drain_events, 1, args.drain_connections,
+                        plan.body, args.drain_timeout, with_memory=False,
+                        lanes=args.drain_lanes, caps=None, extra_env=env, key=f"drain-{tag}",
+                    )  # fmt: skip
+                runs.append(TracedRun(ratio, row, drain, collector.span_count - before))
+            rounds.append(runs)
+    finally:
+        collector.close()
+    return rounds
+
+
+def print_tracing(rounds: list[list[TracedRun]]) -> None:
+    head = (
+        f"{'tracing':20} {'ingest req/s':>12} {'÷off':>6} {'drain/s':>8} {'÷off':>6} "
+        f"{'spans exported':>15}  delivered/accepted"
+    )
+    print(f"\nmedian of {len(rounds)} round(s); ÷off is the median of each round's ratio")
+    print(f"{head}\n{'-' * len(head)}")
+    settings = len(rounds[0])
+    for i in range(settings):
+        runs = [r[i] for r in rounds]
+        base = [r[0] for r in rounds]
+        ingest = statistics.median(r.ingest.load.req_s for r in runs)
+        ingest_ratio = statistics.median(
+            r.ingest.load.req_s / b.ingest.load.req_s for r, b in zip(runs, base, strict=True)
+        )
+        drains = [r.drain.rate for r in runs if r.drain]
+        drain = statistics.median(drains) if drains else 0.0
+        drain_ratios = [
+            r.drain.rate / b.drain.rate
+            for r, b in zip(runs, base, strict=True)
+            if r.drain and b.drain and b.drain.rate
+        ]
+        drain_ratio = f"{statistics.median(drain_ratios):.2f}" if drain_ratios else "-"
+        spans = statistics.median(r.spans for r in runs)
+        print(
+            f"{runs[0].label:20} {ingest:>12.0f} {ingest_ratio:>6.2f} {drain:>8.0f} "
+            f"{drain_ratio:>6} {spans:>15,.0f}  {runs[len(runs) // 2].ingest.delivered}"
+        )
+    print("each round's ingest req/s and drain/s:")
+    for i in range(settings):
+        cells = "; ".join(
+            f"{r[i].ingest.load.req_s:.0f}, {r[i].drain.rate if r[i].drain else 0:.0f}"
+            for r in rounds
+        )
+        print(f"  {rounds[0][i].label:20} {cells}")
+
+
 def run(args: argparse.Namespace, plan: LoadPlan, log_dir: Path) -> None:
+    if args.tracing:
+        with running_receiver(log_dir) as receiver:
+            rounds = run_tracing(args, plan, log_dir, receiver)
+        print_tracing(rounds)
+        print_logs([t.ingest for r in rounds for t in r], [])
+        return
     with running_receiver(log_dir) as receiver:
         rows, ratios = run_targets(args, plan, log_dir, receiver)
         drains, memory = run_drains(args, plan.body, log_dir, receiver)

@@ -42,15 +42,16 @@ def _value(v: Any) -> Any:
 class OtlpCollector:
     """``collector.endpoint`` takes spans; ``collector.wait_for(...)`` reads them.
 
-    With ``decode=False`` it only counts requests and bytes (the benchmark's collector,
-    which should cost the machine as little as it can).
+    With ``keep=False`` it only counts the spans (the benchmark's collector, which should
+    cost the machine as little as it can).
     """
 
-    def __init__(self, *, decode: bool = True) -> None:
+    def __init__(self, *, keep: bool = True) -> None:
         self.spans: list[ReceivedSpan] = []
+        self.span_count = 0
         self.requests = 0
         self.bytes = 0
-        self._decode = decode
+        self._keep = keep
         self._cond = threading.Condition()
         collector = self
 
@@ -84,21 +85,21 @@ class OtlpCollector:
         return self.base_url + "/v1/traces"
 
     def _take(self, body: bytes) -> bool:
-        spans: list[ReceivedSpan] = []
-        if self._decode:
-            from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-                ExportTraceServiceRequest,
-            )
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
 
-            request = ExportTraceServiceRequest()
-            try:
-                request.ParseFromString(body)
-            except Exception:
-                return False
-            spans = list(_spans(request))
+        request = ExportTraceServiceRequest()
+        try:
+            request.ParseFromString(body)
+        except Exception:
+            return False
+        count = sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+        spans = list(_spans(request)) if self._keep else []
         with self._cond:
             self.requests += 1
             self.bytes += len(body)
+            self.span_count += count
             self.spans.extend(spans)
             self._cond.notify_all()
         return True

@@ -19,6 +19,7 @@ request or attempt that makes it a few microseconds, never a network round trip.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -234,25 +235,32 @@ class _Attempt(AttemptTrace):
             self._span.end()
 
     def sending(self, url: str) -> None:
-        parts = urlsplit(url)
-        span = self._span
-        span.set_attribute("url.scheme", parts.scheme)
-        if parts.hostname:
-            span.set_attribute("server.address", parts.hostname)
-        span.set_attribute("server.port", parts.port or (443 if parts.scheme == "https" else 80))
+        self._span.set_attributes(_server(url))
 
     def answered(self, result: AttemptResult) -> None:
         span = self._span
-        if result.status_code is not None:
-            span.set_attribute("http.response.status_code", result.status_code)
-        error = result.error or (
-            str(result.status_code) if (result.status_code or 0) >= 400 else None
-        )
+        status = result.status_code
+        error = result.error or (str(status) if status is not None and status >= 400 else None)
+        if status is not None:
+            span.set_attribute("http.response.status_code", status)
         if error:
             span.set_attribute("error.type", error)
             span.set_status(Status(StatusCode.ERROR, result.error_message or error))
-        self._span.end()
+        span.end()
         self._ended = True
+
+
+@functools.lru_cache(maxsize=4096)
+def _server(url: str) -> dict[str, str | int]:
+    """A subscriber's host, port and scheme (parsed once per URL: every attempt asks)."""
+    parts = urlsplit(url)
+    found: dict[str, str | int] = {
+        "url.scheme": parts.scheme,
+        "server.port": parts.port or (443 if parts.scheme == "https" else 80),
+    }
+    if parts.hostname:
+        found["server.address"] = parts.hostname
+    return found
 
 
 def add_trace_ids(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
