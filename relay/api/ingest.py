@@ -76,9 +76,11 @@ async def ingest(
 ) -> Response:
     """Accept a webhook for a source. A 202 means the event is stored in Redis."""
     path = request.scope["path"]
-    with tracing.active().ingest(request.headers, source, path) as trace:
+    # ASGI header names are lower-case already; a dict answers "traceparent?" in 30 ns.
+    headers = dict(request.headers.items())
+    with tracing.active().ingest(headers, source, path) as trace:
         try:
-            response = await _accept(source, path, request, background, services, trace)
+            response = await _accept(source, path, headers, request, background, services, trace)
         except Problem as exc:
             trace.answered(exc.status)
             raise
@@ -89,6 +91,7 @@ async def ingest(
 async def _accept(
     source: str,
     path: str,
+    headers: dict[str, str],
     request: Request,
     background: BackgroundTasks,
     services: ServicesDep,
@@ -101,8 +104,6 @@ async def _accept(
     try:
         found, _ = await services.ingestor.source(source)
         body = await read_capped(request, services.ingestor.body_cap(found))
-        # ASGI header names are lower-case already.
-        headers = dict(request.headers.items())
         content_type = request.headers.get("content-type", "")
         if not _VALID_CONTENT_TYPE.match(content_type):
             # It is sent on with every delivery, and must be a valid header there too.

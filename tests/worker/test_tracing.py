@@ -16,11 +16,11 @@ import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from relay.devtools.otlp_collector import OtlpCollector, ReceivedSpan
-from relay.devtools.receiver import Receiver
+from relay.devtools.receiver import Receiver, Reply
 from relay.domain.tracecontext import valid_traceparent
 from relay.observability import tracing
 from relay.storage.keys import Keys
-from tests.conftest import WorkerRun, create_source, create_subscription
+from tests.conftest import AUTH, WorkerRun, create_source, create_subscription
 
 PROVIDER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PROVIDER_SPAN = "00f067aa0ba902b7"
@@ -166,6 +166,38 @@ async def test_a_providers_traceparent_is_continued(
     [request] = receiver.requests
     assert trace_of(request.headers) == (PROVIDER_TRACE, attempt.span_id, True)
     assert request.headers["tracestate"] == "vendor=opaque"
+
+
+async def test_a_manual_retry_later_from_another_process_joins_the_same_trace(
+    api: httpx.AsyncClient,
+    run_worker: WorkerRun,
+    receiver: Receiver,
+    collector: OtlpCollector,
+    configure: Configure,
+) -> None:
+    configure(OTEL_TRACES_EXPORTER="otlp")
+    await create_source(api)
+    await create_subscription(api, receiver.url)
+    receiver.default = Reply(500)
+    await post(api)
+    await run_worker()  # every scheduled attempt fails: the delivery is dead
+    spans = collector.wait_for(has(("POST /ingest/{source}", 1), ("POST", 4)))
+    [ingest] = named(spans, "POST /ingest/{source}")
+    delivery_id = named(spans, "POST")[0].attributes["relay.delivery_id"]
+
+    # A new tracer, as in a worker started since: the trace is in Redis, not in memory.
+    configure(OTEL_TRACES_EXPORTER="otlp", OTEL_SERVICE_NAME="a-later-worker")
+    receiver.default = Reply(200)
+    r = await api.post(f"/api/deliveries/{delivery_id}/retry", headers=AUTH)
+    assert r.status_code == 202, r.text
+    await run_worker()
+    spans = collector.wait_for(has(("POST", 5)))
+
+    [manual] = [s for s in named(spans, "POST") if s.attributes["relay.attempt"] == 5]
+    assert manual.service == "a-later-worker"
+    assert (manual.trace_id, manual.parent_span_id) == (ingest.trace_id, ingest.span_id)
+    assert manual.attributes["http.response.status_code"] == 200
+    assert trace_of(receiver.requests[-1].headers)[:2] == (ingest.trace_id, manual.span_id)
 
 
 async def test_a_best_effort_attempt_from_the_api_is_in_the_trace(
