@@ -1152,41 +1152,59 @@ def run_tracing(
     return rounds
 
 
+def _api_cpu(run: TracedRun) -> float | None:
+    """The API's CPU µs per ingested request (the first of cpu_us_per_req's "api+worker")."""
+    first = run.ingest.cpu_us_per_req.split("+")[0]
+    return float(first) if first.isdigit() else None
+
+
+def _worker_cpu(run: TracedRun) -> float | None:
+    """The draining worker's CPU µs per delivery."""
+    d = run.drain
+    share = d.cpu_shares.get("worker1") if d else None
+    return share / d.rate * 1e6 if d and share and d.rate else None
+
+
+# What the tracing table shows of each run: a rate, or CPU per unit of work, which a busy
+# shared machine disturbs far less than a rate (it slows a process, it does not make its
+# work cost more).
+_TRACED_FIGURES: list[tuple[str, Callable[[TracedRun], float | None]]] = [
+    ("ingest req/s", lambda r: r.ingest.load.req_s),
+    ("API µs/req", _api_cpu),
+    ("drain/s", lambda r: r.drain.rate if r.drain else None),
+    ("worker µs/dlv", _worker_cpu),
+]
+
+
 def print_tracing(rounds: list[list[TracedRun]]) -> None:
-    head = (
-        f"{'tracing':20} {'ingest req/s':>12} {'÷off':>6} {'drain/s':>8} {'÷off':>6} "
-        f"{'spans exported':>15}  delivered/accepted"
-    )
-    print(f"\nmedian of {len(rounds)} round(s); ÷off is the median of each round's ratio")
+    head = f"{'tracing':19}" + "".join(f" {name:>13} {'÷off':>5}" for name, _ in _TRACED_FIGURES)
+    head += f" {'spans':>7}"
+    print(f"\nmedian of {len(rounds)} round(s); ÷off: the median of each round's ratio to off")
     print(f"{head}\n{'-' * len(head)}")
-    settings = len(rounds[0])
-    for i in range(settings):
+    for i in range(len(rounds[0])):
         runs = [r[i] for r in rounds]
-        base = [r[0] for r in rounds]
-        ingest = statistics.median(r.ingest.load.req_s for r in runs)
-        ingest_ratio = statistics.median(
-            r.ingest.load.req_s / b.ingest.load.req_s for r, b in zip(runs, base, strict=True)
-        )
-        drains = [r.drain.rate for r in runs if r.drain]
-        drain = statistics.median(drains) if drains else 0.0
-        drain_ratios = [
-            r.drain.rate / b.drain.rate
-            for r, b in zip(runs, base, strict=True)
-            if r.drain and b.drain and b.drain.rate
-        ]
-        drain_ratio = f"{statistics.median(drain_ratios):.2f}" if drain_ratios else "-"
+        cells = []
+        for _, figure in _TRACED_FIGURES:
+            values = [v for v in map(figure, runs) if v is not None]
+            ratios = [
+                v / b
+                for v, b in ((figure(r[i]), figure(r[0])) for r in rounds)
+                if v is not None and b
+            ]
+            value = f"{statistics.median(values):.0f}" if values else "-"
+            ratio = f"{statistics.median(ratios):.2f}" if ratios else "-"
+            cells.append(f" {value:>13} {ratio:>5}")
         spans = statistics.median(r.spans for r in runs)
-        print(
-            f"{runs[0].label:20} {ingest:>12.0f} {ingest_ratio:>6.2f} {drain:>8.0f} "
-            f"{drain_ratio:>6} {spans:>15,.0f}  {runs[len(runs) // 2].ingest.delivered}"
-        )
-    print("each round's ingest req/s and drain/s:")
-    for i in range(settings):
+        print(f"{runs[0].label:19}{''.join(cells)} {spans:>7,.0f}")
+    print("each round (ingest req/s, API µs/req, drain/s, worker µs/dlv; delivered/accepted):")
+    for i in range(len(rounds[0])):
         cells = "; ".join(
-            f"{r[i].ingest.load.req_s:.0f}, {r[i].drain.rate if r[i].drain else 0:.0f}"
+            ", ".join(f"{v:.0f}" if v is not None else "-" for v in (f(r[i]) for _, f in
+                                                                     _TRACED_FIGURES))
+            + f" ({r[i].ingest.delivered})"
             for r in rounds
-        )
-        print(f"  {rounds[0][i].label:20} {cells}")
+        )  # fmt: skip
+        print(f"  {rounds[0][i].label:19} {cells}")
 
 
 def run(args: argparse.Namespace, plan: LoadPlan, log_dir: Path) -> None:

@@ -49,6 +49,8 @@ _VISIBLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 # Bodies up to this size are transformed on the event loop (tens of microseconds).
 _TRANSFORM_INLINE_BYTES = 64 * 1024
 
+_TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
+
 # A claim outlives the HTTP deadline by this much, so a slow but live attempt keeps it.
 LEASE_MARGIN_S = 5.0
 
@@ -222,7 +224,10 @@ class Attempter:
         url = str(sub.url)
         if trace.outgoing:
             # Outside the signature (Standard Webhooks signs id, timestamp and body): a
-            # hop's trace context, as W3C Trace Context means it to be.
+            # hop's trace context, as W3C Trace Context means it to be. It replaces one the
+            # subscription's own headers name, in whatever case.
+            for name in [n for n in request.headers if n.lower() in _TRACE_HEADERS]:
+                del request.headers[name]
             request.headers.update(trace.outgoing)
         trace.sending(url)
         result = await outbound.post(

@@ -154,7 +154,8 @@ async def test_a_providers_traceparent_is_continued(
 ) -> None:
     configure(OTEL_TRACES_EXPORTER="otlp")
     await create_source(api)
-    await create_subscription(api, receiver.url)
+    # A subscription's own header of that name gives way to the attempt's.
+    await create_subscription(api, receiver.url, headers={"TraceParent": "set-by-hand"})
     await post(api, traceparent=PROVIDER_PARENT, tracestate="vendor=opaque")
     await run_worker()
     spans = collector.wait_for(has(("POST /ingest/{source}", 1), ("POST", 1)))
@@ -166,6 +167,7 @@ async def test_a_providers_traceparent_is_continued(
     [request] = receiver.requests
     assert trace_of(request.headers) == (PROVIDER_TRACE, attempt.span_id, True)
     assert request.headers["tracestate"] == "vendor=opaque"
+    assert "set-by-hand" not in str(request.headers)
 
 
 async def test_a_manual_retry_later_from_another_process_joins_the_same_trace(
