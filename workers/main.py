@@ -240,7 +240,8 @@ def build_worker(
                 await deps.store.housekeeping.forget_worker(deps.worker_id)
         await deps.sender.aclose()
         # Spans still waiting for their batch go out before the process ends.
-        await asyncio.to_thread(tracing.active().flush)
+        if tracing.active().enabled:
+            await asyncio.to_thread(tracing.active().flush)
         log.info("worker.stopped", worker_id=deps.worker_id)
 
     every = settings.recovery_interval_s

@@ -62,7 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await services.fanout.close()
             await sender.aclose()
             # Spans still waiting for their batch go out before the process ends.
-            await asyncio.to_thread(tracing.active().flush)
+            if tracing.active().enabled:
+                await asyncio.to_thread(tracing.active().flush)
             await redis.aclose()
             log.info("api.stopped")
 
