@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
@@ -81,21 +81,32 @@ def _carried(span: trace.Span) -> TraceContext | None:
     return TraceContext(parent, carrier.get("tracestate") or None) if parent else None
 
 
-class _Current:
-    """Makes a span the current one (what log lines name) until the block ends."""
+class _Scope:
+    """A span's ``with`` block: the span is the current one (what log lines name) inside
+    it, and ends by the end of it, failed if an exception ended the block before an answer
+    was known."""
 
-    __slots__ = ("_token",)
+    __slots__ = ("_token", "answered", "ended", "span")
 
-    def __init__(self) -> None:
+    def __init__(self, span: trace.Span) -> None:
+        self.span = span
+        self.answered = self.ended = False
         self._token: object | None = None
 
-    def enter(self, span: trace.Span) -> None:
-        self._token = otel_context.attach(trace.set_span_in_context(span))
+    def enter(self) -> None:
+        self._token = otel_context.attach(trace.set_span_in_context(self.span))
 
-    def leave(self) -> None:
+    def exit(self, exc: BaseException | None) -> None:
         if self._token is not None:
             otel_context.detach(self._token)  # type: ignore[arg-type]
-            self._token = None
+        if not self.answered:
+            _failed(self.span, exc)
+        self.end()
+
+    def end(self) -> None:
+        if not self.ended:
+            self.span.end()
+            self.ended = True
 
 
 def _failed(span: trace.Span, exc: BaseException | None) -> None:
@@ -104,8 +115,24 @@ def _failed(span: trace.Span, exc: BaseException | None) -> None:
         span.set_status(Status(StatusCode.ERROR, exc.__class__.__name__))
 
 
-class _Ingest(IngestTrace):
-    __slots__ = ("_current", "_span", "_status")
+class _Scoped:
+    """The ``with`` block of a span kept in ``_scope``."""
+
+    __slots__ = ()
+    _scope: _Scope
+
+    def __enter__(self) -> Self:
+        self._scope.enter()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._scope.exit(exc)
+
+
+class _Ingest(_Scoped, IngestTrace):
+    __slots__ = ("_scope",)
 
     def __init__(self, tracer: trace.Tracer, headers: Mapping[str, str], source: str,
                  path: str) -> None:  # fmt: skip
@@ -118,38 +145,27 @@ class _Ingest(IngestTrace):
         }
         if agent := headers.get("user-agent"):
             attributes["user_agent.original"] = agent[:256]
-        self._span = tracer.start_span(
+        span = tracer.start_span(
             f"POST {_INGEST_ROUTE}", context=parent, kind=SpanKind.SERVER, attributes=attributes
         )
-        self._status: int | None = None
-        self._current = _Current()
-        super().__init__(_carried(self._span))
-
-    def __enter__(self) -> _Ingest:
-        self._current.enter(self._span)
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._current.leave()
-        if self._status is None:
-            _failed(self._span, exc)
-        self._span.end()
+        self._scope = _Scope(span)
+        super().__init__(_carried(span))
 
     def accepted(self, event_id: str, event_type: str | None) -> None:
-        self._span.set_attribute("relay.event_id", event_id)
+        span = self._scope.span
+        span.set_attribute("relay.event_id", event_id)
         if event_type:
-            self._span.set_attribute("relay.event_type", event_type)
+            span.set_attribute("relay.event_type", event_type)
 
     def answered(self, status: int) -> None:
-        self._status = status
-        self._span.set_attribute("http.response.status_code", status)
+        span = self._scope.span
+        self._scope.answered = True
+        span.set_attribute("http.response.status_code", status)
         # A 4xx is the provider's mistake, not the server's: only a 5xx marks a SERVER span
         # as failed (the HTTP conventions).
         if status >= 500:
-            self._span.set_status(Status(StatusCode.ERROR))
-            self._span.set_attribute("error.type", str(status))
+            span.set_status(Status(StatusCode.ERROR))
+            span.set_attribute("error.type", str(status))
 
 
 class _Fanout(FanoutTrace):
@@ -196,8 +212,8 @@ class _Fanout(FanoutTrace):
             span.set_attribute("relay.skipped", len(done.skipped))
 
 
-class _Attempt(AttemptTrace):
-    __slots__ = ("_current", "_ended", "_span")
+class _Attempt(_Scoped, AttemptTrace):
+    __slots__ = ("_scope",)
 
     def __init__(self, tracer: trace.Tracer, event: Event, delivery: Delivery, number: int,
                  propagate: bool) -> None:  # fmt: skip
@@ -214,31 +230,18 @@ class _Attempt(AttemptTrace):
             attributes["relay.event_type"] = event.event_type
         if number > 1:
             attributes["http.request.resend_count"] = number - 1
-        self._span = tracer.start_span(
+        span = tracer.start_span(
             "POST", context=_parent(event.trace), kind=SpanKind.CLIENT, attributes=attributes
         )
-        self._ended = False
-        self._current = _Current()
-        carried = _carried(self._span) if propagate else None
+        self._scope = _Scope(span)
+        carried = _carried(span) if propagate else None
         super().__init__(carried.headers() if carried else {})
 
-    def __enter__(self) -> _Attempt:
-        self._current.enter(self._span)
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._current.leave()
-        if not self._ended:
-            _failed(self._span, exc)
-            self._span.end()
-
     def sending(self, url: str) -> None:
-        self._span.set_attributes(_server(url))
+        self._scope.span.set_attributes(_server(url))
 
     def answered(self, result: AttemptResult) -> None:
-        span = self._span
+        span = self._scope.span
         status = result.status_code
         error = result.error or (str(status) if status is not None and status >= 400 else None)
         if status is not None:
@@ -246,8 +249,9 @@ class _Attempt(AttemptTrace):
         if error:
             span.set_attribute("error.type", error)
             span.set_status(Status(StatusCode.ERROR, result.error_message or error))
-        span.end()
-        self._ended = True
+        # The span is the HTTP call: recording the attempt in Redis is not in it.
+        self._scope.answered = True
+        self._scope.end()
 
 
 @functools.lru_cache(maxsize=4096)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, Self
 
 from relay.domain.tracecontext import TraceContext
 
@@ -53,7 +53,21 @@ class TracingConfigError(ValueError):
     """The ``OTEL_*`` variables ask for something the relay cannot do."""
 
 
-class IngestTrace:
+class _Block:
+    """A ``with`` block around the work a span describes; off, it does nothing."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+
+class IngestTrace(_Block):
     """One ingest request's part in its trace. ``context`` is what is stored with the event
     (None: nothing). While tracing is off it only carries the provider's context."""
 
@@ -62,14 +76,6 @@ class IngestTrace:
     def __init__(self, context: TraceContext | None) -> None:
         self.context = context
 
-    def __enter__(self) -> IngestTrace:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None
-
     def accepted(self, event_id: str, event_type: str | None) -> None:
         """The event this request stored (or found stored, for a duplicate)."""
 
@@ -77,24 +83,16 @@ class IngestTrace:
         """The HTTP status the provider gets."""
 
 
-class FanoutTrace:
+class FanoutTrace(_Block):
     """The fan-out of a batch of events: one span per traced event."""
 
     __slots__ = ()
-
-    def __enter__(self) -> FanoutTrace:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None
 
     def committed(self, planned: Sequence[FannedOut | None]) -> None:
         """What fan-out made of each event, in the order given."""
 
 
-class AttemptTrace:
+class AttemptTrace(_Block):
     """One attempt. ``outgoing`` holds the trace headers the subscriber gets (none when
     there is no trace to continue, or propagation is off)."""
 
@@ -102,14 +100,6 @@ class AttemptTrace:
 
     def __init__(self, outgoing: Mapping[str, str]) -> None:
         self.outgoing = outgoing
-
-    def __enter__(self) -> AttemptTrace:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None
 
     def sending(self, url: str) -> None:
         """The request goes to ``url``."""
