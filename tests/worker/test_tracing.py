@@ -225,7 +225,10 @@ async def test_propagation_off_sends_no_traceparent_but_still_traces(
     collector: OtlpCollector,
     configure: Configure,
 ) -> None:
-    configure(propagate=False, OTEL_TRACES_EXPORTER="otlp")
+    # The traces endpoint, used as given, wins over the base one (where nothing listens).
+    configure(propagate=False, OTEL_TRACES_EXPORTER="otlp",
+              OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
+              OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=collector.endpoint)  # fmt: skip
     await create_source(api)
     await create_subscription(api, receiver.url)
     await post(api, traceparent=PROVIDER_PARENT)
