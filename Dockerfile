@@ -6,7 +6,8 @@ COPY pyproject.toml README.md ./
 COPY relay ./relay
 COPY workers ./workers
 COPY config ./config
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# With the tracing extra: OTEL_TRACES_EXPORTER=otlp works in the image as documented.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[tracing]"
 
 FROM python:3.12.13-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \

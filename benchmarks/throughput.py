@@ -10,6 +10,11 @@
 2. Drain: N deliveries queued with no worker running, then one worker, then (afresh) two.
 3. Redis bytes per event and per pending delivery, while those N deliveries wait.
 
+``--tracing off,1.0,0.1`` measures what OpenTelemetry tracing costs instead: per round, for
+each setting in turn (off, or on at that sampling ratio, exporting over OTLP/HTTP to a
+collector on 127.0.0.1 that decodes and counts the spans), the reliable-subscription ingest
+target (d) and a one-worker drain; each round's figures divided by that round's "off".
+
 Everything started here is stopped at the end, also on error or Ctrl-C.
 """
 
@@ -52,6 +57,7 @@ from _procs import (
 )
 
 from relay.devtools.embedded_redis import EmbeddedRedis, free_port
+from relay.devtools.otlp_collector import OtlpCollector
 from relay.devtools.processes import ProcessGroup, relay_command, relay_env
 
 BODY_BYTES = 1024
@@ -435,10 +441,15 @@ class Relay:
 
 
 @contextlib.contextmanager
-def running_relay(procs: Procs, redis_url: str, log_level: str = "INFO") -> Iterator[Relay]:
+def running_relay(
+    procs: Procs, redis_url: str, log_level: str = "INFO", extra_env: dict[str, str] | None = None
+) -> Iterator[Relay]:
     port = free_port()
     token = "bench_" + secrets.token_urlsafe(18)
     env = relay_env(redis_url, token, port, log_level=log_level)
+    # Tracing is what --tracing says, never what the shell running the benchmark had.
+    env = {k: v for k, v in env.items() if not k.startswith("OTEL_")}
+    env.update(extra_env or {})
     procs.spawn("serve", relay_command("serve"), env)
     base_url = f"http://127.0.0.1:{port}"
     procs.wait_http("serve", f"{base_url}/api/sources", {"Authorization": f"Bearer {token}"})
@@ -556,6 +567,7 @@ def run_relay_target(
     receiver: ReceiverClient,
     mode: str | None,
     delivery_wait_s: float,
+    extra_env: dict[str, str] | None = None,
 ) -> Row:
     label = {
         None: "relay, no subscription",
@@ -565,7 +577,7 @@ def run_relay_target(
     log(f"[{key}] {label}")
     with Procs(log_dir, key) as procs:
         redis_server = procs.start_redis()
-        with running_relay(procs, redis_server.url) as relay:
+        with running_relay(procs, redis_server.url, extra_env=extra_env) as relay:
             relay.put_source(SOURCE)
             pids = {"api": procs.procs["serve"].pid}
             if mode is not None:
@@ -786,14 +798,16 @@ def run_drain(
     with_memory: bool,
     lanes: int,
     caps: CpuCaps | None,
+    extra_env: dict[str, str] | None = None,
+    key: str = "",
 ) -> tuple[Drain, Memory | None]:
-    key = f"drain{workers}"
+    key = key or f"drain{workers}"
     log(f"[{key}] {n} deliveries queued over {lanes} lanes, then {workers} worker(s)")
     with Procs(log_dir, key) as procs:
         redis_server = procs.start_redis()
         redis_pid = redis_server.process.pid if redis_server.process else None
         with (
-            running_relay(procs, redis_server.url) as relay,
+            running_relay(procs, redis_server.url, extra_env=extra_env) as relay,
             redis.Redis.from_url(redis_server.url) as r,
         ):
             relay.put_source(SOURCE)
@@ -914,6 +928,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--delivery-wait", type=parse_duration, default=60.0, help="d/e wait for deliveries")
     add("--drain-timeout", type=parse_duration, default=120.0, help="longest drain (120s)")
     add("--keep-logs", type=Path, help="copy every process's log to this directory at the end")
+    add("--tracing", type=parse_tracing, default=None,
+        help="compare tracing instead: off and sampling ratios, e.g. off,1.0,0.1")  # fmt: skip
     args = parser.parse_args(argv)
     if args.connections < 1 or args.threads < 1 or args.threads > args.connections:
         parser.error("need 1 <= threads <= connections")
@@ -1058,7 +1074,146 @@ def print_rate(check: RateCheck | None) -> None:
     )
 
 
+# --- the cost of tracing --------------------------------------------------------------------
+
+
+def parse_tracing(text: str) -> list[float | None]:
+    """``off,1.0,0.1``: None for off, else a sampling ratio; "off" first, as the baseline."""
+    found: list[float | None] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if part == "off":
+            found.append(None)
+            continue
+        try:
+            ratio = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not 'off' or a ratio: {part!r}") from None
+        if not 0 <= ratio <= 1:
+            raise argparse.ArgumentTypeError(f"a sampling ratio is between 0 and 1: {part}")
+        found.append(ratio)
+    # "off" first: every round's other settings are divided by it.
+    return [None, *dict.fromkeys(r for r in found if r is not None)]
+
+
+def tracing_env(ratio: float | None, collector: OtlpCollector) -> dict[str, str]:
+    if ratio is None:
+        return {}
+    return {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.base_url,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": f"{ratio:g}",
+    }
+
+
+@dataclass
+class TracedRun:
+    ratio: float | None
+    ingest: Row
+    drain: Drain | None
+    spans: int  # what the collector received during both
+
+    @property
+    def label(self) -> str:
+        return "tracing off" if self.ratio is None else f"on, sampling {self.ratio:g}"
+
+
+def run_tracing(
+    args: argparse.Namespace, plan: LoadPlan, log_dir: Path, receiver: ReceiverClient
+) -> list[list[TracedRun]]:
+    """Per round, each setting one after another (so a busy spell on a shared machine falls
+    on all of them): ingest with a reliable subscription and a worker, then a drain."""
+    collector = OtlpCollector(keep=False)
+    rounds: list[list[TracedRun]] = []
+    try:
+        for n in range(args.rounds):
+            logs = log_dir / f"round{n + 1}"
+            logs.mkdir(exist_ok=True)
+            log(f"round {n + 1} of {args.rounds}")
+            runs = []
+            for ratio in args.tracing:
+                env = tracing_env(ratio, collector)
+                tag = "off" if ratio is None else f"s{ratio:g}"
+                before = collector.span_count
+                row = run_relay_target(plan, logs, f"d-{tag}", receiver, "reliable",
+                                       args.delivery_wait, env)  # fmt: skip
+                drain = None
+                if args.drain_events > 0:
+                    drain, _ = run_drain(
+                        logs, receiver, args.drain_events, 1, args.drain_connections,
+                        plan.body, args.drain_timeout, with_memory=False,
+                        lanes=args.drain_lanes, caps=None, extra_env=env, key=f"drain-{tag}",
+                    )  # fmt: skip
+                runs.append(TracedRun(ratio, row, drain, collector.span_count - before))
+            rounds.append(runs)
+    finally:
+        collector.close()
+    return rounds
+
+
+def _api_cpu(run: TracedRun) -> float | None:
+    """The API's CPU µs per ingested request (the first of cpu_us_per_req's "api+worker")."""
+    first = run.ingest.cpu_us_per_req.split("+")[0]
+    return float(first) if first.isdigit() else None
+
+
+def _worker_cpu(run: TracedRun) -> float | None:
+    """The draining worker's CPU µs per delivery."""
+    d = run.drain
+    share = d.cpu_shares.get("worker1") if d else None
+    return share / d.rate * 1e6 if d and share and d.rate else None
+
+
+# What the tracing table shows of each run: a rate, or CPU per unit of work, which a busy
+# shared machine disturbs far less than a rate (it slows a process, it does not make its
+# work cost more).
+_TRACED_FIGURES: list[tuple[str, Callable[[TracedRun], float | None]]] = [
+    ("ingest req/s", lambda r: r.ingest.load.req_s),
+    ("API µs/req", _api_cpu),
+    ("drain/s", lambda r: r.drain.rate if r.drain else None),
+    ("worker µs/dlv", _worker_cpu),
+]
+
+
+def print_tracing(rounds: list[list[TracedRun]]) -> None:
+    head = f"{'tracing':19}" + "".join(f" {name:>13} {'÷off':>5}" for name, _ in _TRACED_FIGURES)
+    head += f" {'spans':>7}"
+    print(f"\nmedian of {len(rounds)} round(s); ÷off: the median of each round's ratio to off")
+    print(f"{head}\n{'-' * len(head)}")
+    for i in range(len(rounds[0])):
+        runs = [r[i] for r in rounds]
+        cells = []
+        for _, figure in _TRACED_FIGURES:
+            values = [v for v in map(figure, runs) if v is not None]
+            ratios = [
+                v / b
+                for v, b in ((figure(r[i]), figure(r[0])) for r in rounds)
+                if v is not None and b
+            ]
+            value = f"{statistics.median(values):.0f}" if values else "-"
+            ratio = f"{statistics.median(ratios):.2f}" if ratios else "-"
+            cells.append(f" {value:>13} {ratio:>5}")
+        spans = statistics.median(r.spans for r in runs)
+        print(f"{runs[0].label:19}{''.join(cells)} {spans:>7,.0f}")
+    print("each round (ingest req/s, API µs/req, drain/s, worker µs/dlv; delivered/accepted):")
+    for i in range(len(rounds[0])):
+        cells = "; ".join(
+            ", ".join(f"{v:.0f}" if v is not None else "-" for v in (f(r[i]) for _, f in
+                                                                     _TRACED_FIGURES))
+            + f" ({r[i].ingest.delivered})"
+            for r in rounds
+        )  # fmt: skip
+        print(f"  {rounds[0][i].label:19} {cells}")
+
+
 def run(args: argparse.Namespace, plan: LoadPlan, log_dir: Path) -> None:
+    if args.tracing:
+        with running_receiver(log_dir) as receiver:
+            rounds = run_tracing(args, plan, log_dir, receiver)
+        print_tracing(rounds)
+        print_logs([t.ingest for r in rounds for t in r], [])
+        return
     with running_receiver(log_dir) as receiver:
         rows, ratios = run_targets(args, plan, log_dir, receiver)
         drains, memory = run_drains(args, plan.body, log_dir, receiver)

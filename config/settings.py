@@ -162,6 +162,10 @@ class Settings(BaseSettings):
     auth_guess_burst: int = Field(default=20, ge=1)
     auth_guess_per_s: float = Field(default=0.2, gt=0)
 
+    # Tracing (OTEL_* variables switch it on; see relay.observability.tracing): send each
+    # attempt's W3C traceparent/tracestate to subscribers. Off, none is sent; while tracing
+    # is off, on passes a provider's own traceparent through.
+    trace_propagate: bool = True
     # Logging.
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

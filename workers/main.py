@@ -39,6 +39,7 @@ from relay.delivery.lane import LaneRunner, observe_lanes
 from relay.delivery.redis_watch import RedisWatch
 from relay.domain.clock import now_ms
 from relay.domain.sharing import jobs_to_take
+from relay.observability import tracing
 from relay.runtime import settle_after_startup
 from relay.storage import HEARTBEAT_S, Store
 from workers.delivery import deliver, lane
@@ -269,6 +270,9 @@ def build_worker(
             with contextlib.suppress(Exception):
                 await deps.store.housekeeping.forget_worker(deps.worker_id)
         await deps.sender.aclose()
+        # Spans still waiting for their batch go out before the process ends.
+        if tracing.active().enabled:
+            await asyncio.to_thread(tracing.active().flush)
         log.info("worker.stopped", worker_id=deps.worker_id)
 
     every = settings.recovery_interval_s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -32,7 +33,7 @@ from relay.delivery.attempt import Attempter
 from relay.delivery.connection import API, UNAVAILABLE, RedisHealth, redis_client
 from relay.delivery.fanout import SubscriptionCache
 from relay.delivery.redis_watch import RedisWatch
-from relay.observability import logs
+from relay.observability import logs, tracing
 from relay.runtime import settle_after_startup
 from relay.storage import Store
 from relay.ui import install as install_ui
@@ -72,6 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             watching.cancel()
             await services.fanout.close()
             await sender.aclose()
+            # Spans still waiting for their batch go out before the process ends.
+            if tracing.active().enabled:
+                await asyncio.to_thread(tracing.active().flush)
             await redis.aclose()
             log.info("api.stopped")
 
@@ -121,5 +125,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def serve_app() -> FastAPI:
     """The factory `relay serve` hands to uvicorn: each worker process sets up its own logs."""
     settings = get_settings()
+    tracing.configure(settings.trace_propagate)
     logs.configure(settings.log_format, settings.log_level, access_log=settings.access_log)
     return create_app(settings)

@@ -17,7 +17,9 @@ from relay.delivery.ingest import Challenge, NotStored, TooLong, UnknownSource
 from relay.domain import ids
 from relay.domain.models import IngestAccepted
 from relay.domain.verification import VerificationError
+from relay.observability import tracing
 from relay.observability.metrics import INGESTED, UNKNOWN_SOURCE, count_ingested
+from relay.observability.tracing import IngestTrace
 
 router = APIRouter(tags=["ingest"])
 _VALID_CONTENT_TYPE = re.compile(r"^[\x20-\x7e]{0,256}$")
@@ -76,16 +78,34 @@ async def ingest(
     source: str, request: Request, background: BackgroundTasks, services: ServicesDep
 ) -> Response:
     """Accept a webhook for a source. A 202 means the event is stored in Redis."""
+    path = request.scope["path"]
+    # ASGI header names are lower-case already; a dict answers "traceparent?" in 30 ns.
+    headers = dict(request.headers.items())
+    with tracing.active().ingest(headers, source, path) as trace:
+        try:
+            response = await _accept(source, path, headers, request, background, services, trace)
+        except Problem as exc:
+            trace.answered(exc.status)
+            raise
+        trace.answered(response.status_code)
+        return response
+
+
+async def _accept(
+    source: str,
+    path: str,
+    headers: dict[str, str],
+    request: Request,
+    background: BackgroundTasks,
+    services: ServicesDep,
+    trace: IngestTrace,
+) -> Response:
     request_id = request.headers.get("x-request-id") or ids.request_id()
     # Method and path (with status on each outcome) let these lines stand in for uvicorn's
     # access line, off by default; scope["path"] is what it logged, without building a URL.
-    bound = log.bind(
-        request_id=request_id, source=source, method=request.method, path=request.scope["path"]
-    )
+    bound = log.bind(request_id=request_id, source=source, method=request.method, path=path)
     try:
         found, _ = await services.ingestor.source(source)
-        # ASGI header names are lower-case already.
-        headers = dict(request.headers.items())
         # Before the body: what fails on its headers alone is not worth buffering.
         services.ingestor.check_headers(found, headers)
         body = await read_capped(request, services.ingestor.body_cap(found))
@@ -93,7 +113,7 @@ async def ingest(
         if not _VALID_CONTENT_TYPE.match(content_type):
             # It is sent on with every delivery, and must be a valid header there too.
             raise Problem(400, "the content-type header is not valid", reason="bad_content_type")
-        outcome = await services.ingestor.ingest(source, headers, body, content_type)
+        outcome = await services.ingestor.ingest(source, headers, body, content_type, trace.context)
     except UnknownSource:
         _rejected(bound, UNKNOWN_SOURCE, "unknown_source", 404)
         raise Problem(404, f"no source named {source!r}") from None
@@ -114,6 +134,7 @@ async def ingest(
         bound.info("ingest.challenge")
         return JSONResponse(outcome.reply)
     result = outcome.result
+    trace.accepted(result.event_id, outcome.event_type)
     fields = {"event_id": result.event_id, "event_type": outcome.event_type, "bytes": len(body)}
     count_ingested(source, result.status)
     if result.status == "duplicate":
@@ -121,7 +142,8 @@ async def ingest(
         return JSONResponse({"event_id": result.event_id, "status": "duplicate"}, status_code=200)
     bound.info("ingest.accepted", **fields, status=202)
     if result.needs_fan_out:
-        event = EventRef(result.event_id, source, outcome.event_type, outcome.headers, body)
+        event = EventRef(result.event_id, source, outcome.event_type, outcome.headers, body,
+                         trace=trace.context)  # fmt: skip
         # Light fan-out after the response; the batcher logs a failed commit and leaves the
         # event to the recovery cron (it is safe in Redis).
         background.add_task(services.fanout.submit, event)

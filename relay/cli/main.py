@@ -108,6 +108,17 @@ def _wait_for_redis(settings: Settings) -> None:
         raise typer.Exit(2)
 
 
+def _tracing(settings: Settings) -> None:
+    """Tracing as the OTEL_* variables say, or one line saying what is wrong and exit 2."""
+    from relay.observability import tracing
+
+    try:
+        tracing.configure(settings.trace_propagate)
+    except tracing.TracingConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 # `relay dev` delivers to loopback and private networks unless RELAY_ALLOWED_PRIVATE_NETWORKS
 # says otherwise; `serve` and `worker` allow only what that variable names.
 DEV_NETWORKS = (
@@ -136,6 +147,7 @@ def serve(
 ) -> None:
     """Run the HTTP API (ingest and admin). Needs RELAY_REDIS_URL."""
     settings = _settings(needs_redis=True, host=host, port=port)
+    _tracing(settings)
     logs.configure(settings.log_format, settings.log_level, access_log=settings.access_log)
     _wait_for_redis(settings)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -156,6 +168,7 @@ def serve(
 def worker() -> None:
     """Run the ARQ worker: delivery jobs and the recovery cron. Needs RELAY_REDIS_URL."""
     settings = _settings(needs_redis=True)
+    _tracing(settings)
     logs.configure(settings.log_format, settings.log_level)
     _wait_for_redis(settings)
     uvloop.run(run_worker(settings))
@@ -222,6 +235,7 @@ async def _run_dev(settings: Settings) -> None:
 def dev(host: HostOpt = None, port: PortOpt = None) -> None:
     """API and worker in one process; starts an embedded Redis if RELAY_REDIS_URL is unset."""
     settings = _settings(host=host, port=port)
+    _tracing(settings)
     logs.configure(settings.log_format, settings.log_level, access_log=settings.access_log)
     redis: EmbeddedRedis | None = None
     if not settings.redis_url:

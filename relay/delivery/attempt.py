@@ -40,7 +40,8 @@ from relay.domain.retry_policy import RetryPolicy, merged
 from relay.domain.signing import signed_headers
 from relay.domain.transforms import TransformFailed
 from relay.domain.transitions import after_attempt
-from relay.observability import metrics
+from relay.observability import metrics, tracing
+from relay.observability.tracing import AttemptTrace
 from relay.storage import AlreadyRecorded, DeliveryContext, OpsContext, Store
 from relay.storage.deliveries import Recorded
 
@@ -50,6 +51,8 @@ _VISIBLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 
 # Bodies up to this size are transformed on the event loop (tens of microseconds).
 _TRANSFORM_INLINE_BYTES = 64 * 1024
+
+_TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
 
 # A claim outlives the HTTP deadline by this much, so a slow but live attempt keeps it.
 LEASE_MARGIN_S = 5.0
@@ -173,13 +176,16 @@ class Attempter:
         trigger = trigger or ctx.trigger
         started_ms = now_ms()
         # Every line logged while this attempt runs names the delivery it concerns.
-        with bound_contextvars(
-            delivery_id=ctx.delivery.id,
-            subscription_id=ctx.delivery.subscription_id,
-            event_id=ctx.event.id,
+        with (
+            bound_contextvars(
+                delivery_id=ctx.delivery.id,
+                subscription_id=ctx.delivery.subscription_id,
+                event_id=ctx.event.id,
+            ),
+            tracing.active().attempt(ctx.event, ctx.delivery, attempt) as trace,
         ):
             try:
-                return await self._call(ctx, attempt, trigger, started_ms)
+                return await self._call(ctx, attempt, trigger, started_ms, trace)
             except UNAVAILABLE:
                 # Redis is away, not the receiver at fault: recording a failure now would
                 # misreport what the receiver answered. The claim's lease runs out and the
@@ -197,7 +203,12 @@ class Attempter:
                 return await self._finish(ctx, attempt, trigger, started_ms, result)
 
     async def _call(
-        self, ctx: DeliveryContext, attempt: int, trigger: Trigger, started_ms: int
+        self,
+        ctx: DeliveryContext,
+        attempt: int,
+        trigger: Trigger,
+        started_ms: int,
+        trace: AttemptTrace,
     ) -> Attempt | None:
         sub = ctx.subscription
         if sub is None or isinstance(sub, UnusableSubscription) or not sub.enabled:
@@ -215,14 +226,24 @@ class Attempter:
             # The same event and transform fail the same way on every try: no retry.
             result = AttemptResult(error="TransformFailed", error_message=str(exc))
             return await self._finish(ctx, attempt, trigger, started_ms, result, give_up=True)
+        url = str(sub.url)
+        if trace.outgoing:
+            # Outside the signature (Standard Webhooks signs id, timestamp and body): a
+            # hop's trace context, as W3C Trace Context means it to be. It replaces one the
+            # subscription's own headers name, in whatever case.
+            for name in [n for n in request.headers if n.lower() in _TRACE_HEADERS]:
+                del request.headers[name]
+            request.headers.update(trace.outgoing)
+        trace.sending(url)
         result = await outbound.post(
             self.sender,
-            str(sub.url),
+            url,
             request.body,
             request.headers,
             timeout_s=self._timeout_s(ctx.delivery.mode, sub),
             excerpt_bytes=self.settings.response_excerpt_bytes,
         )
+        trace.answered(result)
         return await self._finish(ctx, attempt, trigger, started_ms, result)
 
     async def _finish(

@@ -25,6 +25,8 @@ from relay.domain.filters import EventFacts
 from relay.domain.ids import new_id
 from relay.domain.matching import ANY_SOURCE, wants
 from relay.domain.models import DeliveryMode, Subscription, UnusableSubscription
+from relay.domain.tracecontext import TraceContext
+from relay.observability import tracing
 from relay.storage import (
     DeliveryContext,
     NewDeliveries,
@@ -53,6 +55,7 @@ class EventRef:
     event_type: str | None
     headers: Mapping[str, str] = field(default_factory=dict)  # the stored headers
     body: bytes = b""
+    trace: TraceContext | None = None  # the trace context stored with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +161,18 @@ async def fan_out(
 ) -> list[Planned | None]:
     """Create the deliveries of these events in one step; None for an event fanned out
     already (or gone)."""
+    with tracing.active().fanout(events) as trace:
+        done = await _fan_out(store, cache, events, inline_lease_ms)
+        trace.committed(done)
+    return done
+
+
+async def _fan_out(
+    store: Store,
+    cache: SubscriptionCache,
+    events: Sequence[EventRef],
+    inline_lease_ms: int | None,
+) -> list[Planned | None]:
     refresh = False
     for _ in range(5):
         rev, subs = await cache.current(refresh=refresh)
@@ -197,7 +212,9 @@ async def stored_event(store: Store, event_id: str) -> EventRef | None:
     found = await store.events.body(event_id)
     if event is None or found is None:
         return None
-    return EventRef(event.id, event.source, event.event_type, event.headers, found[0])
+    return EventRef(
+        event.id, event.source, event.event_type, event.headers, found[0], trace=event.trace
+    )
 
 
 async def replay(

@@ -16,6 +16,7 @@ from relay.domain.clock import now_ms
 from relay.domain.eviction import eviction_problem
 from relay.domain.ids import new_id
 from relay.domain.models import Source
+from relay.domain.tracecontext import TraceContext
 from relay.domain.verification import Verified, check_headers, verify
 from relay.storage import IngestResult, NewEvent, Store
 
@@ -101,9 +102,15 @@ class Ingestor:
         check_headers(source.verification, headers, now=now_ms() / 1000)
 
     async def ingest(
-        self, name: str, headers: Mapping[str, str], body: bytes, content_type: str
+        self,
+        name: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        content_type: str,
+        trace: TraceContext | None = None,
     ) -> Stored | Challenge:
-        """Verify and store one webhook. ``headers`` has lower-case names."""
+        """Verify and store one webhook (with ``trace``, its trace context, if it has one).
+        ``headers`` has lower-case names."""
         source, rev = await self.source(name)
         if self.health.evicting is not None:
             raise NotStored("evicting", eviction_problem(self.health.evicting) or "")
@@ -123,6 +130,7 @@ class Ingestor:
                 headers={h: headers[h] for h in self.settings.stored_headers if h in headers},
                 body=body,
                 idempotency_key=idem,
+                trace=trace,
             )
             # This process answers 503 once Redis has not answered within the socket
             # timeout: the script must not store what reaches Redis after that.

@@ -30,6 +30,7 @@ from structlog.types import EventDict, Processor, WrappedLogger
 # REDACTED is re-exported: callers that check log output know it as logs.REDACTED.
 from relay.domain.redaction import REDACTED as REDACTED
 from relay.domain.redaction import looks_secret
+from relay.observability import tracing
 
 # Field names are few and come back on every line, and the regex behind looks_secret, once
 # per field, was two thirds of a line's cost. Bounded: header names in logged maps are the
@@ -194,6 +195,8 @@ def configure(
     console = fmt == "console" or (fmt == "auto" and sys.stdout.isatty())
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        # trace_id and span_id, when tracing is on (configure it first).
+        *tracing.active().log_processors(),
         structlog.processors.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
