@@ -23,7 +23,8 @@ from urllib.parse import quote
 import httpx
 import typer
 
-from config.settings import DEFAULT_DATA_DIR
+from relay.cli.help import ReadableCommand
+from relay.devtools.data_dir import DEFAULT_DATA_DIR
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEV_TOKEN_NAME = "admin-token"  # noqa: S105 (a file name, not a secret)
@@ -203,7 +204,7 @@ def command(
         shared = _shared_options(url_flags)
         run.__signature__ = signature.replace(parameters=[*own, *shared])  # type: ignore[attr-defined]
         run.__doc__ = fn.__doc__
-        group.command(name)(run)
+        group.command(name, cls=ReadableCommand)(run)
         return fn
 
     return register

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
-from relay.cli import apply as apply_file
 from relay.cli.client import CliError, Relay, api_path
 from relay.cli.render import console, emit, secret_line
+
+if TYPE_CHECKING:
+    from relay.cli import apply as apply_file
 
 _VERBS: dict[apply_file.Action, str] = {
     "create": "created",
@@ -22,6 +24,9 @@ _VERBS: dict[apply_file.Action, str] = {
 
 
 def _plan(relay: Relay, file: Path, prune: bool, push_secrets: bool) -> list[apply_file.Change]:
+    # The planner validates with the API's pydantic models: imported when applying only.
+    from relay.cli import apply as apply_file
+
     try:
         desired = apply_file.load(file)
         sources = relay.call("GET", "/api/sources")["data"]
@@ -95,6 +100,8 @@ def apply(
     Values like ${ENV:NAME} come from the environment. Subscriptions are matched by their
     name in the file, kept as their description. See relay/cli/apply.py for the format.
     """
+    from relay.cli import apply as apply_file
+
     changes = _plan(relay, file, prune, push_secrets)
     out = console()
     report = []

@@ -19,10 +19,11 @@ from relay.cli.commands.options import (
     status_value,
     window,
 )
+from relay.cli.help import group
 from relay.cli.render import details, emit, table
-from relay.domain.models import DeliveryStatus
+from relay.domain.states import DeliveryStatus
 
-events_app = typer.Typer(help="Inspect received events.", no_args_is_help=True)
+events_app = group(help="Inspect received events.")
 
 
 @command(events_app, "list")

@@ -17,9 +17,10 @@ from relay.cli.commands.options import (
     UntilOpt,
     window,
 )
+from relay.cli.help import group
 from relay.cli.render import console, emit, table
 
-replay_app = typer.Typer(help="Send events and deliveries again.", no_args_is_help=True)
+replay_app = group(help="Send events and deliveries again.")
 
 
 @command(replay_app, "event")

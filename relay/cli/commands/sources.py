@@ -11,9 +11,10 @@ import typer
 
 from relay.cli.client import CliError, Relay, api_path, command
 from relay.cli.columns import SOURCE_COLUMNS, SOURCE_DETAILS
+from relay.cli.help import group
 from relay.cli.render import details, emit, table
 
-sources_app = typer.Typer(help="Manage sources (webhook entry points).", no_args_is_help=True)
+sources_app = group(help="Manage sources (webhook entry points).")
 
 SourceName = Annotated[str, typer.Argument(metavar="NAME", show_default=False)]
 

@@ -13,10 +13,11 @@ from rich.text import Text
 
 from relay.cli.client import CliError, CommandFn, Relay, api_path, command
 from relay.cli.columns import SUBSCRIPTION_COLUMNS, SUBSCRIPTION_DETAILS
+from relay.cli.help import group
 from relay.cli.render import details, emit, secret_line, table, timestamp
-from relay.domain.models import DeliveryMode, DeliveryStatus
+from relay.domain.states import DeliveryMode, DeliveryStatus
 
-subscriptions_app = typer.Typer(help="Manage subscriptions.", no_args_is_help=True)
+subscriptions_app = group(help="Manage subscriptions.")
 
 SubscriptionId = Annotated[str, typer.Argument(metavar="SUBSCRIPTION_ID", show_default=False)]
 
@@ -165,7 +166,7 @@ def subscriptions_preview(
     relay: Relay,
     subscription_id: Annotated[
         str | None,
-        typer.Argument(metavar="[SUBSCRIPTION_ID]", help="Omit to try --filter/--transform."),
+        typer.Argument(metavar="SUBSCRIPTION_ID", help="Omit to try --filter/--transform."),
     ] = None,
     event: Annotated[str | None, typer.Option("--event", help="A stored event's id.")] = None,
     body: Annotated[
