@@ -41,7 +41,8 @@ def deliveries_list(
     """Deliveries, newest first."""
     params: dict[str, Any] = {"subscription_id": subscription, "status": status_value(status)}
     params |= window(since, until) | {"limit": limit}
-    show_list(relay, "/api/deliveries", params, everything, DELIVERY_COLUMNS)
+    named = {"subscriptions": subscription}
+    show_list(relay, "/api/deliveries", params, everything, DELIVERY_COLUMNS, named)
 
 
 @command(deliveries_app, "show")

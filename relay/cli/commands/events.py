@@ -42,7 +42,7 @@ def events_list(
     """Events, newest first."""
     params: dict[str, Any] = {"source": source, "event_type": event_type, "limit": limit}
     params |= {"status": status_value(status)} | window(since, until)
-    show_list(relay, "/api/events", params, everything, EVENT_COLUMNS)
+    show_list(relay, "/api/events", params, everything, EVENT_COLUMNS, {"sources": source})
 
 
 @command(events_app, "show")
