@@ -22,7 +22,7 @@ from config.settings import Settings
 from relay.delivery.attempt import Attempter
 from relay.delivery.fanout import UnknownSubscription
 from relay.domain.addresses import ip_literal
-from relay.domain.clock import now_ms
+from relay.domain.clock import now_ms, rfc3339
 from relay.domain.filters import Filter
 from relay.domain.ids import new_id
 from relay.domain.input_rules import STORED
@@ -138,6 +138,15 @@ class Subscriptions:
             )
         return []
 
+    async def warnings(self, url: HttpUrl | str) -> list[str]:
+        """What a saved subscription's maker was warned of, asked again now (the dashboard
+        shows it: a host that still does not resolve, or that now resolves only to
+        addresses the relay may not call)."""
+        try:
+            return await self._check_reachable(HttpUrl(url) if isinstance(url, str) else url)
+        except BlockedSubscriber as exc:
+            return [str(exc)]
+
     async def _check_sources(self, sources: list[str] | None) -> None:
         """Source names must exist: a typo would otherwise never match anything."""
         named = [s for s in sources or [] if s not in (ANY_SOURCE, OPS_SOURCE)]
@@ -241,7 +250,7 @@ class Subscriptions:
         event_id = new_id("evt", now)
         body = orjson.dumps(
             {"type": TEST_EVENT_TYPE, "event_id": event_id, "subscription_id": sub.id,
-             "sent_at": now}
+             "sent_at": rfc3339(now)}
         )  # fmt: skip
         await self._store.events.store_own(
             event_id=event_id, source=TEST_SOURCE, event_type=TEST_EVENT_TYPE, body=body,

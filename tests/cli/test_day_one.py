@@ -7,6 +7,7 @@ without a scheme, YAML errors with a line, filters naming nothing that exists, r
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -378,3 +379,30 @@ def test_help_is_readable_everywhere(app: typer.Typer) -> None:
     assert re.search(r"--json\s+Print", create)  # a flag takes no value
     usage = runner.invoke(app, ["apply", "--help"], env=NARROW).stdout
     assert "apply [OPTIONS] FILE\n" in usage.replace(" \n", "\n").replace("  ", "")
+
+
+# --- the relay's own events ----------------------------------------------------------------
+
+
+def test_the_relays_own_events_are_left_out_unless_asked_for(
+    relay: Cli, http: httpx.Client, receiver: Receiver
+) -> None:
+    sub_id = setup_github(relay, receiver)
+    real = ingest(http)
+    tested = as_json(relay("subscriptions", "test", sub_id, "--json"))
+    # The test event's body says when in RFC 3339, as the README promises.
+    sent = json.loads(receiver.wait_for(1)[-1].body)  # no worker here: only the test went
+    assert sent["type"] == "relay.test"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", sent["sent_at"])
+
+    listed = [e["id"] for e in as_json(relay("events", "list", "--json"))["data"]]
+    assert listed == [real]
+    api = [e["id"] for e in http.get("/api/events").json()["data"]]
+    assert api == [real]
+    everything = as_json(relay("events", "list", "--include-internal", "--json"))["data"]
+    assert [e["id"] for e in everything] == [tested["event_id"], real]
+    both = http.get("/api/events", params={"include_internal": "true"}).json()["data"]
+    assert len(both) == 2
+    # Naming the source is asking for them.
+    own = as_json(relay("events", "list", "--source", "_relay", "--json"))["data"]
+    assert [e["id"] for e in own] == [tested["event_id"]]

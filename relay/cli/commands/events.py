@@ -38,9 +38,19 @@ def events_list(
     ] = None,
     limit: LimitOpt = 50,
     everything: AllOpt = False,
+    include_internal: Annotated[
+        bool,
+        typer.Option(
+            "--include-internal",
+            help="Also the relay's own events (subscription tests, operational events).",
+        ),
+    ] = False,
 ) -> None:
-    """Events, newest first."""
+    """Events, newest first. The relay's own events (source _relay: subscription tests;
+    _relay.ops: operational events) are left out unless --include-internal or --source
+    names one."""
     params: dict[str, Any] = {"source": source, "event_type": event_type, "limit": limit}
+    params["include_internal"] = "true" if include_internal else None
     params |= {"status": status_value(status)} | window(since, until)
     show_list(relay, "/api/events", params, everything, EVENT_COLUMNS, {"sources": source})
 
