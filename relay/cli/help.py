@@ -9,6 +9,7 @@ type, an argument's name in capitals.
 
 from __future__ import annotations
 
+import inspect
 from enum import Enum
 from pathlib import Path
 from typing import Any, get_args
@@ -54,9 +55,19 @@ def _readable(params: list[Any]) -> None:
             param.__class__ = _ReadableArgument
 
 
+def _reflowed(text: str | None) -> str | None:
+    """Each paragraph of a docstring as one line: the terminal wraps it. (Typer keeps the
+    docstring's own line breaks after the first paragraph, so at 80 columns a line ended
+    after two words.)"""
+    if not text:
+        return text
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(text).split("\n\n"))
+
+
 class ReadableCommand(TyperCommand):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.help = _reflowed(self.help)
         _readable(self.params)
 
     def get_help_option(self, ctx: Any) -> Any:
