@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,7 @@ async def resolve_host(host: str, port: int) -> list[str]:
 
 
 _RESOLVE_TIMEOUT_S = 3.0
+WARNINGS_KEPT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,7 @@ class Subscriptions:
         self._settings = settings
         # Replaceable: a test that must not query DNS gives its own.
         self.resolve: Resolver = resolve_host
+        self._warnings: dict[str, tuple[float, list[str]]] = {}
 
     def _check_ordering(self, spec: Ordering | None) -> None:
         """A header can only order deliveries if the relay keeps it with the event: fan-out
@@ -139,13 +142,22 @@ class Subscriptions:
         return []
 
     async def warnings(self, url: HttpUrl | str) -> list[str]:
-        """What a saved subscription's maker was warned of, asked again now (the dashboard
-        shows it: a host that still does not resolve, or that now resolves only to
-        addresses the relay may not call)."""
+        """What a saved subscription's maker was warned of, asked again (the dashboard shows
+        it: a host that still does not resolve, or that now resolves only to addresses the
+        relay may not call). Answers are kept a minute: the Overview asks every 5 s."""
+        key = str(url)
+        now = time.monotonic()
+        kept = self._warnings.get(key)
+        if kept is not None and now - kept[0] < WARNINGS_KEPT_S:
+            return kept[1]
         try:
-            return await self._check_reachable(HttpUrl(url) if isinstance(url, str) else url)
+            found = await self._check_reachable(HttpUrl(key) if isinstance(url, str) else url)
         except BlockedSubscriber as exc:
-            return [str(exc)]
+            found = [str(exc)]
+        if len(self._warnings) >= 10_000:  # bounded: URLs come and go
+            self._warnings.clear()
+        self._warnings[key] = (now, found)
+        return found
 
     async def _check_sources(self, sources: list[str] | None) -> None:
         """Source names must exist: a typo would otherwise never match anything."""

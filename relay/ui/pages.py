@@ -196,7 +196,7 @@ async def _overview(services: ServicesDep) -> dict[str, Any]:
     return {
         "chart": chart.build(minutes),
         "depth": await services.store.housekeeping.queue_depth(now),
-        "troubled": [h for h in health if h.state in ("disabled", "failing")],
+        "troubled": [h for h in health if h.state in ("disabled", "failing", "warning")],
         "workers": await views.workers(services, now),
         "ingest": views.ingest_outcomes(),
     }

@@ -158,3 +158,12 @@ def test_receiver_refuses_a_secret_that_is_not_one() -> None:
     done = relay_cli("receiver", "--secret", "whsec_!!!", env=clean_env())
     assert done.returncode == 2
     assert "not whsec_ followed by base64" in done.stderr
+
+
+def test_serve_on_a_busy_port_says_so_before_waiting_for_redis(busy_port: int) -> None:
+    env = clean_env(RELAY_PORT=str(busy_port), RELAY_REDIS_URL="redis://127.0.0.1:9/0")
+    done = relay_cli("serve", env={**env, "RELAY_ADMIN_TOKEN": "t" * 32})
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"relay: port {busy_port} on 127.0.0.1 is in use: stop what uses it, or pass --port"
+    )

@@ -93,6 +93,9 @@ def test_a_host_that_does_not_resolve_is_a_warning_not_ok(page: Any, relay: Rela
         assert row.get_attribute("data-state") == "warning"
         assert row.locator(".badge").inner_text() == "warning"
         assert "hooks.nosuch.invalid does not resolve" in row.locator(".warning-text").inner_text()
+        page.goto("/ui/overview")  # among the subscriptions that need a look
+        troubled = page.locator("#troubled tr", has=page.locator(f"a:text-is('{sub_id}')"))
+        assert "does not resolve" in troubled.inner_text()
     finally:
         unsubscribe(relay, sub_id)
 
