@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from relay.devtools.data_dir import DEFAULT_DATA_DIR  # also where the admin CLI looks
+from config.data_dir import DEFAULT_DATA_DIR  # also where the admin CLI looks
 from relay.domain.addresses import AddressGuard
 from relay.storage.keys import DEFAULT_QUEUE
 

@@ -24,8 +24,8 @@ from urllib.parse import quote
 import httpx
 import typer
 
+from config.data_dir import DEFAULT_DATA_DIR
 from relay.cli.help import ReadableCommand
-from relay.devtools.data_dir import DEFAULT_DATA_DIR
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEV_TOKEN_NAME = "admin-token"  # noqa: S105 (a file name, not a secret)

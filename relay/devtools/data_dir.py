@@ -1,12 +1,9 @@
-"""`relay dev`'s data directory: where it is by default, and one relay at a time in it.
+"""`relay dev`'s data directory: one relay at a time in it.
 
 Two embedded Redis servers appending to the same append-only files corrupt them, so the
 first `relay dev` takes an exclusive lock on ``<data dir>/.lock`` and keeps it while it
 runs; a second one is told who holds it and exits. The kernel drops the lock when its holder
 dies (even ``kill -9``), so a crash never leaves the directory locked.
-
-Light on purpose: the admin commands import :data:`DEFAULT_DATA_DIR` to find `relay dev`'s
-admin token.
 """
 
 from __future__ import annotations
@@ -15,7 +12,6 @@ import fcntl
 import os
 from pathlib import Path
 
-DEFAULT_DATA_DIR = Path(".relay-data")
 LOCK_NAME = ".lock"
 
 

@@ -115,10 +115,29 @@ def _retry(value: str) -> Any:
     return retry
 
 
-def _fields(**given: Any) -> dict[str, Any]:
+# Each option of create/update and the API field it sets.
+_FIELDS = {
+    "url": "url",
+    "source": "sources",
+    "event_type": "event_types",
+    "mode": "mode",
+    "description": "description",
+    "header": "headers",
+    "public_header": "public_headers",
+    "filter_": "filter",
+    "transform": "transform",
+    "retry": "retry",
+    "timeout": "timeout_s",
+    "rate_limit": "rate_limit",
+    "max_concurrency": "max_concurrency",
+}
+
+
+def _fields(options: dict[str, Any]) -> dict[str, Any]:
     """The request body from the options given (None: not given, left as it is)."""
     body: dict[str, Any] = {}
-    for name, value in given.items():
+    for option, name in _FIELDS.items():
+        value = options[option]
         if value is None:
             continue
         if name == "headers":
@@ -153,21 +172,7 @@ def subscriptions_create(
     max_concurrency: MaxConcurrencyOpt = None,
 ) -> None:
     """Create a subscription; its signing secret is printed once."""
-    body = _fields(
-        url=url,
-        sources=source,
-        mode=mode,
-        event_types=event_type or None,
-        description=description,
-        headers=header,
-        public_headers=public_header,
-        filter=filter_,
-        transform=transform,
-        retry=retry,
-        timeout_s=timeout,
-        rate_limit=rate_limit,
-        max_concurrency=max_concurrency,
-    )
+    body = _fields(locals())
     sub = relay.call("POST", "/api/subscriptions", body=body)
     emit(relay.as_json, sub, details(sub, SUBSCRIPTION_DETAILS), secret_line(sub["secret"]))
     if not relay.as_json:
@@ -199,21 +204,7 @@ def subscriptions_update(
     max_concurrency: MaxConcurrencyOpt = None,
 ) -> None:
     """Change some of a subscription's fields; the others, its id and secret stay."""
-    body = _fields(
-        url=url,
-        sources=source,
-        mode=mode,
-        event_types=event_type,
-        description=description,
-        headers=header,
-        public_headers=public_header,
-        filter=filter_,
-        transform=transform,
-        retry=retry,
-        timeout_s=timeout,
-        rate_limit=rate_limit,
-        max_concurrency=max_concurrency,
-    )
+    body = _fields(locals())
     if not body:
         raise CliError("nothing to change: give at least one option (see --help)", 2)
     sub = relay.call("PATCH", api_path("subscriptions", subscription_id), body=body)
