@@ -4,13 +4,16 @@
 # builds of one commit get the same packages, whatever was released in between.
 FROM python:3.12.13-slim-bookworm AS build
 WORKDIR /src
-COPY requirements.lock ./
+COPY requirements.lock requirements-build.lock ./
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY relay ./relay
 COPY workers ./workers
 COPY config ./config
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+# The build backend at the locked versions too (pip applies PIP_CONSTRAINT to the isolated
+# build environment it makes).
+RUN PIP_CONSTRAINT=requirements-build.lock \
+    pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.12.13-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -104,9 +104,20 @@ def test_the_lock_pins_every_dependency_exactly() -> None:
     assert not missing, f"run scripts/lock: requirements.lock lacks {sorted(missing)}"
 
 
+def test_the_build_backend_is_locked_too() -> None:
+    build_system = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]
+    pinned = {
+        _name(line)
+        for line in (ROOT / "requirements-build.lock").read_text().splitlines()
+        if "==" in line
+    }
+    assert {_name(dep) for dep in build_system["requires"]} == pinned
+    assert "PIP_CONSTRAINT=requirements-build.lock" in (ROOT / "Dockerfile").read_text()
+
+
 def test_the_image_installs_only_what_the_lock_names() -> None:
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    runs = [line for line in dockerfile.splitlines() if line.startswith("RUN pip ")]
+    dockerfile = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    runs = [line for line in dockerfile.splitlines() if line.startswith("RUN ") and "pip " in line]
     assert any("-r requirements.lock" in run and "--no-deps" in run for run in runs)
     # Every pip command builds or installs without resolving dependencies afresh.
     assert all("--no-deps" in run for run in runs), runs
