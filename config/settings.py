@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from config.data_dir import DEFAULT_DATA_DIR  # also where the admin CLI looks
 from relay.domain.addresses import AddressGuard
 from relay.storage.keys import DEFAULT_QUEUE
 
@@ -48,10 +49,6 @@ class RetrySettings(BaseModel):
     exp_base: float = Field(default=4.0, ge=1)
     max_wait_s: float = Field(default=6 * 3600, gt=0)
     jitter_s: float = Field(default=5.0, ge=0)
-
-
-# Also where the admin CLI looks for the token `relay dev` keeps (relay.cli.client).
-DEFAULT_DATA_DIR = Path(".relay-data")
 
 
 class Settings(BaseSettings):

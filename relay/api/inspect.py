@@ -29,6 +29,7 @@ from relay.domain.models import (
     EventDetail,
     Skipped,
 )
+from relay.domain.ops import INTERNAL_SOURCES
 from relay.storage import Page, TimeRange
 
 router = APIRouter(
@@ -65,8 +66,16 @@ async def list_events(
     until: Until = None,
     cursor: Cursor = None,
     limit: Limit = 50,
+    include_internal: Annotated[
+        bool,
+        Query(
+            description="Also the relay's own events (`_relay`: subscription tests, "
+            "`_relay.ops`: operational events). Left out by default unless `source` names one."
+        ),
+    ] = False,
 ) -> Listing[Event]:
-    """Events, newest first (of the token's sources only)."""
+    """Events, newest first: of the token's sources only, and the relay's own events only
+    when asked for."""
     store = services.store
     if source is not None and not access.sees_source(source):
         return Listing(data=[], next_cursor=None)
@@ -86,9 +95,13 @@ async def list_events(
             )
         return events
 
+    hide_internal = source is None and not include_internal
+
     def keep(event: Event) -> bool:
-        return (event_type is None or event.event_type == event_type) and (
-            status is None or event.id in with_status
+        return (
+            (event_type is None or event.event_type == event_type)
+            and (status is None or event.id in with_status)
+            and not (hide_internal and event.source in INTERNAL_SOURCES)
         )
 
     async def fetch(window: TimeRange, count: int) -> Page:

@@ -20,12 +20,11 @@ The parts: :mod:`relay.cli.client` (HTTP, the shared options, one-line errors),
 
 from __future__ import annotations
 
-import typer
-
 from relay.cli.client import command
 from relay.cli.commands import apply, deliveries, events, replay, sources, subscriptions, tokens
+from relay.cli.help import group
 
-admin_app = typer.Typer(no_args_is_help=True)
+admin_app = group()
 admin_app.add_typer(events.events_app, name="events")
 admin_app.add_typer(deliveries.deliveries_app, name="deliveries")
 admin_app.add_typer(replay.replay_app, name="replay")

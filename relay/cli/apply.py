@@ -115,14 +115,26 @@ def parse(text: str, suffix: str) -> dict[str, Any]:
             doc = yaml.safe_load(text)
         else:
             raise ApplyError(f"unknown file type {suffix!r}: use .toml, .yaml or .yml")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        # The parsers' messages give a position; they do not quote the offending value.
+    except tomllib.TOMLDecodeError as exc:
+        # TOML's message ends "(at line 3, column 5)"; it does not quote the offending value.
         raise ApplyError(f"cannot parse the file: {str(exc).splitlines()[0]}") from None
+    except yaml.YAMLError as exc:
+        raise ApplyError(f"cannot parse the file: {_yaml_problem(exc)}") from None
     if doc is None:
         return {}
     if not isinstance(doc, dict):
         raise ApplyError("the file must hold a table with 'sources' and/or 'subscriptions'")
     return doc
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """``line 4, column 3: mapping values are not allowed here`` (PyYAML's first line is
+    only the context, "while scanning a simple key", with the position further down)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is None:
+        return str(problem)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def substitute_env(value: Any, env: Mapping[str, str]) -> Any:

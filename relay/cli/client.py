@@ -14,6 +14,7 @@ import inspect
 import ipaddress
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,8 @@ from urllib.parse import quote
 import httpx
 import typer
 
-from config.settings import DEFAULT_DATA_DIR
+from config.data_dir import DEFAULT_DATA_DIR
+from relay.cli.help import ReadableCommand
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEV_TOKEN_NAME = "admin-token"  # noqa: S105 (a file name, not a secret)
@@ -100,6 +102,35 @@ def _problem(response: httpx.Response) -> str:
         loc = ".".join(str(p) for p in errors[0].get("loc", []))
         detail += f": {loc}: {errors[0].get('msg', '')}"
     return f"{response.status_code} {detail}"
+
+
+def with_scheme(url: str) -> str:
+    """``127.0.0.1:8000`` means ``http://127.0.0.1:8000``, as curl reads it: without the
+    scheme, ``127.0.0.1`` would be taken for one and the URL for no host at all."""
+    return url if "://" in url else f"http://{url}"
+
+
+def warn(warnings: Any) -> None:
+    """The API's ``warnings`` (a host that does not resolve yet), one line each on stderr:
+    saved, but worth a look before the first delivery fails."""
+    for warning in warnings or ():
+        typer.echo(f"warning: {warning}", err=True)
+
+
+YesOpt = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (for scripts).")
+]
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask ``question`` on the terminal unless ``yes``. Without a terminal to ask on (a
+    script, CI) it refuses rather than act: destructive commands need ``--yes`` there."""
+    if yes:
+        return
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise CliError(f"{question} Not without confirmation: pass --yes (no terminal)", 2)
+    if not typer.confirm(question, err=True):
+        raise CliError("cancelled, nothing changed", 1)
 
 
 def _shown(url: str) -> str:
@@ -200,6 +231,7 @@ def command(
 
         def run(**kwargs: Any) -> None:
             url, token, as_json = (kwargs.pop(key) for key in _SHARED)
+            url = with_scheme(url)
             token_file = None
             if not token and (found := _dev_token(url)) is not None:
                 token, token_file = found
@@ -209,7 +241,7 @@ def command(
         shared = _shared_options(url_flags)
         run.__signature__ = signature.replace(parameters=[*own, *shared])  # type: ignore[attr-defined]
         run.__doc__ = fn.__doc__
-        group.command(name)(run)
+        group.command(name, cls=ReadableCommand)(run)
         return fn
 
     return register

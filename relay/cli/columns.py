@@ -1,14 +1,17 @@
 """Which fields of each API resource the tables (``*_COLUMNS``) and detail views show.
 
-A column's ``drop`` ranks it among those a narrow terminal may leave out (highest first);
-ids are ``whole``: never wrapped."""
+At 80 columns every list keeps what a user came for (an event's source and type, a
+delivery's status and last error, a subscription's URL and state): long values are cut
+(``shorten``) before any column goes. A column's ``drop`` ranks it among those a narrower
+terminal may leave out (highest first); ids are ``whole``: never cut or wrapped. Lists show
+times to the second; detail views in full."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from relay.cli.render import Column, excerpt, field, time_field
+from relay.cli.render import Column, excerpt, field, short_time_field, time_field
 
 
 def _error(row: Mapping[str, Any]) -> object:
@@ -30,13 +33,17 @@ def _state(sub: Mapping[str, Any]) -> str:
 
 EVENT_COLUMNS: list[Column] = [
     Column("ID", field("id"), whole=True),
-    Column("Received", time_field("received_at")),
-    Column("Source", field("source"), drop=2),
-    Column("Type", field("event_type"), drop=1),
-    Column("Bytes", field("body_bytes"), drop=3),
+    Column("Received", short_time_field("received_at")),
+    Column("Source", field("source"), shorten=6),
+    Column("Type", field("event_type"), shorten=8),
+    Column("Bytes", field("body_bytes"), drop=1),
 ]
 EVENT_DETAILS: list[Column] = [
-    *EVENT_COLUMNS,
+    Column("ID", field("id")),
+    Column("Received", time_field("received_at")),
+    Column("Source", field("source")),
+    Column("Type", field("event_type")),
+    Column("Bytes", field("body_bytes")),
     Column("Content type", field("content_type")),
     Column("Idempotency key", field("idempotency_key")),
     Column("Fanned out", field("fanned_out")),
@@ -44,19 +51,26 @@ EVENT_DETAILS: list[Column] = [
 ]
 DELIVERY_COLUMNS: list[Column] = [
     Column("ID", field("id"), whole=True),
-    Column("Event", field("event_id"), drop=7, whole=True),
-    Column("Subscription", field("subscription_id"), drop=6, whole=True),
+    Column("Event", field("event_id"), drop=4, whole=True),
+    Column("Subscription", field("subscription_id"), drop=3, whole=True),
     Column("Status", field("status")),
-    Column("Attempts", field("attempts"), drop=2),
-    Column("Last code", field("last_status_code"), drop=1),
-    Column("Last error", field("last_error"), drop=4),
-    Column("Next attempt", time_field("next_attempt_at"), drop=3),
-    Column("Updated", time_field("updated_at"), drop=8),
+    Column("Tries", field("attempts")),
+    Column("Code", field("last_status_code")),
+    Column("Last error", field("last_error"), shorten=10),
+    Column("Next attempt", short_time_field("next_attempt_at"), drop=2),
+    Column("Updated", short_time_field("updated_at"), drop=5),
 ]
 DELIVERY_DETAILS: list[Column] = [
-    *DELIVERY_COLUMNS[:5],
+    Column("ID", field("id")),
+    Column("Event", field("event_id")),
+    Column("Subscription", field("subscription_id")),
+    Column("Status", field("status")),
+    Column("Attempts", field("attempts")),
     Column("Mode", field("mode")),
-    *DELIVERY_COLUMNS[5:],
+    Column("Last code", field("last_status_code")),
+    Column("Last error", field("last_error")),
+    Column("Next attempt", time_field("next_attempt_at")),
+    Column("Updated", time_field("updated_at")),
     Column("Created", time_field("created_at")),
 ]
 ATTEMPT_COLUMNS: list[Column] = [
@@ -72,18 +86,26 @@ ATTEMPT_COLUMNS: list[Column] = [
 ]
 SUBSCRIPTION_COLUMNS: list[Column] = [
     Column("ID", field("id"), whole=True),
-    Column("Description", field("description"), drop=5),
-    Column("URL", field("url")),
-    Column("Sources", field("sources"), drop=3),
-    Column("Event types", field("event_types"), drop=4),
-    Column("Mode", field("mode"), drop=2),
-    Column("State", _state, drop=1),
+    Column("Description", field("description"), drop=1, shorten=11),
+    Column("URL", field("url"), shorten=16),
+    Column("Sources", field("sources"), drop=2, shorten=7),
+    Column("Event types", field("event_types"), drop=3, shorten=11),
+    Column("Mode", field("mode"), drop=4),
+    Column("State", _state, shorten=6),
 ]
 SUBSCRIPTION_DETAILS: list[Column] = [
-    *SUBSCRIPTION_COLUMNS,
+    Column("ID", field("id")),
+    Column("Description", field("description")),
+    Column("URL", field("url")),
+    Column("Sources", field("sources")),
+    Column("Event types", field("event_types")),
+    Column("Mode", field("mode")),
+    Column("State", _state),
     Column("Headers", lambda s: sorted(s.get("headers") or {})),
     Column("Timeout (s)", field("timeout_s")),
     Column("Retry", field("retry")),
+    Column("Rate limit (/s)", field("rate_limit")),
+    Column("Max concurrency", field("max_concurrency")),
     Column("Svix headers", field("svix_headers")),
     Column("Filter", field("filter")),
     Column("Transform", field("transform")),

@@ -1,40 +1,33 @@
-"""The ``relay`` command: ``serve`` (API), ``worker`` (ARQ worker), ``dev`` (both + Redis)."""
+"""The ``relay`` command: ``serve`` (API), ``worker`` (ARQ worker), ``dev`` (both + Redis).
+
+Every command pays for what this module imports, so it imports only typer: the server stack
+(FastAPI, ARQ, uvicorn, the settings) is imported inside the commands that run it, and the
+admin commands (:mod:`relay.cli.admin`) need only httpx and rich. tests/cli/test_startup.py
+keeps it so.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import secrets
 import signal
+import socket
 import tempfile
 import time
-from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import structlog
 import typer
-import uvicorn
-import uvloop
-from pydantic import ValidationError
 
-from config.settings import MissingRedis, Settings
-from relay.api.app import create_app
-from relay.api.protocol import server_options
 from relay.cli.admin import admin_app
 from relay.cli.client import DEV_TOKEN_NAME
-from relay.delivery import queue
-from relay.delivery.connection import RedisHealth, first_answer, redacted_target
-from relay.delivery.redis_watch import startup_problem
-from relay.devtools.embedded_redis import EmbeddedRedis
-from relay.domain.clock import rfc3339
-from relay.observability import logs
-from workers.main import build_worker, run_worker
+from relay.cli.help import ReadableCommand, group
 
-app = typer.Typer(help="Event-driven webhook relay.", no_args_is_help=True, add_completion=False)
-log = structlog.get_logger("relay.cli")
+if TYPE_CHECKING:
+    from config.settings import Settings
+
+app = group(help="Event-driven webhook relay.", add_completion=False)
 
 
 def _version() -> str:
@@ -62,12 +55,20 @@ def main(
     """Event-driven webhook relay."""
 
 
-HostOpt = Annotated[str | None, typer.Option(help="Listen address (default RELAY_HOST).")]
-PortOpt = Annotated[int | None, typer.Option(help="Listen port (default RELAY_PORT).")]
+HostOpt = Annotated[
+    str | None, typer.Option(metavar="ADDRESS", help="Listen address (default RELAY_HOST).")
+]
+PortOpt = Annotated[
+    int | None, typer.Option(metavar="PORT", help="Listen port (default RELAY_PORT).")
+]
 
 
 def _settings(*, needs_redis: bool = False, **overrides: object) -> Settings:
     """The settings, or one line per mistake on stderr and exit status 2 (not a traceback)."""
+    from pydantic import ValidationError
+
+    from config.settings import MissingRedis, Settings
+
     try:
         settings = Settings()
         if needs_redis:
@@ -90,6 +91,11 @@ def _wait_for_redis(settings: Settings) -> None:
     never came is one line and exit status 1, not a process that looks alive and does
     nothing. Once running, an outage is ridden out instead (relay.delivery.connection).
     A Redis whose maxmemory-policy is not noeviction is one line and exit status 2."""
+    import asyncio
+
+    from relay.delivery.connection import first_answer, redacted_target
+    from relay.delivery.redis_watch import startup_problem
+
     timeout = settings.redis_start_timeout_s
     why = asyncio.run(first_answer(settings, timeout))
     if why is not None:
@@ -119,36 +125,38 @@ def _tracing(settings: Settings) -> None:
         raise typer.Exit(2) from None
 
 
-# `relay dev` delivers to loopback and private networks unless RELAY_ALLOWED_PRIVATE_NETWORKS
-# says otherwise; `serve` and `worker` allow only what that variable names.
-DEV_NETWORKS = (
-    "127.0.0.0/8",
-    "::1/128",
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "fc00::/7",
-)
+def _listen(host: str, port: int, hint: str) -> socket.socket:
+    """The listening socket, bound before anything claims to listen: a port in use is one
+    line and exit status 1, not "listening" followed by a traceback."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = "is in use" if exc.errno == 98 else f"cannot be used ({exc.strerror})"
+        typer.echo(f"relay: port {port} on {host} {why}: {hint}", err=True)
+        raise typer.Exit(1) from None
+    return sock
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: `relay dev` stops API and worker together."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@app.command()
+@app.command(cls=ReadableCommand)
 def serve(
     host: HostOpt = None,
     port: PortOpt = None,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    workers: Annotated[int, typer.Option(metavar="N", help="uvicorn worker processes.")] = 1,
 ) -> None:
     """Run the HTTP API (ingest and admin). Needs RELAY_REDIS_URL."""
+    import uvicorn
+
+    from relay.api.protocol import server_options
+    from relay.observability import logs
+
     settings = _settings(needs_redis=True, host=host, port=port)
     _tracing(settings)
     logs.configure(settings.log_format, settings.log_level, access_log=settings.access_log)
+    _listen(settings.host, settings.port, "stop what uses it, or pass --port").close()
     _wait_for_redis(settings)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Several processes serve /metrics: each must report the sum over all of them.
@@ -164,9 +172,14 @@ def serve(
     )
 
 
-@app.command()
+@app.command(cls=ReadableCommand)
 def worker() -> None:
     """Run the ARQ worker: delivery jobs and the recovery cron. Needs RELAY_REDIS_URL."""
+    import uvloop
+
+    from relay.observability import logs
+    from workers.main import run_worker
+
     settings = _settings(needs_redis=True)
     _tracing(settings)
     logs.configure(settings.log_format, settings.log_level)
@@ -188,102 +201,125 @@ def _dev_token(data_dir: Path) -> str:
     return token
 
 
-async def _run_dev(settings: Settings) -> None:
-    server = _Server(
-        uvicorn.Config(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            **server_options(settings),
-        )
-    )
-    health = RedisHealth.for_settings(settings)
-    pool = queue.connect(settings, health)
-    arq_worker = build_worker(settings, pool, handle_signals=False, health=health)
-    worker_task = asyncio.create_task(arq_worker.async_run())
-
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-
-    def stop() -> None:
-        server.should_exit = True
-        stopping.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
-    try:
-        serve_task = asyncio.create_task(server.serve())
-        # Whichever ends first (a signal, the API failing, the worker failing) stops both.
-        await asyncio.wait(
-            [serve_task, worker_task, asyncio.create_task(stopping.wait())],
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        server.should_exit = True
-        await serve_task
-    finally:
-        # The worker's poll loop ends by itself (RelayWorker.handle_sig).
-        arq_worker.handle_sig(signal.SIGINT)
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker_task
-        # Lets attempts already in flight finish and record their outcome.
-        await arq_worker.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+# `relay dev` delivers to loopback and private networks unless RELAY_ALLOWED_PRIVATE_NETWORKS
+# says otherwise; `serve` and `worker` allow only what that variable names.
+DEV_NETWORKS = (
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+)
 
 
-@app.command()
+@app.command(cls=ReadableCommand)
 def dev(host: HostOpt = None, port: PortOpt = None) -> None:
     """API and worker in one process; starts an embedded Redis if RELAY_REDIS_URL is unset."""
+    import structlog
+    import uvloop
+    from pydantic import SecretStr
+
+    from relay.cli.devserver import run_dev
+    from relay.devtools.data_dir import DataDirInUse, DataDirLock
+    from relay.devtools.embedded_redis import EmbeddedRedis
+    from relay.observability import logs
+
     settings = _settings(host=host, port=port)
     _tracing(settings)
     logs.configure(settings.log_format, settings.log_level, access_log=settings.access_log)
+    log = structlog.get_logger("relay.cli")
+    sock = _listen(settings.host, settings.port, "is another relay running? Or pass --port")
     redis: EmbeddedRedis | None = None
-    if not settings.redis_url:
-        redis = EmbeddedRedis(settings.data_dir).start()
-        settings = settings.model_copy(update={"redis_url": redis.url})
-        log.info("dev.redis_started", url=redis.url, data_dir=str(settings.data_dir))
-    else:
-        _wait_for_redis(settings)
-    if settings.admin_token is None:
-        from pydantic import SecretStr
-
-        token = _dev_token(settings.data_dir)
-        settings = settings.model_copy(update={"admin_token": SecretStr(token)})
-        kept = settings.data_dir / DEV_TOKEN_NAME
-        typer.echo(f"Admin token (also in {kept}, which relay's commands read): {token}", err=True)
-    if not settings.allowed_private_networks:
-        # On a laptop the receivers are local: allow them here, and only here.
-        settings = settings.model_copy(update={"allowed_private_networks": DEV_NETWORKS})
-    typer.echo(f"Relay listening on http://{settings.host}:{settings.port}", err=True)
+    lock: DataDirLock | None = None
     try:
-        uvloop.run(_run_dev(settings))
+        if not settings.redis_url:
+            try:
+                # Two Redis servers on one append-only file would corrupt it.
+                lock = DataDirLock(settings.data_dir).acquire()
+            except DataDirInUse as exc:
+                typer.echo(f"relay: {exc}", err=True)
+                raise typer.Exit(1) from None
+            redis = EmbeddedRedis(settings.data_dir).start()
+            settings = settings.model_copy(update={"redis_url": redis.url})
+            log.info("dev.redis_started", url=redis.url, data_dir=str(settings.data_dir))
+        else:
+            _wait_for_redis(settings)
+        if settings.admin_token is None:
+            token = _dev_token(settings.data_dir)
+            settings = settings.model_copy(update={"admin_token": SecretStr(token)})
+            kept = settings.data_dir / DEV_TOKEN_NAME
+            typer.echo(
+                f"Admin token (also in {kept}, which relay's commands read): {token}", err=True
+            )
+        if not settings.allowed_private_networks:
+            # On a laptop the receivers are local: allow them here, and only here.
+            settings = settings.model_copy(update={"allowed_private_networks": DEV_NETWORKS})
+        typer.echo(f"Relay listening on http://{settings.host}:{settings.port}", err=True)
+        uvloop.run(run_dev(settings, sock))
     finally:
+        sock.close()
         if redis is not None:
             redis.stop()
             log.info("dev.redis_stopped")
+        if lock is not None:
+            lock.release()
 
 
-@app.command()
+def _statuses(value: str) -> list[int]:
+    try:
+        statuses = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected statuses such as 200,503, got {value!r}") from None
+    if not statuses or any(not 100 <= s <= 599 for s in statuses):
+        raise typer.BadParameter(f"statuses are 100 to 599, got {value!r}")
+    return statuses
+
+
+@app.command(cls=ReadableCommand)
 def receiver(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 9000,
-    fail_first: Annotated[int, typer.Option(help="Answer 503 to this many requests first.")] = 0,
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port on 127.0.0.1.")] = 9000,
+    status: Annotated[
+        str,
+        typer.Option(
+            metavar="CODES",
+            help="Answer these statuses in turn, the last one from then on (e.g. 503,503,200).",
+        ),
+    ] = "200",
+    delay: Annotated[
+        float, typer.Option(metavar="SECONDS", min=0, help="Wait this long before answering.")
+    ] = 0.0,
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            metavar="WHSEC",
+            envvar="RELAY_RECEIVER_SECRET",
+            help="The subscription's secret: check each signature, answer 401 if it is wrong.",
+        ),
+    ] = None,
+    fail_first: Annotated[
+        int, typer.Option(metavar="N", help="Answer 503 to this many requests first.")
+    ] = 0,
 ) -> None:
     """A local webhook receiver that prints what it gets (for trying the relay out)."""
-    from relay.devtools.receiver import Received, Receiver, Reply
+    from relay.devtools.receiver import Receiver, Reply, SignatureCheck, describe
 
-    def show(got: Received, reply: Reply) -> None:
-        attempt = got.headers.get("x-relay-attempt", "?")
-        # When each attempt came is the point of watching retries.
-        at = rfc3339(int(got.at * 1000))
-        typer.echo(
-            f"{at} {reply.status} <- {got.headers.get('webhook-id', '-')}"
-            f" attempt {attempt} type={got.headers.get('x-relay-event-type', '-')}"
-            f" body={got.body[:200]!r}"
-        )
-
-    server = Receiver(port=port, on_request=show)
-    server.script(*([503] * fail_first))
-    typer.echo(f"Receiving on {server.url} (Ctrl-C to stop)", err=True)
+    answers = [503] * fail_first + _statuses(status)
+    try:
+        check = SignatureCheck.from_secret(secret) if secret else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--secret") from None
+    try:
+        server = Receiver(port=port, on_request=lambda got, reply: typer.echo(describe(got, reply)))
+    except OSError as exc:
+        why = "is in use" if exc.errno == 98 else f"cannot be used ({exc.strerror})"
+        typer.echo(f"relay: port {port} on 127.0.0.1 {why}: pass --port", err=True)
+        raise typer.Exit(1) from None
+    server.default = Reply(status=answers[-1], delay_s=delay)
+    server.script(*(Reply(status=s, delay_s=delay) for s in answers[:-1]))
+    server.signatures = check
+    note = "checking signatures, Ctrl-C to stop" if check else "Ctrl-C to stop"
+    typer.echo(f"Receiving on {server.url} ({note})", err=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,18 +18,19 @@ from rich.text import Text
 from relay.domain.clock import rfc3339
 
 EXCERPT_CHARS = 60
-# Wider than any table: only to learn how wide a table would like to be.
-_UNBOUNDED = 10_000
 
 
 class Column(NamedTuple):
     header: str
     get: Callable[[Mapping[str, Any]], object]
-    # 0: always shown. Otherwise the column goes when the table does not fit the terminal,
-    # the highest number first, so the rest keep one line per row.
+    # 0: always shown. Otherwise the column goes when the table does not fit the terminal
+    # even with its shortened columns cut to their least, the highest number first.
     drop: int = 0
-    # Never wrapped (ids): half an id on the next line cannot be copied or read.
+    # Never cut or wrapped (ids): half an id cannot be copied or read.
     whole: bool = False
+    # Above 0: the values (URLs, errors) are cut with "…" to fit, down to this many
+    # characters, rather than the column being dropped or the row wrapped.
+    shorten: int = 0
 
 
 def console(stderr: bool = False) -> Console:
@@ -65,6 +67,15 @@ def excerpt(text: object) -> str:
     return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 1] + "…"
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 delivery``, ``2 deliveries``, ``0 events``."""
+    if count == 1:
+        return f"{count} {noun}"
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        return f"{count} {noun[:-1]}ies"
+    return f"{count} {noun}s"
+
+
 def secret_line(secret: str) -> str:
     return f"Secret (shown once): {secret}"
 
@@ -78,7 +89,9 @@ def _cell(value: object) -> Text:
     if isinstance(value, list):
         return Text(", ".join(map(str, value)))
     if isinstance(value, dict):
-        return Text(json.dumps(value, separators=(",", ":")))
+        # Fields left unset (a retry override's nulls) are noise here; --json shows them.
+        given = {k: v for k, v in value.items() if v is not None}
+        return Text(json.dumps(given, separators=(",", ":")))
     return Text(str(value))
 
 
@@ -90,36 +103,82 @@ def time_field(name: str) -> Callable[[Mapping[str, Any]], object]:
     return lambda row: timestamp(row.get(name))
 
 
-def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], title: str) -> Table:
+def short_time_field(name: str) -> Callable[[Mapping[str, Any]], object]:
+    """To the second, for tables (``2026-11-24T18:10:03Z``: still what ``--since`` takes)."""
+
+    def get(row: Mapping[str, Any]) -> object:
+        shown = timestamp(row.get(name))
+        return re.sub(r"\.\d+Z$", "Z", shown)
+
+    return get
+
+
+def _natural(header: str, cells: Sequence[Text]) -> int:
+    return max([len(header), *(cell.cell_len for cell in cells)])
+
+
+def _widths(columns: Sequence[Column], cells: Sequence[Sequence[Text]], room: int) -> list[int]:
+    """Each column's width: the natural one, but the shortened columns share what ``room``
+    leaves after the others (each at least its ``shorten``, or its header)."""
+    natural = [_natural(c.header, [row[i] for row in cells]) for i, c in enumerate(columns)]
+    least = [
+        min(n, max(c.shorten, len(c.header))) if c.shorten else n
+        for c, n in zip(columns, natural, strict=True)
+    ]
+    widths = list(least)
+    # What is left goes a character at a time to the column cut the most, so a long URL
+    # gets the room before a description that is only a little too long.
+    for _ in range(max(room - sum(least), 0)):
+        cut = [natural[i] - widths[i] for i in range(len(columns))]
+        most = max(range(len(columns)), key=lambda i: cut[i])
+        if cut[most] <= 0:
+            break
+        widths[most] += 1
+    return widths
+
+
+def _table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], title: str, width: int
+) -> tuple[Table, bool]:
+    """The table at ``width``, and whether it fits there (its shortened columns at their
+    least, when it does not)."""
     out = Table(title=title or None, title_justify="left")
-    for column in columns:
-        out.add_column(column.header, overflow="fold", no_wrap=column.whole)
-    for row in rows:
-        out.add_row(*(_cell(column.get(row)) for column in columns))
-    return out
+    cells = [[_cell(column.get(row)) for column in columns] for row in rows]
+    # A heavy-box table spends 3 characters per column (padding and a rule) and 1 more.
+    room = width - (3 * len(columns) + 1)
+    widths = _widths(columns, cells, room)
+    fits = sum(widths) <= room
+    for column, chars in zip(columns, widths, strict=True):
+        if column.shorten:
+            out.add_column(column.header, no_wrap=True, overflow="ellipsis", width=chars)
+        else:
+            out.add_column(column.header, overflow="fold", no_wrap=column.whole)
+    for row_cells in cells:
+        out.add_row(*row_cells)
+    return out, fits
 
 
 @dataclass
 class FittedTable:
-    """A table that leaves out its least important columns until it fits the width it is
-    printed at, so each row stays one line; past that, only the columns that may wrap do."""
+    """A table that keeps one line per row at the width it is printed at: long values
+    (URLs, errors) are cut with "…" first, then the least important columns are left out;
+    past that, only the columns that may wrap do."""
 
     rows: Sequence[Mapping[str, Any]]
     columns: Sequence[Column]
     title: str = ""
 
-    def fitted(self, console: Console, width: int) -> Table:
+    def fitted(self, width: int) -> Table:
         shown = list(self.columns)
         while True:
-            out = _table(self.rows, shown, self.title)
+            out, fits = _table(self.rows, shown, self.title, width)
             droppable = [c for c in shown if c.drop]
-            natural = console.measure(out, options=console.options.update_width(_UNBOUNDED))
-            if not droppable or natural.maximum <= width:
+            if fits or not droppable:
                 return out
             shown.remove(max(droppable, key=lambda c: c.drop))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Table]:
-        yield self.fitted(console, options.max_width)
+        yield self.fitted(options.max_width)
 
 
 def table(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from config.settings import Settings
 from relay.delivery.attempt import Attempter
 from relay.delivery.fanout import UnknownSubscription
 from relay.domain.addresses import ip_literal
-from relay.domain.clock import now_ms
+from relay.domain.clock import now_ms, rfc3339
 from relay.domain.filters import Filter
 from relay.domain.ids import new_id
 from relay.domain.input_rules import STORED
@@ -70,6 +71,7 @@ async def resolve_host(host: str, port: int) -> list[str]:
 
 
 _RESOLVE_TIMEOUT_S = 3.0
+WARNINGS_KEPT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,7 @@ class Subscriptions:
         self._settings = settings
         # Replaceable: a test that must not query DNS gives its own.
         self.resolve: Resolver = resolve_host
+        self._warnings: dict[str, tuple[float, list[str]]] = {}
 
     def _check_ordering(self, spec: Ordering | None) -> None:
         """A header can only order deliveries if the relay keeps it with the event: fan-out
@@ -138,6 +141,24 @@ class Subscriptions:
                 "RELAY_ALLOWED_PRIVATE_NETWORKS to deliver there"
             )
         return []
+
+    async def warnings(self, url: HttpUrl | str) -> list[str]:
+        """What a saved subscription's maker was warned of, asked again (the dashboard shows
+        it: a host that still does not resolve, or that now resolves only to addresses the
+        relay may not call). Answers are kept a minute: the Overview asks every 5 s."""
+        key = str(url)
+        now = time.monotonic()
+        kept = self._warnings.get(key)
+        if kept is not None and now - kept[0] < WARNINGS_KEPT_S:
+            return kept[1]
+        try:
+            found = await self._check_reachable(HttpUrl(key) if isinstance(url, str) else url)
+        except BlockedSubscriber as exc:
+            found = [str(exc)]
+        if len(self._warnings) >= 10_000:  # bounded: URLs come and go
+            self._warnings.clear()
+        self._warnings[key] = (now, found)
+        return found
 
     async def _check_sources(self, sources: list[str] | None) -> None:
         """Source names must exist: a typo would otherwise never match anything."""
@@ -253,7 +274,7 @@ class Subscriptions:
         event_id = new_id("evt", now)
         body = orjson.dumps(
             {"type": TEST_EVENT_TYPE, "event_id": event_id, "subscription_id": sub.id,
-             "sent_at": now}
+             "sent_at": rfc3339(now)}
         )  # fmt: skip
         await self._store.events.store_own(
             event_id=event_id, source=TEST_SOURCE, event_type=TEST_EVENT_TYPE, body=body,

@@ -17,6 +17,11 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from pydantic import SecretStr, ValidationError
+
+from relay.domain.clock import rfc3339
+from relay.domain.verification import StandardWebhooksScheme, VerificationError
+
 
 @dataclass
 class Received:
@@ -25,6 +30,8 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    # With a SignatureCheck: "ok", or why the signature does not hold.
+    signature: str | None = None
 
 
 @dataclass
@@ -48,6 +55,51 @@ class Reply:
             return b"error"
 
 
+class SignatureCheck:
+    """Checks a delivery's Standard Webhooks signature with the subscription's secret."""
+
+    def __init__(self, scheme: StandardWebhooksScheme) -> None:
+        self.scheme = scheme
+
+    @classmethod
+    def from_secret(cls, secret: str) -> SignatureCheck:
+        """Raises ``ValueError`` when ``secret`` is not ``whsec_`` and base64."""
+        try:
+            return cls(StandardWebhooksScheme(secrets=[SecretStr(secret)]))
+        except ValidationError:
+            raise ValueError("the secret is not whsec_ followed by base64") from None
+
+    def problem(self, got: Received) -> str | None:
+        """Why the signature does not hold (None: it does)."""
+        try:
+            self.scheme.verify(got.headers, got.body, got.at)
+        except VerificationError as exc:
+            return exc.detail
+        return None
+
+
+BODY_CHARS = 200
+
+
+def describe(got: Received, reply: Reply) -> str:
+    """One line per request, as ``relay receiver`` prints it: when, the answer, the ids, and
+    the body as text (one line, cut at 200 characters)."""
+    attempt = got.headers.get("x-relay-attempt", "?")
+    # When each attempt came is the point of watching retries.
+    at = rfc3339(int(got.at * 1000))
+    try:
+        text = " ".join(got.body.decode("utf-8").split())
+    except UnicodeDecodeError:
+        text = f"<{len(got.body)} bytes, not UTF-8>"
+    if len(text) > BODY_CHARS:
+        text = text[: BODY_CHARS - 1] + "…"
+    signature = f" signature={got.signature}" if got.signature else ""
+    return (
+        f"{at} {reply.status} <- {got.headers.get('webhook-id', '-')} attempt {attempt}"
+        f" type={got.headers.get('x-relay-event-type', '-')}{signature} body={text}"
+    )
+
+
 class Receiver:
     """``receiver.script(503, 503, 200)`` then read ``receiver.requests``."""
 
@@ -57,6 +109,8 @@ class Receiver:
         self.requests: list[Received] = []
         self._script: deque[Reply] = deque()
         self.default = Reply()
+        # Set to check signatures: a request whose signature does not hold is answered 401.
+        self.signatures: SignatureCheck | None = None
         self._cond = threading.Condition()
         receiver = self
 
@@ -80,6 +134,10 @@ class Receiver:
                 with receiver._cond:
                     receiver.requests.append(got)
                     receiver._cond.notify_all()
+                if receiver.signatures is not None:
+                    got.signature = receiver.signatures.problem(got) or "ok"
+                    if got.signature != "ok":
+                        reply = Reply(401, body=f"bad signature: {got.signature}".encode())
                 if on_request is not None:
                     on_request(got, reply)
                 try:

@@ -7,7 +7,6 @@ Secrets live on the stored models and are excluded from every response model.
 from __future__ import annotations
 
 import re
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -28,6 +27,9 @@ from relay.domain.headers import HeaderName
 from relay.domain.input_rules import NUMBER, STORED, input_range, on_input
 from relay.domain.matching import check_glob
 from relay.domain.redaction import REDACTED, looks_secret, mask_url
+from relay.domain.states import DeliveryMode as DeliveryMode
+from relay.domain.states import DeliveryStatus as DeliveryStatus
+from relay.domain.states import Trigger as Trigger
 from relay.domain.tracecontext import TraceContext
 from relay.domain.transforms import Transform, TransformField
 from relay.domain.verification import NoneScheme, VerificationConfig
@@ -60,24 +62,6 @@ RESERVED_HEADERS = frozenset(
 # named (names start with a letter or digit).
 TEST_SOURCE = "_relay"
 TEST_EVENT_TYPE = "relay.test"
-
-
-class DeliveryMode(StrEnum):
-    RELIABLE = "reliable"
-    BEST_EFFORT = "best_effort"
-
-
-class DeliveryStatus(StrEnum):
-    PENDING = "pending"
-    DELIVERING = "delivering"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"  # will retry
-    DEAD = "dead"  # gave up
-
-
-class Trigger(StrEnum):
-    SCHEDULED = "scheduled"
-    MANUAL = "manual"
 
 
 # --- sources -------------------------------------------------------------------------------

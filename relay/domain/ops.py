@@ -14,6 +14,9 @@ subscriptions that listen to ``_relay.ops``.
 from __future__ import annotations
 
 OPS_SOURCE = "_relay.ops"
+# The relay's own events: operational ones and `subscriptions test`'s (models.TEST_SOURCE,
+# spelled here so this module needs no pydantic). Lists leave them out unless asked.
+INTERNAL_SOURCES = frozenset({OPS_SOURCE, "_relay"})
 
 SUBSCRIPTION_DISABLED = "subscription.disabled"
 DELIVERY_DEAD = "delivery.dead"

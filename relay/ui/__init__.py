@@ -44,3 +44,7 @@ def install(app: FastAPI) -> None:
     app.include_router(pages.router)
     app.add_api_route("/docs", docs, include_in_schema=False)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
+    # Last: only what nothing above answered.
+    app.add_api_route(
+        "/ui/{path:path}", pages.page_not_found, methods=["GET", "HEAD"], include_in_schema=False
+    )

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 from relay.api import inspect, scope
 from relay.api.auth import audited
@@ -113,6 +113,14 @@ def render(
     return HTMLResponse(html, status_code=status_code)
 
 
+async def page_not_found(request: Request) -> HTMLResponse:
+    """Any other ``/ui/...`` address: a page saying so, not the API's JSON. Registered last
+    (``relay.ui.install``), after every dashboard route and the static files."""
+    response = render("not_found.html", None, 404, what="page", ident=request.url.path)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
 def see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
@@ -127,10 +135,15 @@ def _moment(value: str | None, name: str) -> datetime | None:
     try:
         return _MOMENT.validate_python(value)
     except ValidationError:
-        raise Problem(422, f"{name} must be an ISO 8601 time, like 2026-11-24T18:00:00Z") from None
+        # The same words as the CLI (relay.cli.commands.options.window).
+        raise Problem(
+            422, f"{name} must be an RFC 3339 time such as 2026-11-24T18:10:03Z, got {value!r}"
+        ) from None
 
 
 Text = Annotated[str | None, Query(max_length=200)]
+# The filter form's "any" sends status= (empty): no filter, not a 422.
+AnyStatus = Annotated[DeliveryStatus | None, BeforeValidator(lambda v: v or None), Query()]
 
 
 def _active(filters: dict[str, str | None]) -> dict[str, str]:
@@ -190,7 +203,7 @@ async def _overview(services: ServicesDep, access: Access) -> dict[str, Any]:
     return {
         "chart": None if access.scoped else chart.build(minutes),
         "depth": await services.store.housekeeping.queue_depth(now, within),
-        "troubled": [h for h in health if h.state in ("disabled", "failing")],
+        "troubled": [h for h in health if h.state in ("disabled", "failing", "warning")],
         "workers": await views.workers(services, now),
         "ingest": views.ingest_outcomes(access),
     }
@@ -217,23 +230,26 @@ async def events(
     id: Text = None,
     source: Text = None,
     event_type: Text = None,
-    status: DeliveryStatus | None = None,
+    status: AnyStatus = None,
     since: Text = None,
     until: Text = None,
     cursor: Text = None,
+    internal: Text = None,
 ) -> Response:
     if id:
         return see_other(f"/ui/events/{quote(id.strip(), safe='')}")
     filters = {
         "source": source, "event_type": event_type, "status": status.value if status else None,
-        "since": since, "until": until,
+        "since": since, "until": until, "internal": "1" if internal else None,
     }  # fmt: skip
     listing = await inspect.list_events(
         services, session.access, source or None, event_type or None, status,
         _moment(since, "since"), _moment(until, "until"), cursor or None, PAGE_SIZE,
+        include_internal=bool(internal),
     )  # fmt: skip
+    statuses = await views.delivery_statuses(services, session.access, [e.id for e in listing.data])
     return render(
-        "events.html", session, events=listing.data, filters=filters,
+        "events.html", session, events=listing.data, filters=filters, delivered=statuses,
         next_url=_next_page("/ui/events", filters, listing.next_cursor),
         statuses=[s.value for s in DeliveryStatus], paged=bool(cursor),
     )  # fmt: skip
@@ -250,8 +266,9 @@ async def event(event_id: str, session: SessionDep, services: ServicesDep) -> HT
     text, cut = format.pretty_body(body, content_type)
     deliveries = [await inspect.get_delivery(d.id, services) for d in detail.deliveries]
     return render(
-        "event.html", session, event=detail, body=text, body_cut=cut, deliveries=deliveries
-    )
+        "event.html", session, event=detail, body=text, body_cut=cut, deliveries=deliveries,
+        subs=await views.subscriptions_by_id(services),
+    )  # fmt: skip
 
 
 @router.get("/events/{event_id}/body")
@@ -381,6 +398,7 @@ async def dead_letters(
     filters = {"subscription_id": subscription_id, "since": since, "until": until}
     return render(
         "dead_letters.html", session, listing=listing, filters=filters,
+        subs=await views.subscriptions_by_id(services),
         next_url=_next_page("/ui/dead-letters", filters, listing.next_cursor),
         query=urlencode(_active(filters)),
     )  # fmt: skip

@@ -5,7 +5,8 @@ Redis, so the dashboard and the API can never disagree."""
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from relay.api import inspect, scope
@@ -28,6 +29,8 @@ class SubscriptionHealth:
     waiting: int  # in its lane: due or scheduled
     in_flight: int
     last_error: str | None  # of its newest finished delivery, when that one did not succeed
+    # A host that does not resolve (yet): nothing failed, but nothing can be delivered.
+    warnings: tuple[str, ...] = ()
 
     @property
     def state(self) -> str:
@@ -35,7 +38,36 @@ class SubscriptionHealth:
             return "disabled"
         if self.sub.paused:
             return "paused"
-        return "failing" if self.last_error is not None else "ok"
+        if self.last_error is not None:
+            return "failing"
+        return "warning" if self.warnings else "ok"
+
+
+async def subscriptions_by_id(services: Services) -> dict[str, SubscriptionOut]:
+    """Every subscription by id, so a delivery can show what it goes to, not only
+    ``sub_…`` (its description and URL)."""
+    subs = await services.store.subscriptions.all()
+    return {s.id: s.public() for s in subs if isinstance(s, Subscription)}
+
+
+async def delivery_statuses(
+    services: Services, access: Access, event_ids: Sequence[str]
+) -> dict[str, list[tuple[str, int]]]:
+    """Each event's deliveries counted by status (``[("succeeded", 2), ("dead", 1)]``),
+    the Events list's Deliveries column: of the subscriptions in the session's scope."""
+    store = services.store
+    per_event = await asyncio.gather(*(store.events.delivery_ids(e) for e in event_ids))
+    deliveries = await store.deliveries.get_many([d for ids in per_event for d in ids])
+    visible = await scope.subscription_ids(services, access)
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for delivery in deliveries:
+        if visible is None or delivery.subscription_id in visible:
+            counts[delivery.event_id][delivery.status.value] += 1
+    order = [s.value for s in DeliveryStatus]
+    return {
+        event_id: sorted(counts[event_id].items(), key=lambda item: order.index(item[0]))
+        for event_id in event_ids
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +91,10 @@ async def _health(
         last_error = newest.last_error or (
             f"HTTP {newest.last_status_code}" if newest.last_status_code else newest.status.value
         )
+    warnings = await services.subscriptions.warnings(sub.url)
     return SubscriptionHealth(
         sub=sub,
+        warnings=tuple(warnings),
         recent=len(finished),
         succeeded=sum(d.status is DeliveryStatus.SUCCEEDED for d in finished),
         waiting=lane.waiting if lane else 0,
@@ -80,7 +114,7 @@ async def subscription_health(
     ]
     lanes = {d.subscription_id: d for d in await services.store.lanes.depths(now_ms)}
     found = await asyncio.gather(*(_health(services, s, lanes.get(s.id)) for s in subs))
-    order = {"disabled": 0, "failing": 1, "paused": 2, "ok": 3}
+    order = {"disabled": 0, "failing": 1, "warning": 2, "paused": 3, "ok": 4}
     return sorted(found, key=lambda h: (order[h.state], h.sub.created_at))
 
 

@@ -109,8 +109,8 @@ RULES = (
         "admin-cli-over-http",
         ("relay/cli/**/*.py",),
         forbidden=("relay.storage", "relay.delivery", "relay.api", "workers", "relay.devtools"),
-        # `relay serve | worker | dev` start the processes themselves.
-        exempt=("relay/cli/main.py",),
+        # `relay serve | worker | dev` start the processes themselves (dev's in devserver).
+        exempt=("relay/cli/main.py", "relay/cli/devserver.py"),
     ),
     Rule(
         "devtools-only-for-cli",

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
-from relay.cli import apply as apply_file
-from relay.cli.client import CliError, Relay, api_path
-from relay.cli.render import console, emit, secret_line
+from relay.cli.client import CliError, Relay, YesOpt, api_path, confirm
+from relay.cli.render import console, emit, plural, secret_line
+
+if TYPE_CHECKING:
+    from relay.cli import apply as apply_file
 
 _VERBS: dict[apply_file.Action, str] = {
     "create": "created",
@@ -36,6 +38,9 @@ def _scope(relay: Relay) -> list[str] | None:
 def _plan(
     relay: Relay, file: Path, prune: bool, push_secrets: bool
 ) -> tuple[list[apply_file.Change], list[str]]:
+    # The planner validates with the API's pydantic models: imported when applying only.
+    from relay.cli import apply as apply_file
+
     try:
         desired, skipped = apply_file.within_scope(apply_file.load(file), _scope(relay))
         sources = relay.call("GET", "/api/sources")["data"]
@@ -50,7 +55,8 @@ def _plan(
 
 
 def _execute(relay: Relay, change: apply_file.Change) -> dict[str, Any] | None:
-    """Make one change; returns the created subscription (with its secret) if it was one."""
+    """Make one change; returns the subscription saved (a created one with its secret, and
+    the API's ``warnings``) if it was one."""
     if change.kind == "source":
         if change.action == "delete":
             relay.call("DELETE", api_path("sources", change.name))
@@ -61,19 +67,25 @@ def _execute(relay: Relay, change: apply_file.Change) -> dict[str, Any] | None:
         created: dict[str, Any] = relay.call("POST", "/api/subscriptions", body=change.body)
         return created
     assert change.id is not None
-    method = "DELETE" if change.action == "delete" else "PATCH"
-    relay.call(method, api_path("subscriptions", change.id), body=change.body)
-    return None
+    if change.action == "delete":
+        relay.call("DELETE", api_path("subscriptions", change.id))
+        return None
+    updated: dict[str, Any] = relay.call(
+        "PATCH", api_path("subscriptions", change.id), body=change.body
+    )
+    return updated
 
 
 def _apply_one(relay: Relay, change: apply_file.Change, dry_run: bool) -> dict[str, Any]:
     """Make one change (unless ``dry_run``); its report entry, with a new secret if any."""
     act = not dry_run and change.action != "unchanged"
-    created = _execute(relay, change) if act else None
+    saved = _execute(relay, change) if act else None
     entry: dict[str, Any] = {"kind": change.kind, "name": change.name, "action": change.action}
-    entry |= {"id": created["id"] if created else change.id, "fields": list(change.fields)}
-    if created:
-        entry["secret"] = created["secret"]
+    entry |= {"id": saved["id"] if saved else change.id, "fields": list(change.fields)}
+    if saved and "secret" in saved:
+        entry["secret"] = saved["secret"]
+    if saved and saved.get("warnings"):
+        entry["warnings"] = saved["warnings"]
     return entry
 
 
@@ -86,6 +98,7 @@ def _entry_lines(entry: Mapping[str, Any], dry_run: bool) -> list[str]:
     lines = [f"{entry['kind']} {entry['name'] or '(unnamed)'}{ident}: {verb}{fields}"]
     if "secret" in entry:
         lines.append("  " + secret_line(entry["secret"]))
+    lines += [f"  warning: {warning}" for warning in entry.get("warnings", ())]
     return lines
 
 
@@ -104,13 +117,21 @@ def apply(
             "subscription headers), so changed values are applied.",
         ),
     ] = False,
+    yes: YesOpt = False,
 ) -> None:
     """Create or update sources and subscriptions to match FILE, idempotently.
 
     Values like ${ENV:NAME} come from the environment. Subscriptions are matched by their
     name in the file, kept as their description. See relay/cli/apply.py for the format.
+    --prune asks before deleting unless --yes.
     """
+    from relay.cli import apply as apply_file
+
     changes, skipped = _plan(relay, file, prune, push_secrets)
+    deletions = [c for c in changes if c.action == "delete"]
+    if deletions and not dry_run:
+        names = ", ".join(" ".join(filter(None, (c.kind, c.name, c.id))) for c in deletions)
+        confirm(f"--prune deletes {plural(len(deletions), 'item')}: {names}. Go on?", yes)
     out = console()
     if not relay.as_json:
         for name in skipped:

@@ -19,10 +19,11 @@ from relay.cli.commands.options import (
     status_value,
     window,
 )
+from relay.cli.help import group
 from relay.cli.render import details, emit, table
-from relay.domain.models import DeliveryStatus
+from relay.domain.states import DeliveryStatus
 
-deliveries_app = typer.Typer(help="Inspect deliveries and their attempts.", no_args_is_help=True)
+deliveries_app = group(help="Inspect deliveries and their attempts.")
 
 StatusOpt = Annotated[DeliveryStatus | None, typer.Option(help="Only deliveries in this state.")]
 
@@ -40,7 +41,8 @@ def deliveries_list(
     """Deliveries, newest first."""
     params: dict[str, Any] = {"subscription_id": subscription, "status": status_value(status)}
     params |= window(since, until) | {"limit": limit}
-    show_list(relay, "/api/deliveries", params, everything, DELIVERY_COLUMNS)
+    named = {"subscriptions": subscription}
+    show_list(relay, "/api/deliveries", params, everything, DELIVERY_COLUMNS, named)
 
 
 @command(deliveries_app, "show")

@@ -19,10 +19,11 @@ from relay.cli.commands.options import (
     status_value,
     window,
 )
+from relay.cli.help import group
 from relay.cli.render import details, emit, table
-from relay.domain.models import DeliveryStatus
+from relay.domain.states import DeliveryStatus
 
-events_app = typer.Typer(help="Inspect received events.", no_args_is_help=True)
+events_app = group(help="Inspect received events.")
 
 
 @command(events_app, "list")
@@ -37,11 +38,21 @@ def events_list(
     ] = None,
     limit: LimitOpt = 50,
     everything: AllOpt = False,
+    include_internal: Annotated[
+        bool,
+        typer.Option(
+            "--include-internal",
+            help="Also the relay's own events (subscription tests, operational events).",
+        ),
+    ] = False,
 ) -> None:
-    """Events, newest first."""
+    """Events, newest first. The relay's own events (source _relay: subscription tests;
+    _relay.ops: operational events) are left out unless --include-internal or --source
+    names one."""
     params: dict[str, Any] = {"source": source, "event_type": event_type, "limit": limit}
+    params["include_internal"] = "true" if include_internal else None
     params |= {"status": status_value(status)} | window(since, until)
-    show_list(relay, "/api/events", params, everything, EVENT_COLUMNS)
+    show_list(relay, "/api/events", params, everything, EVENT_COLUMNS, {"sources": source})
 
 
 @command(events_app, "show")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from relay.cli.client import CliError
-from relay.domain.models import DeliveryStatus
+from relay.domain.states import DeliveryStatus
 
 EventId = Annotated[str, typer.Argument(metavar="EVENT_ID", show_default=False)]
 DeliveryId = Annotated[str, typer.Argument(metavar="DELIVERY_ID", show_default=False)]

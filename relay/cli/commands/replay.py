@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from relay.cli.client import Relay, api_path, command
+from relay.cli.client import Relay, YesOpt, api_path, command, confirm
 from relay.cli.columns import DELIVERY_COLUMNS
 from relay.cli.commands.options import (
     DeliveryId,
@@ -17,9 +17,10 @@ from relay.cli.commands.options import (
     UntilOpt,
     window,
 )
-from relay.cli.render import console, emit, table
+from relay.cli.help import group
+from relay.cli.render import console, emit, plural, table
 
-replay_app = typer.Typer(help="Send events and deliveries again.", no_args_is_help=True)
+replay_app = group(help="Send events and deliveries again.")
 
 
 @command(replay_app, "event")
@@ -35,7 +36,7 @@ def replay_event(
     body = {"subscription_ids": subscription} if subscription else {}
     replay = relay.call("POST", api_path("events", event_id, "replay"), body=body)
     deliveries = replay["deliveries"]
-    done = f"Replayed {event_id}: {len(deliveries)} delivery(ies) queued."
+    done = f"Replayed {event_id}: {plural(len(deliveries), 'delivery')} queued."
     emit(relay.as_json, replay, table(deliveries, DELIVERY_COLUMNS), done)
 
 
@@ -53,11 +54,16 @@ def replay_dead_letters(
     since: SinceOpt = None,
     until: UntilOpt = None,
     batch: Annotated[int, typer.Option(min=1, max=10_000, help="Deliveries per request.")] = 100,
+    yes: YesOpt = False,
 ) -> None:
-    """Requeue dead deliveries (all, or one subscription's, or a time window's)."""
+    """Requeue dead deliveries (all, or one subscription's, or a time window's). Every
+    dead delivery at once asks first unless --yes."""
     filters = {"subscription_id": subscription} | window(since, until)
     filters = {k: v for k, v in filters.items() if v is not None}
     total = relay.call("GET", "/api/dead-letters", params={**filters, "limit": 1})["total"]
+    if not filters and total:
+        # Every dead delivery at once can flood receivers that failed for a reason.
+        confirm(f"Requeue all {plural(total, 'dead delivery')} (no --subscription or window)?", yes)
     requeued, remaining, after = 0, total, None
     # Walk the dead letters in id order, each call starting after the last one seen: one that
     # dies again at once (a 4xx) goes back into the index behind us, not in front.
@@ -77,4 +83,4 @@ def replay_dead_letters(
             after = answer["last"]
     left = f" {remaining} still dead (new, or dead again): run it again." if remaining else ""
     result = {"requeued": requeued, "remaining": remaining}
-    emit(relay.as_json, result, f"Requeued {requeued} dead delivery(ies).{left}")
+    emit(relay.as_json, result, f"Requeued {plural(requeued, 'dead delivery')}.{left}")

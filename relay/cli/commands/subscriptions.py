@@ -11,12 +11,22 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from relay.cli.client import CliError, CommandFn, Relay, api_path, command
+from relay.cli.client import (
+    CliError,
+    CommandFn,
+    Relay,
+    YesOpt,
+    api_path,
+    command,
+    confirm,
+    warn,
+)
 from relay.cli.columns import SUBSCRIPTION_COLUMNS, SUBSCRIPTION_DETAILS
+from relay.cli.help import group
 from relay.cli.render import details, emit, secret_line, table, timestamp
-from relay.domain.models import DeliveryMode, DeliveryStatus
+from relay.domain.states import DeliveryMode, DeliveryStatus
 
-subscriptions_app = typer.Typer(help="Manage subscriptions.", no_args_is_help=True)
+subscriptions_app = group(help="Manage subscriptions.")
 
 SubscriptionId = Annotated[str, typer.Argument(metavar="SUBSCRIPTION_ID", show_default=False)]
 
@@ -45,41 +55,168 @@ def subscriptions_show(relay: Relay, subscription_id: SubscriptionId) -> None:
     emit(relay.as_json, sub, details(sub, SUBSCRIPTION_DETAILS))
 
 
+EventTypeOpt = Annotated[
+    list[str] | None, typer.Option("--event-type", help="Event type glob (repeatable).")
+]
+DescriptionOpt = Annotated[str | None, typer.Option(help="What it is for.")]
+HeaderOpt = Annotated[
+    list[str] | None, typer.Option("--header", help="Extra header 'Name: value' (repeatable).")
+]
+PublicHeaderOpt = Annotated[
+    list[str] | None,
+    typer.Option("--public-header", help="Show this header's value in answers (repeatable)."),
+]
+FilterOpt = Annotated[str | None, typer.Option("--filter", help="Content filter (JSON, or @file).")]
+TransformOpt = Annotated[
+    str | None, typer.Option("--transform", help="Transform (JSON, or @file).")
+]
+RetryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--retry",
+        metavar="POLICY",
+        help="Retry schedule: a number of attempts (8), fields (max_attempts=8,max_age_s=3600,"
+        "initial_s=5,exp_base=4,max_wait_s=21600,jitter_s=5) or JSON.",
+    ),
+]
+TimeoutOpt = Annotated[
+    float | None, typer.Option("--timeout", metavar="SECONDS", help="Per attempt (0.1 to 60).")
+]
+RateLimitOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--rate-limit", metavar="PER_SECOND", help="At most this many deliveries a second."
+    ),
+]
+MaxConcurrencyOpt = Annotated[
+    int | None, typer.Option("--max-concurrency", metavar="N", help="Attempts in flight at once.")
+]
+
+
+def _retry(value: str) -> Any:
+    """``8``, ``max_attempts=8,max_age_s=3600`` or a JSON object: the API's ``retry``."""
+    text = value.strip()
+    if text.startswith("{"):
+        return _json_option(text, "--retry")
+    if text.isdigit():
+        return {"max_attempts": int(text)}
+    retry: dict[str, float | int] = {}
+    for item in text.split(","):
+        name, sep, number = item.partition("=")
+        try:
+            parsed = float(number)
+        except ValueError:
+            parsed = None
+        if not sep or not name.strip() or parsed is None:
+            raise CliError(
+                f"--retry takes a number of attempts, name=value pairs or JSON, got {value!r}", 2
+            )
+        retry[name.strip()] = int(parsed) if parsed.is_integer() else parsed
+    return retry
+
+
+# Each option of create/update and the API field it sets.
+_FIELDS = {
+    "url": "url",
+    "source": "sources",
+    "event_type": "event_types",
+    "mode": "mode",
+    "description": "description",
+    "header": "headers",
+    "public_header": "public_headers",
+    "filter_": "filter",
+    "transform": "transform",
+    "retry": "retry",
+    "timeout": "timeout_s",
+    "rate_limit": "rate_limit",
+    "max_concurrency": "max_concurrency",
+}
+
+
+def _fields(options: dict[str, Any]) -> dict[str, Any]:
+    """The request body from the options given (None: not given, left as it is)."""
+    body: dict[str, Any] = {}
+    for option, name in _FIELDS.items():
+        value = options[option]
+        if value is None:
+            continue
+        if name == "headers":
+            value = _headers(value)
+        elif name in ("filter", "transform"):
+            value = _json_option(value, f"--{name}")
+        elif name == "retry":
+            value = _retry(value)
+        elif isinstance(value, DeliveryMode):
+            value = value.value
+        body[name] = value
+    return body
+
+
 @command(subscriptions_app, "create", url_flags=("--relay-url",))
 def subscriptions_create(
     relay: Relay,
     url: Annotated[str, typer.Option("--url", help="Where to deliver.")],
-    source: Annotated[list[str], typer.Option("--source", help="Source name, or '*'.")],
-    event_type: Annotated[
-        list[str] | None, typer.Option("--event-type", help="Event type glob (repeatable).")
-    ] = None,
+    source: Annotated[
+        list[str], typer.Option("--source", help="Source name, or '*' (repeatable).")
+    ],
+    event_type: EventTypeOpt = None,
     mode: Annotated[DeliveryMode, typer.Option(help="Delivery mode.")] = DeliveryMode.RELIABLE,
-    description: Annotated[str, typer.Option(help="What it is for.")] = "",
-    header: Annotated[
-        list[str] | None, typer.Option("--header", help="Extra header 'Name: value'.")
-    ] = None,
-    public_header: Annotated[
-        list[str] | None,
-        typer.Option("--public-header", help="Show this header's value in answers (repeatable)."),
-    ] = None,
-    filter_: Annotated[
-        str | None, typer.Option("--filter", help="Content filter (JSON, or @file).")
-    ] = None,
-    transform: Annotated[
-        str | None, typer.Option("--transform", help="Transform (JSON, or @file).")
-    ] = None,
+    description: DescriptionOpt = None,
+    header: HeaderOpt = None,
+    public_header: PublicHeaderOpt = None,
+    filter_: FilterOpt = None,
+    transform: TransformOpt = None,
+    retry: RetryOpt = None,
+    timeout: TimeoutOpt = None,
+    rate_limit: RateLimitOpt = None,
+    max_concurrency: MaxConcurrencyOpt = None,
 ) -> None:
     """Create a subscription; its signing secret is printed once."""
-    body: dict[str, Any] = {"url": url, "sources": source, "mode": mode.value}
-    body |= {"description": description, "headers": _headers(header or [])}
-    body["public_headers"] = public_header or []
-    if event_type:
-        body["event_types"] = event_type
-    for name, given in (("filter", filter_), ("transform", transform)):
-        if given is not None:
-            body[name] = _json_option(given, f"--{name}")
+    body = _fields(locals())
     sub = relay.call("POST", "/api/subscriptions", body=body)
     emit(relay.as_json, sub, details(sub, SUBSCRIPTION_DETAILS), secret_line(sub["secret"]))
+    if not relay.as_json:
+        warn(sub.get("warnings"))
+
+
+@command(subscriptions_app, "update", url_flags=("--relay-url",))
+def subscriptions_update(
+    relay: Relay,
+    subscription_id: SubscriptionId,
+    url: Annotated[str | None, typer.Option("--url", help="Where to deliver.")] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", help="Source name, or '*' (repeatable; replaces the list)."),
+    ] = None,
+    event_type: EventTypeOpt = None,
+    mode: Annotated[DeliveryMode | None, typer.Option(help="Delivery mode.")] = None,
+    description: DescriptionOpt = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option("--header", help="Extra header 'Name: value' (repeatable; replaces them)."),
+    ] = None,
+    public_header: PublicHeaderOpt = None,
+    filter_: FilterOpt = None,
+    transform: TransformOpt = None,
+    retry: RetryOpt = None,
+    timeout: TimeoutOpt = None,
+    rate_limit: RateLimitOpt = None,
+    max_concurrency: MaxConcurrencyOpt = None,
+) -> None:
+    """Change some of a subscription's fields; the others, its id and secret stay."""
+    body = _fields(locals())
+    if not body:
+        raise CliError("nothing to change: give at least one option (see --help)", 2)
+    sub = relay.call("PATCH", api_path("subscriptions", subscription_id), body=body)
+    changed = ", ".join(sorted(body))
+    emit(
+        relay.as_json,
+        sub,
+        f"Updated subscription {subscription_id} ({changed}).",
+        details(sub, SUBSCRIPTION_DETAILS),
+    )
+    if not relay.as_json:
+        warn(sub.get("warnings"))
 
 
 def _subscription_action(action: str, done: str, doc: str) -> CommandFn:
@@ -125,8 +262,11 @@ def subscriptions_test(relay: Relay, subscription_id: SubscriptionId) -> None:
 
 
 @command(subscriptions_app, "delete")
-def subscriptions_delete(relay: Relay, subscription_id: SubscriptionId) -> None:
-    """Delete a subscription."""
+def subscriptions_delete(
+    relay: Relay, subscription_id: SubscriptionId, yes: YesOpt = False
+) -> None:
+    """Delete a subscription (its deliveries stop; asks first unless --yes)."""
+    confirm(f"Delete subscription {subscription_id}?", yes)
     relay.call("DELETE", api_path("subscriptions", subscription_id))
     emit(relay.as_json, {"deleted": subscription_id}, f"Deleted subscription {subscription_id}.")
 
@@ -165,7 +305,7 @@ def subscriptions_preview(
     relay: Relay,
     subscription_id: Annotated[
         str | None,
-        typer.Argument(metavar="[SUBSCRIPTION_ID]", help="Omit to try --filter/--transform."),
+        typer.Argument(metavar="SUBSCRIPTION_ID", help="Omit to try --filter/--transform."),
     ] = None,
     event: Annotated[str | None, typer.Option("--event", help="A stored event's id.")] = None,
     body: Annotated[

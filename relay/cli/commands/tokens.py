@@ -8,12 +8,12 @@ from typing import Annotated, Any
 import typer
 
 from relay.cli.client import Relay, api_path, command
+from relay.cli.help import group
 from relay.cli.render import Column, details, emit, field, table, time_field
 from relay.domain.access import Role
 
-tokens_app = typer.Typer(
-    help="Manage API tokens (a role, and optionally the sources they are limited to).",
-    no_args_is_help=True,
+tokens_app = group(
+    help="Manage API tokens (a role, and optionally the sources they are limited to)."
 )
 
 TokenId = Annotated[str, typer.Argument(metavar="TOKEN_ID", show_default=False)]
