@@ -25,6 +25,7 @@ from relay.storage.scripts import (
     MigrateLanes,
     Scripts,
     StartLane,
+    TrimLanes,
     YieldLane,
 )
 
@@ -179,6 +180,18 @@ class LaneStore:
             )
         )
         return Reconciled([a.decode() for a in armed], [t.decode() for t in taken])
+
+    async def trim_expired(
+        self, sub_ids: Sequence[str], cutoff_ms: int, now_ms: int, limit: int = 1000
+    ) -> int:
+        """Drop from these lanes the ids of deliveries whose records expired (due before
+        ``cutoff_ms``); at most ``limit`` per lane. Returns the number dropped."""
+        dropped = await self._scripts.run(
+            TrimLanes(
+                prefix=PREFIX, cutoff_ms=cutoff_ms, now_ms=now_ms, limit=limit, sub_ids=sub_ids
+            )
+        )
+        return int(dropped)
 
     async def depths(self, now_ms: int) -> list[LaneDepth]:
         """Every lane with work: waiting, due now, in flight."""

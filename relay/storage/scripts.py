@@ -335,6 +335,22 @@ class ArmLanes(ScriptCall):
 
 
 @dataclass(frozen=True, slots=True)
+class TrimLanes(ScriptCall):
+    SCRIPT = "trim_lanes"
+    KEYS = ()
+    ARGV = ("prefix", "cutoff_ms", "now_ms", "limit")
+
+    prefix: str
+    cutoff_ms: int
+    now_ms: int
+    limit: int
+    sub_ids: Sequence[str] = field(default=())
+
+    def more_argv(self) -> list[str | int | bytes]:
+        return list(self.sub_ids)
+
+
+@dataclass(frozen=True, slots=True)
 class RecordAttempt(ScriptCall):
     SCRIPT = "record_attempt"
     KEYS = ("delivery_key", "attempts_key", "lane_key", "flight_key", "state_key", "dead_key",
@@ -487,5 +503,5 @@ class MigrateLanes(ScriptCall):
 CALLS: tuple[type[ScriptCall], ...] = (
     Ingest, Fanout, ClaimLane, RecordAttempt, YieldLane, ArmLanes, Reopen, Pause,
     SaveSubscription, DeleteSubscription, ForgetEmptyIndexes, MigrateLanes, StartLane,
-    OpsThresholds,
+    OpsThresholds, TrimLanes,
 )  # fmt: skip
