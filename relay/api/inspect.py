@@ -18,6 +18,7 @@ from relay.api.views import (
     EventView,
 )
 from relay.delivery.replay import DeadLetters as DeadLetterQuery
+from relay.domain.explain import explain
 from relay.domain.models import (
     Delivery,
     DeliveryDetail,
@@ -102,11 +103,13 @@ async def get_event(event_id: str, services: ServicesDep) -> EventDetail:
     if event is None:
         raise Problem(404, f"no event {event_id!r}")
     deliveries = await store.deliveries.get_many(await store.events.delivery_ids(event_id))
-    skipped = [
-        Skipped(subscription_id=sub_id, failed=why)
-        for sub_id, why in (await store.events.skipped(event_id)).items()
-    ]
-    return EventDetail(**event.model_dump(), deliveries=deliveries, skipped=skipped)
+    filtered = await store.events.skipped(event_id)
+    skipped = [Skipped(subscription_id=sub_id, failed=why) for sub_id, why in filtered.items()]
+    current = await store.subscriptions.for_source(event.source)
+    deleted = await store.subscriptions.missing({d.subscription_id for d in deliveries})
+    not_delivered = explain(event, deliveries, filtered, current, deleted)
+    return EventDetail(**event.model_dump(), deliveries=deliveries, skipped=skipped,
+                       not_delivered=not_delivered)  # fmt: skip
 
 
 @router.get(

@@ -59,6 +59,12 @@ DELIVERY_DETAILS: list[Column] = [
     *DELIVERY_COLUMNS[5:],
     Column("Created", time_field("created_at")),
 ]
+NOT_DELIVERED_COLUMNS: list[Column] = [
+    Column("Subscription", field("subscription_id"), whole=True),
+    Column("Reason", field("reason")),
+    Column("Detail", field("detail"), drop=2),
+    Column("Decided", field("decided"), drop=1),
+]
 ATTEMPT_COLUMNS: list[Column] = [
     Column("#", field("number")),
     Column("Trigger", field("trigger"), drop=4),
