@@ -18,6 +18,8 @@ Key layout (prefix ``relay:``)::
                                 (a list for events fanned out by earlier versions)
     evt:{id}:skipped      hash  subscription id -> the filter condition that skipped it
                                 (written by fanout.lua)                               [TTL]
+    evt:{id}:fanout       str   while a fan-out in chunks is under way: the id of the last
+                                subscription a committed chunk covered (fanout.lua) [TTL]
     events                zset  every event id (lexical: ids sort by time)
     events:src:{source}   zset  event ids of one source (lexical)
     events:unfanned       zset  events accepted but not yet fanned out, by receipt ms
@@ -240,6 +242,10 @@ class Keys:
     @staticmethod
     def event_skipped(event_id: str) -> str:
         return f"{PREFIX}evt:{event_id}:skipped"
+
+    @staticmethod
+    def event_fanout_cursor(event_id: str) -> str:
+        return f"{PREFIX}evt:{event_id}:fanout"
 
     @staticmethod
     def idempotency(source: str, key: str) -> str:

@@ -206,6 +206,8 @@ class FanoutEvent:
     event_id: str
     rows: Sequence[FanoutRow]
     skipped: Sequence[tuple[str, str]] = ()  # (subscription id, the condition that failed)
+    after: str = ""  # the fan-out cursor this chunk starts from ("": the first chunk)
+    upto: str = ""  # the cursor it leaves ("": the last chunk)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +232,8 @@ class Fanout(ScriptCall):
     def more_argv(self) -> list[str | int | bytes]:
         argv: list[str | int | bytes] = []
         for event in self.events:
-            argv += ["E", event.event_id, len(event.rows), len(event.skipped)]
+            argv += ["E", event.event_id, len(event.rows), len(event.skipped), event.after,
+                     event.upto]  # fmt: skip
             for r in event.rows:
                 argv += [r.delivery_id, r.sub_id, r.mode, _encode(r.inline), r.due_ms,
                          _encode(r.ordered), r.okey]  # fmt: skip
