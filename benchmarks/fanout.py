@@ -23,6 +23,7 @@ Everything started here is stopped at the end, also on error or Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 import tempfile
 import threading
@@ -45,8 +46,11 @@ from throughput import (
 )
 
 from relay.devtools.embedded_redis import free_port
+from relay.storage.keys import Keys
+from relay.storage.scripts import source
 
 FAN, OTHER = "fan", "other"
+UNFANNED = Keys.unfanned
 SLOWLOG_OVER_US = 1000
 
 
@@ -81,6 +85,7 @@ class Probe(threading.Thread):
         super().__init__(daemon=True)
         self.base_url, self.count = base_url, count
         self.latencies_ms: list[float] = []
+        self.started: list[float] = []  # time.monotonic() each request was sent
         self.errors: list[int] = []
         self.stop = threading.Event()
 
@@ -90,6 +95,7 @@ class Probe(threading.Thread):
             while not self.stop.is_set() and (
                 self.count is None or len(self.latencies_ms) < self.count
             ):
+                self.started.append(time.monotonic())
                 t0 = time.perf_counter()
                 r = client.post(f"/ingest/{OTHER}", content=body,
                                 headers={"content-type": "application/json"})  # fmt: skip
@@ -98,20 +104,23 @@ class Probe(threading.Thread):
                     self.errors.append(r.status_code)
                 time.sleep(0.005)
 
-    def summary(self) -> str:
-        lat = self.latencies_ms
-        text = (
-            f"n={len(lat)} p50 {statistics.median(lat):.1f} ms, p99 {percentile(lat, 0.99):.1f} ms"
-        )
-        return text + (
-            f", {len(self.errors)} errors ({sorted(set(self.errors))})" if self.errors else ""
-        )
+    def summary(self, since: float = 0.0, until: float = float("inf")) -> str:
+        """p50, p99 and max of the requests sent between ``since`` and ``until``."""
+        lat = [ms for t, ms in zip(self.started, self.latencies_ms, strict=False)
+               if since <= t <= until]  # fmt: skip
+        if not lat:
+            return "no request"
+        text = (f"n={len(lat)} p50 {statistics.median(lat):.1f} ms, "
+                f"p99 {percentile(lat, 0.99):.1f} ms, max {max(lat):.1f} ms")  # fmt: skip
+        if self.errors:
+            text += f"; {len(self.errors)} errors in all ({sorted(set(self.errors))})"
+        return text
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=10_000, help="subscriptions to fan out to")
-    parser.add_argument("--probe", type=int, default=300, help="idle probe webhooks")
+    parser.add_argument("--probe", type=int, default=1000, help="idle probe webhooks")
     parser.add_argument("--wait", type=float, default=300.0, help="longest drain wait (s)")
     args = parser.parse_args()
     stop_on_sigterm()
@@ -127,8 +136,8 @@ def main() -> None:
         r.config_set("slowlog-log-slower-than", SLOWLOG_OVER_US)
         r.config_set("slowlog-max-len", 10_000)
         with running_relay(procs, server.url, log_level="WARNING") as relay:
-            for source in (FAN, OTHER):
-                relay.put_source(source)
+            for name in (FAN, OTHER):
+                relay.put_source(name)
             t0 = time.monotonic()
             subscribe_many(relay, receiver.url, args.n)
             relay.admin("POST", "/api/subscriptions", url=f"{receiver.url}/other", sources=[OTHER])
@@ -149,8 +158,10 @@ def main() -> None:
             assert answer.status_code == 202, answer.text
             accepted = time.monotonic()
             deadline = accepted + args.wait
-            first = None
+            first = fanned = None
             while True:
+                if fanned is None and r.zscore(UNFANNED, answer.json()["event_id"]) is None:
+                    fanned = time.monotonic()
                 # The probe's own subscription has one more path, hit from the start.
                 paths = max(0, receiver.client.get("/count").json()["paths"] - 1)
                 if first is None and paths:
@@ -166,11 +177,19 @@ def main() -> None:
     print(f"subscriptions: {args.n}")
     print(f"delivered: {paths}/{args.n} in {done - accepted:.2f} s after the 202 "
           f"({paths / max(done - (first or done), 1e-9):.0f}/s from the first)")  # fmt: skip
-    print(f"other source's ingest, idle:    {idle.summary()}")
-    print(f"other source's ingest, fan-out: {busy.summary()}")
+    fanned = fanned or done
+    print(f"fan-out committed {fanned - accepted:.2f} s after the 202")
+    print(f"other source's ingest, idle:              {idle.summary()}")
+    print(f"other source's ingest, during the fan-out: {busy.summary(accepted, fanned)}")
+    print(f"other source's ingest, during the drain:   {busy.summary()}")
     ratio = percentile(busy.latencies_ms, 0.99) / percentile(idle.latencies_ms, 0.99)
-    print(f"  p99 ratio: {ratio:.2f}x")
+    print(f"  p99 ratio, drain / idle: {ratio:.2f}x")
     slow.sort(key=lambda e: -e["duration"])
+    sha = hashlib.sha1(source("fanout").encode()).hexdigest().encode()  # noqa: S324 - Redis's script id
+    fanout_calls = [e for e in slow if e["command"].startswith(b"EVALSHA " + sha)]
+    if fanout_calls:
+        print(f"SLOWLOG: fan-out calls over 1 ms: {len(fanout_calls)}, longest "
+              f"{fanout_calls[0]['duration'] / 1000:.1f} ms")  # fmt: skip
     print(f"SLOWLOG: {len(slow)} commands over {SLOWLOG_OVER_US / 1000:.0f} ms; longest:")
     for entry in slow[:5]:
         command = entry["command"]

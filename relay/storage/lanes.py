@@ -25,6 +25,7 @@ from relay.storage.scripts import (
     MigrateLanes,
     Scripts,
     StartLane,
+    TakeJobs,
     TrimLanes,
     YieldLane,
 )
@@ -110,6 +111,24 @@ class LaneStore:
             if ctx is not None:
                 contexts.append(replace(ctx, lane_failures=int(fails)))
         return Claim(status.decode(), integer(next_due), sub, contexts)
+
+    async def take_jobs(
+        self, job_ids: Sequence[str], now_ms: int, timeout_ms: int
+    ) -> list[tuple[str, int]]:
+        """Mark these ARQ jobs in progress for this worker, as arq does one by one, in one
+        step: the ones taken (due, not running anywhere) and their queue scores."""
+        if not job_ids:
+            return []
+        reply = await self._scripts.run(
+            TakeJobs(
+                queue_key=self._queue.queue_key,
+                in_progress_prefix=self._queue.in_progress_prefix,
+                now_ms=now_ms,
+                timeout_ms=timeout_ms,
+                job_ids=job_ids,
+            )
+        )
+        return [(reply[i].decode(), int(float(reply[i + 1]))) for i in range(0, len(reply), 2)]
 
     async def started(self, sub_id: str, job_id: str, lease_until_ms: int) -> bool:
         """A lane job is running: its queue entry leaves the head of the queue until

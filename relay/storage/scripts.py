@@ -299,6 +299,22 @@ class StartLane(ScriptCall):
 
 
 @dataclass(frozen=True, slots=True)
+class TakeJobs(ScriptCall):
+    SCRIPT = "take_jobs"
+    KEYS = ("queue_key",)
+    ARGV = ("in_progress_prefix", "now_ms", "timeout_ms")
+
+    queue_key: str
+    in_progress_prefix: str
+    now_ms: int
+    timeout_ms: int
+    job_ids: Sequence[str] = field(default=())
+
+    def more_argv(self) -> list[str | int | bytes]:
+        return list(self.job_ids)
+
+
+@dataclass(frozen=True, slots=True)
 class OpsThresholds(ScriptCall):
     SCRIPT = "ops_thresholds"
     KEYS = ("lane_key", "flight_key", "sub_dead_key", "alerts_key", "sub_key")
@@ -506,5 +522,5 @@ class MigrateLanes(ScriptCall):
 CALLS: tuple[type[ScriptCall], ...] = (
     Ingest, Fanout, ClaimLane, RecordAttempt, YieldLane, ArmLanes, Reopen, Pause,
     SaveSubscription, DeleteSubscription, ForgetEmptyIndexes, MigrateLanes, StartLane,
-    OpsThresholds, TrimLanes,
+    OpsThresholds, TrimLanes, TakeJobs,
 )  # fmt: skip

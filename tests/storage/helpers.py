@@ -26,6 +26,8 @@ from relay.storage import DeliveryContext, NewDeliveries, NewDelivery, NewEvent,
 from relay.storage.keys import Keys
 
 _serial = itertools.count()
+# A secret that signs (the others here are never used to sign).
+_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 def _id(prefix: str) -> str:
@@ -106,7 +108,7 @@ async def many_subscriptions(store: Store, n: int, url: str, sources: Sequence[s
     subs = [
         Subscription(
             id=new_id("sub", now),
-            secret="whsec_x",
+            secret=_SECRET,
             created_at=now,
             updated_at=now,
             url=f"{url}/s/{i}",
