@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 import redis
-from _procs import print_header, stop_on_sigterm
+from _procs import CpuMeter, print_header, stop_on_sigterm
 from throughput import (
     Procs,
     ReceiverClient,
@@ -150,6 +150,9 @@ def main() -> None:
             receiver.reset()
             r.slowlog_reset()
 
+            cpu = CpuMeter({"api": procs.procs["serve"].pid, "worker": procs.procs["worker1"].pid,
+                            "redis": server.process.pid if server.process else 0})  # fmt: skip
+            cpu.start()
             busy = Probe(relay.base_url)
             busy.start()
             t0 = time.monotonic()
@@ -171,12 +174,16 @@ def main() -> None:
                 procs.check_alive()
                 time.sleep(0.05)
             done = time.monotonic()
+            used = cpu.stop()
             busy.stop.set()
             busy.join()
             slow = r.slowlog_get(10_000)
     print(f"subscriptions: {args.n}")
     print(f"delivered: {paths}/{args.n} in {done - accepted:.2f} s after the 202 "
           f"({paths / max(done - (first or done), 1e-9):.0f}/s from the first)")  # fmt: skip
+    per = ", ".join(f"{name} {s:.1f} s ({s / max(paths, 1) * 1e6:.0f} us a delivery)"
+                    for name, s in used.items())  # fmt: skip
+    print(f"CPU from the 202 to the last delivery: {per}")
     fanned = fanned or done
     print(f"fan-out committed {fanned - accepted:.2f} s after the 202")
     print(f"other source's ingest, idle:              {idle.summary()}")

@@ -52,7 +52,8 @@ Key layout (prefix ``relay:``)::
 ARQ's own keys (``arq:job:{id}``, the queue) are written only through ARQ, except that
 ``lib/lanes.lua`` arms a lane's job by writing its job record and queue entry exactly as
 ``ArqRedis.enqueue_job`` does (arq 0.28, pinned; ``tests/storage/test_lanes.py`` proves the
-worker runs such jobs).
+worker runs such jobs), and ``take_jobs.lua`` marks due lane jobs in progress (``arq:in-progress:
+{id}``) as arq's ``Worker.start_jobs`` does, several in one step.
 
 Records expire on their own (``RELAY_RETENTION_DAYS``, set when they are written); the
 indexes hold only ids, sorted by time, and are trimmed by range, never by scanning keys.
