@@ -102,7 +102,9 @@ def durable_app(redis_url: str) -> FastAPI:
 
 
 class Tally:
-    """What the receiver got: every POST, and the distinct ``webhook-id`` values among them."""
+    """What the receiver got: every POST, the distinct ``webhook-id`` values among them, and
+    the distinct paths they were sent to (one event fanned out to many subscriptions, one
+    path each, has one ``webhook-id``)."""
 
     def __init__(self) -> None:
         self.reset()
@@ -110,12 +112,14 @@ class Tally:
     def reset(self) -> None:
         self.requests = 0
         self.ids: set[bytes] = set()
+        self.paths: set[bytes] = set()
         self.first = 0.0  # time.time() of the first POST
         self.last_new = 0.0  # time.time() of the last POST with an id not seen before
 
-    def record(self, webhook_id: bytes | None) -> None:
+    def record(self, webhook_id: bytes | None, path: bytes) -> None:
         now = time.time()
         self.requests += 1
+        self.paths.add(path)
         if not self.first:
             self.first = now
         if webhook_id is not None and webhook_id not in self.ids:
@@ -127,6 +131,7 @@ class Tally:
             {
                 "requests": self.requests,
                 "unique": len(self.ids),
+                "paths": len(self.paths),
                 "first": self.first,
                 "last_new": self.last_new,
             }
@@ -183,7 +188,7 @@ class ReceiverProtocol(asyncio.Protocol):
             self.tally.reset()
             status, body = b"200 OK", b"reset"
         elif method == b"POST":
-            self.tally.record(self.webhook_id)
+            self.tally.record(self.webhook_id, self.url)
             status, body = b"200 OK", b"ok"
         else:
             status, body = b"404 Not Found", b""

@@ -59,6 +59,9 @@ _GAUGES_EVERY = 5
 _STOP_GRACE_S = 5.0
 # With Redis away at stop, the tidying up (forgetting this worker) is given this long.
 _CLOSE_DURING_OUTAGE_S = 1.0
+# Polls in a row, without poll_delay between them, while each starts all the lanes it read.
+_EAGER_POLLS = 20
+_LANE_PREFIX = queue.LANE_JOB_ID_PREFIX.encode()
 # A connection lost while arq watches a job's key surfaces as WatchError, not ConnectionError.
 _POLL_OUTAGE = (*UNAVAILABLE, WatchError)
 
@@ -76,6 +79,8 @@ class RelayWorker(Worker):
         super().__init__(*args, **kwargs)
         # Lane jobs this worker may still start in the current poll (its fair share).
         self._lane_room = self.queue_read_limit
+        self._lanes_started = 0  # lane jobs the current poll started
+        self._ids_read = 0  # job ids it read
         self._stopping: asyncio.Task[None] | None = None
 
     async def main(self) -> None:
@@ -108,8 +113,16 @@ class RelayWorker(Worker):
 
     async def _poll_iteration(self) -> None:
         try:
-            await self._take_fair_share()
-            await super()._poll_iteration()
+            for _ in range(_EAGER_POLLS):
+                await self._take_fair_share()
+                self._lanes_started = self._ids_read = 0
+                await super()._poll_iteration()
+                # A poll that read a full page and started lanes from it may have left more
+                # due behind them (a fan-out arms thousands at once): read again now rather
+                # than after poll_delay, which capped a worker at ~100 lanes a second.
+                full = self._ids_read >= self.queue_read_limit
+                if not (full and self._lanes_started) or self.job_counter >= self.max_jobs:
+                    break
         except _POLL_OUTAGE:
             await asyncio.sleep(_OUTAGE_POLL_S)
 
@@ -160,24 +173,40 @@ class RelayWorker(Worker):
             self._stopping = asyncio.get_running_loop().create_task(_stop_picking(deps))
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """ARQ's, one id at a time, passing over lane jobs past this worker's share: they stay
-        due for the others. Every id a poll reads is looked at, so a job stuck at the head of
-        the queue (in progress on a dead worker) does not hide the ones behind it."""
-        try:
-            for raw in job_ids:
-                job_id = raw.decode()
-                lane = job_id.startswith(queue.LANE_JOB_ID_PREFIX)
-                if lane and self._lane_room <= 0:
-                    continue
-                ours = job_id in self.tasks
+        """Lane jobs are taken all at once (``LaneStore.take_jobs``: one Redis step where arq
+        spends four round trips on each), up to this worker's share and free slots; the
+        others (the recovery cron, jobs of older versions) one at a time by arq. Every id a
+        poll reads is looked at, so a job stuck at the head of the queue (in progress on a
+        dead worker) does not hide the ones behind it."""
+        deps: WorkerDeps | None = self.ctx.get("deps")
+        self._ids_read = len(job_ids)
+        lanes = [
+            raw.decode()
+            for raw in job_ids
+            if raw.startswith(_LANE_PREFIX) and raw.decode() not in self.tasks
+        ]
+        if deps is not None and lanes:
+            room = min(self._lane_room, self.max_jobs - self.job_counter)
+            timeout_ms = int(self.in_progress_timeout_s * 1000)
+            taken = await deps.store.lanes.take_jobs(lanes[: max(0, room)], now_ms(), timeout_ms)
+            for job_id, score in taken:
+                await self.sem.acquire()  # free: room counted the slots in use
+                self.job_counter += 1
+                task = self.loop.create_task(self.run_job(job_id, score))
+                task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+                self.tasks[job_id] = task
+            self._lane_room -= len(taken)
+            self._lanes_started += len(taken)
+        for raw in job_ids:
+            if deps is not None and raw.startswith(_LANE_PREFIX):
+                continue
+            try:
                 await super().start_jobs([raw])
-                if lane and not ours and job_id in self.tasks:
-                    self._lane_room -= 1
-        except _POLL_OUTAGE:
-            # arq takes a job slot before it asks Redis whether the job is free, and gives it
-            # back only on the answers it expects: each outage would leak one slot for good.
-            self._release_sem_dec_counter_on_complete()
-            raise
+            except _POLL_OUTAGE:
+                # arq takes a job slot before it asks Redis whether the job is free, and gives
+                # it back only on the answers it expects: each outage would leak one slot.
+                self._release_sem_dec_counter_on_complete()
+                raise
 
 
 async def _stop_picking(deps: WorkerDeps) -> None:

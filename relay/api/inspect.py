@@ -21,6 +21,7 @@ from relay.api.views import (
 )
 from relay.delivery.replay import DeadLetters as DeadLetterQuery
 from relay.domain.access import Role
+from relay.domain.explain import explain
 from relay.domain.models import (
     Delivery,
     DeliveryDetail,
@@ -130,15 +131,18 @@ async def get_event(event_id: str, services: ServicesDep, access: AccessDep) -> 
     if event is None:
         raise Problem(404, f"no event {event_id!r}")
     deliveries = await store.deliveries.get_many(await store.events.delivery_ids(event_id))
-    skipped = [
-        Skipped(subscription_id=sub_id, failed=why)
-        for sub_id, why in (await store.events.skipped(event_id)).items()
-    ]
+    filtered = await store.events.skipped(event_id)
+    skipped = [Skipped(subscription_id=sub_id, failed=why) for sub_id, why in filtered.items()]
+    current = await store.subscriptions.for_source(event.source)
+    deleted = await store.subscriptions.missing({d.subscription_id for d in deliveries})
+    not_delivered = explain(event, deliveries, filtered, current, deleted)
     visible = await scope.subscription_ids(services, access)
     if visible is not None:
         deliveries = [d for d in deliveries if d.subscription_id in visible]
         skipped = [s for s in skipped if s.subscription_id in visible]
-    return EventDetail(**event.model_dump(), deliveries=deliveries, skipped=skipped)
+        not_delivered = [n for n in not_delivered if n.subscription_id in visible]
+    return EventDetail(**event.model_dump(), deliveries=deliveries, skipped=skipped,
+                       not_delivered=not_delivered)  # fmt: skip
 
 
 @router.get(

@@ -17,10 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSche
 from relay.api.listing import Listing
 from relay.domain.clock import rfc3339
 from relay.domain.models import (
+    NOT_DELIVERED,
     Attempt,
     Delivery,
     Event,
     EventDetail,
+    NotDelivered,
     SecretRotated,
     Skipped,
     Source,
@@ -68,6 +70,7 @@ class EventDetailView(EventView):
     skipped: list[Skipped] = Field(
         default_factory=list, description=EventDetail.model_fields["skipped"].description
     )
+    not_delivered: list[NotDelivered] = Field(default_factory=list, description=NOT_DELIVERED)
 
 
 class DeadLettersView(Listing[DeliveryView]):

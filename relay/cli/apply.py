@@ -17,7 +17,7 @@ The file is TOML (``.toml``) or YAML (``.yaml``/``.yml``) with two optional tabl
     [subscriptions.billing-push]      # the name is kept as the subscription's description
     url = "https://billing.internal/hooks/github"
     sources = ["github"]
-    event_types = ["push", "pull_request.*"]
+    event_types = ["push", "pull_request"]
     headers = { Authorization = "Bearer ${ENV:BILLING_HOOK_TOKEN}" }
     retry = { max_attempts = 5 }
 

@@ -73,6 +73,12 @@ DELIVERY_DETAILS: list[Column] = [
     Column("Updated", time_field("updated_at")),
     Column("Created", time_field("created_at")),
 ]
+NOT_DELIVERED_COLUMNS: list[Column] = [
+    Column("Subscription", field("subscription_id"), whole=True),
+    Column("Reason", field("reason")),
+    Column("Detail", field("detail"), drop=2),
+    Column("Decided", field("decided"), drop=1),
+]
 ATTEMPT_COLUMNS: list[Column] = [
     Column("#", field("number")),
     Column("Trigger", field("trigger"), drop=4),

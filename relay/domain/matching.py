@@ -29,13 +29,17 @@ def event_type_matches(patterns: Iterable[str], event_type: str | None) -> bool:
     return any(fnmatchcase(name, pattern) for pattern in patterns)
 
 
+def listens_to(sources: Sequence[str], source: str) -> bool:
+    """A subscription with these sources takes events of ``source`` ("*" takes every
+    source's, but not the relay's own)."""
+    return source in sources or (ANY_SOURCE in sources and not is_internal(source))
+
+
 def wants(subscription: Matchable, source: str, event_type: str | None) -> bool:
     """True when an enabled subscription listens to ``source`` and to this event type."""
     if not subscription.enabled:
         return False
-    if source not in subscription.sources and (
-        ANY_SOURCE not in subscription.sources or is_internal(source)
-    ):
+    if not listens_to(subscription.sources, source):
         return False
     return event_type_matches(subscription.event_types, event_type)
 

@@ -7,6 +7,7 @@ Secrets live on the stored models and are excluded from every response model.
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -335,7 +336,7 @@ class SubscriptionIn(SubscriptionFields):
                 {
                     "url": "https://billing.example.com/hooks/github",
                     "sources": ["github"],
-                    "event_types": ["push", "pull_request.*"],
+                    "event_types": ["push", "pull_request"],
                     "description": "Billing: pushes and pull requests",
                     "headers": {"X-Team": "billing"},
                     "retry": {"max_attempts": 5},
@@ -401,7 +402,7 @@ class SubscriptionOut(SubscriptionFields):
                     "id": "sub_01JD3Y9T0W6Y7Q1G8B3C5D7E9F",
                     "url": "https://billing.example.com/hooks/github?token=[REDACTED]",
                     "sources": ["github"],
-                    "event_types": ["push", "pull_request.*"],
+                    "event_types": ["push", "pull_request"],
                     "mode": "reliable",
                     "enabled": True,
                     "description": "Billing: pushes and pull requests",
@@ -521,7 +522,7 @@ class Event(BaseModel):
                 {
                     "id": "evt_01JD3Y9T0W6Y7Q1G8B3C5D7E9F",
                     "source": "github",
-                    "event_type": "pull_request.opened",
+                    "event_type": "pull_request",
                     "received_at": 1732406400000,
                     "content_type": "application/json",
                     "headers": {"x-github-event": "pull_request"},
@@ -613,6 +614,42 @@ class Skipped(BaseModel):
     failed: str = Field(description="The condition of the subscription's filter that failed.")
 
 
+class Reason(StrEnum):
+    EVENT_TYPE = "event_type"  # its event_types match none of the event's type
+    FILTER = "filter"  # its filter did not match the event
+    DISABLED = "disabled"
+    DELETED = "deleted"  # deleted before its delivery was sent
+    UNUSABLE = "unusable"  # a stored record this version cannot read
+    CREATED_AFTER = "created_after"  # made after the event arrived
+    CHANGED_AFTER = "changed_after"  # wants the event now; changed since it arrived
+    NOT_FANNED_OUT = "not_fanned_out"  # the event waits for fan-out
+
+
+class Decided(StrEnum):
+    AT_FAN_OUT = "at_fan_out"  # recorded when the event was fanned out
+    NOW = "now"  # worked out at read time, against the current subscriptions
+
+
+class NotDelivered(BaseModel):
+    subscription_id: str
+    reason: Reason = Field(
+        description="event_type, filter, disabled, deleted, unusable, created_after, "
+        "changed_after or not_fanned_out."
+    )
+    detail: str = Field(description="The reason in words, with what it was decided on.")
+    decided: Decided = Field(
+        description="at_fan_out: recorded when the event was fanned out (filters); now: "
+        "worked out for this answer against the subscriptions as they are now."
+    )
+
+
+NOT_DELIVERED = (
+    "Every subscription of the event's source that got no delivery of it, and why (see "
+    "`decided`: filters are recorded at fan-out, the other reasons are worked out against "
+    "the subscriptions as they are now)."
+)
+
+
 class EventDetail(Event):
     deliveries: list[Delivery]
     skipped: list[Skipped] = Field(
@@ -620,6 +657,7 @@ class EventDetail(Event):
         description="Subscriptions that want this source and type but whose filter did not "
         "match the event (no delivery was made for them).",
     )
+    not_delivered: list[NotDelivered] = Field(default_factory=list, description=NOT_DELIVERED)
 
 
 class IngestAccepted(BaseModel):

@@ -59,6 +59,10 @@ class NewDeliveries:
     deliveries: Sequence[NewDelivery]
     # Subscriptions whose filter did not match: (id, the condition that failed).
     skipped: Sequence[tuple[str, str]] = ()
+    # A chunk of a fan-out: the cursor it starts from ("": the first) and the one it leaves
+    # ("": the last chunk, which completes the fan-out). See fanout.lua.
+    after: str = ""
+    upto: str = ""
 
 
 class StaleSubscriptions(Exception):
@@ -182,7 +186,8 @@ def context_from(
 class Added:
     """What :meth:`DeliveryStore.add` did."""
 
-    # Per event: 1 added, 0 fanned out already (or gone), -1 a replay before its fan-out.
+    # Per event: 1 added, 0 fanned out already (or gone), -1 a replay before its fan-out, 2 a
+    # chunk whose event's fan-out cursor was elsewhere (nothing written).
     verdicts: list[int]
     # The deliveries put in flight for the caller (``inline``), ready to attempt.
     inline: list[DeliveryContext]
@@ -231,9 +236,10 @@ class DeliveryStore:
         With ``fan_out`` each event's one fan-out happens here: it leaves the unfanned index,
         and an event fanned out already gets nothing (0). ``subs_rev`` is the subscription
         revision the plan was made on: if subscriptions changed since, nothing is written
-        and :class:`StaleSubscriptions` is raised. Without ``fan_out`` (a replay) an event
-        only needs to exist (0: gone; -1: not fanned out yet). Returns 1/0/-1 per event, and
-        the contexts of the deliveries put in flight for the caller.
+        and :class:`StaleSubscriptions` is raised; a chunk whose event's cursor is not at its
+        ``after`` gets nothing (2). Without ``fan_out`` (a replay) an event only needs to
+        exist (0: gone; -1: not fanned out yet). Returns 1/0/-1/2 per event, and the contexts
+        of the deliveries put in flight for the caller.
         """
         expire_at = now_ms + self._retention_ms
         events = [
@@ -252,6 +258,8 @@ class DeliveryStore:
                     for d in item.deliveries
                 ],
                 skipped=item.skipped,
+                after=item.after,
+                upto=item.upto,
             )
             for item in batch
         ]

@@ -180,6 +180,11 @@ class EventStore:
         raw = await r(self._redis.hgetall(Keys.event_skipped(event_id)))
         return {k.decode(): v.decode() for k, v in sorted(raw.items())}
 
+    async def fanout_cursors(self, ids: Sequence[str]) -> dict[str, str]:
+        """Where each of these events' fan-out in chunks stands ("": not started, or done)."""
+        found = await r(self._redis.mget([Keys.event_fanout_cursor(i) for i in ids]))
+        return {i: c.decode() if c else "" for i, c in zip(ids, found, strict=True)}
+
     async def unfanned_before(self, cutoff_ms: int, limit: int) -> list[str]:
         """Events accepted by ``cutoff_ms`` whose fan-out has not happened."""
         ids = await r(

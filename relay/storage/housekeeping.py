@@ -31,6 +31,8 @@ class QueueDepth:
 HEARTBEAT_S = 1.0
 HEARTBEAT_STALE_MS = 15_000
 HOLDER_STALE_MS = 5_000
+# Lanes trimmed per script call: one short Redis step each, however many lanes have work.
+_LANES_PER_STEP = 100
 
 
 class Housekeeping:
@@ -130,7 +132,8 @@ class Housekeeping:
         )
 
     async def trim_indexes(self, now_ms: int) -> int:
-        """Drop index entries older than the retention period; their records expired."""
+        """Drop index entries older than the retention period; their records expired. Lanes
+        too: a paused lane hands out nothing, so only this drops its expired deliveries."""
         cutoff_events = "(" + id_bound("evt", now_ms - self._retention_ms, upper=False)
         cutoff_deliveries = "(" + id_bound("dlv", now_ms - self._retention_ms, upper=False)
         registered = sorted(k.decode() for k in await r(self._redis.smembers(Keys.indexes)))
@@ -148,4 +151,10 @@ class Housekeeping:
             await self._scripts.run(
                 ForgetEmptyIndexes(registry_key=Keys.indexes, candidates=forget)
             )
-        return sum(int(n) for n in results[0:-1:2]) + int(results[-1])
+        lanes = await self._lanes.with_work()
+        dropped = 0
+        for i in range(0, len(lanes), _LANES_PER_STEP):
+            dropped += await self._lanes.trim_expired(
+                lanes[i : i + _LANES_PER_STEP], now_ms - self._retention_ms, now_ms
+            )
+        return sum(int(n) for n in results[0:-1:2]) + int(results[-1]) + dropped

@@ -18,6 +18,8 @@ Key layout (prefix ``relay:``)::
                                 (a list for events fanned out by earlier versions)
     evt:{id}:skipped      hash  subscription id -> the filter condition that skipped it
                                 (written by fanout.lua)                               [TTL]
+    evt:{id}:fanout       str   while a fan-out in chunks is under way: the id of the last
+                                subscription a committed chunk covered (fanout.lua) [TTL]
     events                zset  every event id (lexical: ids sort by time)
     events:src:{source}   zset  event ids of one source (lexical)
     events:unfanned       zset  events accepted but not yet fanned out, by receipt ms
@@ -54,7 +56,8 @@ Key layout (prefix ``relay:``)::
 ARQ's own keys (``arq:job:{id}``, the queue) are written only through ARQ, except that
 ``lib/lanes.lua`` arms a lane's job by writing its job record and queue entry exactly as
 ``ArqRedis.enqueue_job`` does (arq 0.28, pinned; ``tests/storage/test_lanes.py`` proves the
-worker runs such jobs).
+worker runs such jobs), and ``take_jobs.lua`` marks due lane jobs in progress (``arq:in-progress:
+{id}``) as arq's ``Worker.start_jobs`` does, several in one step.
 
 Records expire on their own (``RELAY_RETENTION_DAYS``, set when they are written); the
 indexes hold only ids, sorted by time, and are trimmed by range, never by scanning keys.
@@ -252,6 +255,10 @@ class Keys:
     @staticmethod
     def event_skipped(event_id: str) -> str:
         return f"{PREFIX}evt:{event_id}:skipped"
+
+    @staticmethod
+    def event_fanout_cursor(event_id: str) -> str:
+        return f"{PREFIX}evt:{event_id}:fanout"
 
     @staticmethod
     def idempotency(source: str, key: str) -> str:

@@ -25,6 +25,8 @@ from relay.storage.scripts import (
     MigrateLanes,
     Scripts,
     StartLane,
+    TakeJobs,
+    TrimLanes,
     YieldLane,
 )
 
@@ -110,6 +112,24 @@ class LaneStore:
                 contexts.append(replace(ctx, lane_failures=int(fails)))
         return Claim(status.decode(), integer(next_due), sub, contexts)
 
+    async def take_jobs(
+        self, job_ids: Sequence[str], now_ms: int, timeout_ms: int
+    ) -> list[tuple[str, int]]:
+        """Mark these ARQ jobs in progress for this worker, as arq does one by one, in one
+        step: the ones taken (due, not running anywhere) and their queue scores."""
+        if not job_ids:
+            return []
+        reply = await self._scripts.run(
+            TakeJobs(
+                queue_key=self._queue.queue_key,
+                in_progress_prefix=self._queue.in_progress_prefix,
+                now_ms=now_ms,
+                timeout_ms=timeout_ms,
+                job_ids=job_ids,
+            )
+        )
+        return [(reply[i].decode(), int(float(reply[i + 1]))) for i in range(0, len(reply), 2)]
+
     async def started(self, sub_id: str, job_id: str, lease_until_ms: int) -> bool:
         """A lane job is running: its queue entry leaves the head of the queue until
         ``lease_until_ms``, when ARQ would retry it had its worker died. False when another
@@ -179,6 +199,18 @@ class LaneStore:
             )
         )
         return Reconciled([a.decode() for a in armed], [t.decode() for t in taken])
+
+    async def trim_expired(
+        self, sub_ids: Sequence[str], cutoff_ms: int, now_ms: int, limit: int = 1000
+    ) -> int:
+        """Drop from these lanes the ids of deliveries whose records expired (due before
+        ``cutoff_ms``); at most ``limit`` per lane. Returns the number dropped."""
+        dropped = await self._scripts.run(
+            TrimLanes(
+                prefix=PREFIX, cutoff_ms=cutoff_ms, now_ms=now_ms, limit=limit, sub_ids=sub_ids
+            )
+        )
+        return int(dropped)
 
     async def depths(self, now_ms: int) -> list[LaneDepth]:
         """Every lane with work: waiting, due now, in flight."""

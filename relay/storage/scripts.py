@@ -207,6 +207,8 @@ class FanoutEvent:
     event_id: str
     rows: Sequence[FanoutRow]
     skipped: Sequence[tuple[str, str]] = ()  # (subscription id, the condition that failed)
+    after: str = ""  # the fan-out cursor this chunk starts from ("": the first chunk)
+    upto: str = ""  # the cursor it leaves ("": the last chunk)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +233,8 @@ class Fanout(ScriptCall):
     def more_argv(self) -> list[str | int | bytes]:
         argv: list[str | int | bytes] = []
         for event in self.events:
-            argv += ["E", event.event_id, len(event.rows), len(event.skipped)]
+            argv += ["E", event.event_id, len(event.rows), len(event.skipped), event.after,
+                     event.upto]  # fmt: skip
             for r in event.rows:
                 argv += [r.delivery_id, r.sub_id, r.mode, _encode(r.inline), r.due_ms,
                          _encode(r.ordered), r.okey]  # fmt: skip
@@ -297,6 +300,22 @@ class StartLane(ScriptCall):
 
 
 @dataclass(frozen=True, slots=True)
+class TakeJobs(ScriptCall):
+    SCRIPT = "take_jobs"
+    KEYS = ("queue_key",)
+    ARGV = ("in_progress_prefix", "now_ms", "timeout_ms")
+
+    queue_key: str
+    in_progress_prefix: str
+    now_ms: int
+    timeout_ms: int
+    job_ids: Sequence[str] = field(default=())
+
+    def more_argv(self) -> list[str | int | bytes]:
+        return list(self.job_ids)
+
+
+@dataclass(frozen=True, slots=True)
 class OpsThresholds(ScriptCall):
     SCRIPT = "ops_thresholds"
     KEYS = ("lane_key", "flight_key", "sub_dead_key", "alerts_key", "sub_key")
@@ -342,6 +361,22 @@ class ArmLanes(ScriptCall):
     in_progress_prefix: str
     now_ms: int
     holder_cutoff_ms: int
+    sub_ids: Sequence[str] = field(default=())
+
+    def more_argv(self) -> list[str | int | bytes]:
+        return list(self.sub_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class TrimLanes(ScriptCall):
+    SCRIPT = "trim_lanes"
+    KEYS = ()
+    ARGV = ("prefix", "cutoff_ms", "now_ms", "limit")
+
+    prefix: str
+    cutoff_ms: int
+    now_ms: int
+    limit: int
     sub_ids: Sequence[str] = field(default=())
 
     def more_argv(self) -> list[str | int | bytes]:
@@ -501,5 +536,5 @@ class MigrateLanes(ScriptCall):
 CALLS: tuple[type[ScriptCall], ...] = (
     Ingest, Fanout, ClaimLane, RecordAttempt, YieldLane, ArmLanes, Reopen, Pause,
     SaveSubscription, DeleteSubscription, ForgetEmptyIndexes, MigrateLanes, StartLane,
-    OpsThresholds, OpsEviction,
+    OpsThresholds, OpsEviction, TrimLanes, TakeJobs,
 )  # fmt: skip

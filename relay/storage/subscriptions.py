@@ -153,6 +153,15 @@ class SubscriptionStore:
         found = (from_fields(sub_id, row) for sub_id, row in zip(names, rows, strict=True))
         return [s for s in found if s is not None]
 
+    async def missing(self, sub_ids: Iterable[str]) -> set[str]:
+        """Those of these subscriptions that do not exist (deleted)."""
+        names = sorted(set(sub_ids))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for sub_id in names:
+                pipe.exists(Keys.sub(sub_id))
+            found = await pipe.execute() if names else []
+        return {sub_id for sub_id, n in zip(names, found, strict=True) if not n}
+
     async def all(self) -> list[Subscription | UnusableSubscription]:
         return await self._many(await r(self._redis.smembers(Keys.subs)))
 

@@ -348,6 +348,9 @@ def test_events_list_filters_and_pages(relay: Cli, http: httpx.Client, receiver:
 
 def test_events_show_and_body(relay: Cli, http: httpx.Client, receiver: Receiver) -> None:
     sub_id = setup_github(relay, receiver)
+    r = http.post("/api/subscriptions", json={"url": receiver.url, "sources": ["github"],
+                                              "event_types": ["issues"]})  # fmt: skip
+    assert r.status_code == 201, r.text
     body = b'{"ref":"refs/heads/main","x":[1,2]}'
     event_id = ingest(http, body, X_GitHub_Delivery="abc-123")
     [delivery] = deliveries_of(http, event_id)
@@ -359,6 +362,11 @@ def test_events_show_and_body(relay: Cli, http: httpx.Client, receiver: Receiver
     assert delivery["id"] in shown
     assert sub_id in shown
     assert "pending" in shown
+    # The subscription for issues got none, and says why.
+    missed = shown[shown.index("Not delivered") :]
+    assert r.json()["id"] in missed
+    assert "event_type" in missed
+    assert "'push' matches none of: issues" in missed
     detail = as_json(relay("events", "show", event_id, "--json"))
     assert detail["deliveries"][0]["id"] == delivery["id"]
 

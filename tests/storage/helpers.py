@@ -3,11 +3,17 @@ the store itself."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
+
+import redis.asyncio as aioredis
 
 from relay.domain.clock import now_ms
 from relay.domain.failing import NO_CHANGE, FailingUpdate
+from relay.domain.ids import new_id
 from relay.domain.models import (
     Attempt,
     DeliveryMode,
@@ -17,8 +23,11 @@ from relay.domain.models import (
     Trigger,
 )
 from relay.storage import DeliveryContext, NewDeliveries, NewDelivery, NewEvent, Store
+from relay.storage.keys import Keys
 
 _serial = itertools.count()
+# A secret that signs (the others here are never used to sign).
+_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 def _id(prefix: str) -> str:
@@ -91,3 +100,32 @@ async def record(
         failing_reason="failing too long", hold_until_ms=hold_until_ms,
     )  # fmt: skip
     return recorded.disabled
+
+
+async def many_subscriptions(store: Store, n: int, url: str, sources: Sequence[str]) -> set[str]:
+    """``n`` subscriptions written through the store, a thousand calls a round trip."""
+    now = now_ms()
+    subs = [
+        Subscription(
+            id=new_id("sub", now),
+            secret=_SECRET,
+            created_at=now,
+            updated_at=now,
+            url=f"{url}/s/{i}",
+            sources=list(sources),
+        )
+        for i in range(n)
+    ]
+    for i in range(0, n, 1000):
+        await asyncio.gather(*(store.subscriptions.create(s) for s in subs[i : i + 1000]))
+    return {s.id for s in subs}
+
+
+async def deliveries_by_subscription(redis: aioredis.Redis, event_id: str) -> Counter[str]:
+    """How many deliveries of the event each subscription has, read from Redis."""
+    ids = (await redis.get(Keys.event_deliveries(event_id)) or b"").decode().split()
+    async with redis.pipeline(transaction=False) as pipe:
+        for delivery_id in ids:
+            pipe.hget(Keys.delivery(delivery_id), "subscription_id")
+        owners = await pipe.execute()
+    return Counter(o.decode() for o in owners)

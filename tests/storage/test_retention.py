@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import redis.asyncio as aioredis
 
@@ -74,3 +75,44 @@ async def test_retention_trims_indexes_of_deleted_sources_and_subscriptions(
     ):
         assert await redis.exists(key) == 0
     assert await redis.smembers(Keys.indexes) == set()
+
+
+async def test_a_paused_lane_is_trimmed_by_retention_and_its_backlog_alert_clears(
+    make_settings, redis: aioredis.Redis, run_worker: WorkerRun, receiver: Receiver
+) -> None:
+    # 2 s of retention; the threshold's recovery mark (relay.domain.ops) is 1 for 3.
+    settings = make_settings(retention_days=2 / 86400, retry=SHORT_LIVED, ops_backlog_threshold=3)
+    operator = Receiver()
+    try:
+        async with running_app(create_app(settings)) as api:
+            await create_subscription(api, operator.url, sources=["_relay.ops"])
+            await create_source(api)
+            plain = await create_subscription(api, receiver.url)
+            fifo = await create_subscription(api, receiver.url, ordering={"mode": "fifo"})
+            for sub in (plain, fifo):
+                r = await api.post(f"/api/subscriptions/{sub['id']}/pause", headers=AUTH)
+                assert r.status_code == 200, r.text
+            for _ in range(4):
+                await ingest(api)
+            await run_worker(settings)  # the recovery pass at its start raises the alert
+            assert await redis.zcard(Keys.lane(plain["id"])) == 4
+            # FIFO: one head in the lane, three behind it.
+            assert await redis.zcard(Keys.lane(fifo["id"])) == 1
+            assert await redis.hkeys(Keys.ops_alerts) == [f"{plain['id']}:backlog".encode()]
+
+            await asyncio.sleep(2.1)  # the paused deliveries' records expire
+            await run_worker(settings)
+            types = [json.loads(r.body)["type"] for r in operator.requests]
+            page = await get(api, f"/api/subscriptions/{plain['id']}")
+    finally:
+        operator.close()
+
+    assert types == ["subscription.backlog_exceeded", "subscription.backlog_recovered"]
+    assert await redis.hkeys(Keys.ops_alerts) == []
+    for sub in (plain, fifo):
+        lane = Keys.lane(sub["id"])
+        assert await redis.zcard(lane) == 0
+        assert await redis.exists(Keys.lane(sub["id"], "heads")) == 0
+        assert [k async for k in redis.scan_iter(f"{lane}:q:*")] == []
+    assert receiver.requests == []  # paused throughout: nothing was sent
+    assert page["paused"] is True

@@ -8,7 +8,12 @@ from typing import Annotated, Any
 import typer
 
 from relay.cli.client import Relay, api_path, command
-from relay.cli.columns import DELIVERY_COLUMNS, EVENT_COLUMNS, EVENT_DETAILS
+from relay.cli.columns import (
+    DELIVERY_COLUMNS,
+    EVENT_COLUMNS,
+    EVENT_DETAILS,
+    NOT_DELIVERED_COLUMNS,
+)
 from relay.cli.commands.listing import show_list
 from relay.cli.commands.options import (
     AllOpt,
@@ -57,10 +62,14 @@ def events_list(
 
 @command(events_app, "show")
 def events_show(relay: Relay, event_id: EventId) -> None:
-    """An event's metadata and its deliveries."""
+    """An event's metadata, its deliveries, and why the subscriptions of its source that got
+    none did not."""
     event = relay.call("GET", api_path("events", event_id))
     deliveries = table(event["deliveries"], DELIVERY_COLUMNS, "Deliveries")
-    emit(relay.as_json, event, details(event, EVENT_DETAILS), deliveries)
+    # A relay older than this CLI answers without it.
+    missed = event.get("not_delivered") or []
+    not_delivered = table(missed, NOT_DELIVERED_COLUMNS, "Not delivered") if missed else ""
+    emit(relay.as_json, event, details(event, EVENT_DETAILS), deliveries, not_delivered)
 
 
 @command(events_app, "body")

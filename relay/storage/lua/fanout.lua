@@ -3,12 +3,21 @@
 -- time after fan-out). Reliable deliveries enter their subscription's lane, which is armed;
 -- best-effort ones the caller attempts itself are put in flight under its lease (a lane job
 -- takes them over only if the caller dies first).
+-- A fan-out to many subscriptions comes in chunks (relay.delivery.fanout), one call each, so
+-- no call holds Redis for long. The subscriptions are planned in id order and the event's
+-- cursor (evt:{id}:fanout) names the last one a committed chunk covered: a chunk commits only
+-- if the cursor is where it starts (its 'after'), and moves it on in the same step, so a
+-- fan-out resumed after a crash, or two processes on the same event, can neither skip nor
+-- repeat a subscription. The event leaves the unfanned index with its last chunk only.
 -- ARGV after the fixed ones, per event: 'E', event id, number of deliveries, number of
--- subscriptions its filters skipped; then per delivery: id, subscription id, mode, inline
--- ('1': in flight for the caller), due or lease ms, ordered ('1'/'0'), ordering key; then per
--- skipped subscription: its id and the condition that failed (kept in evt:{id}:skipped).
+-- subscriptions its filters skipped, after (the cursor it starts from; '' for the first
+-- chunk), upto (the cursor it leaves; '' for the last chunk); then per delivery: id,
+-- subscription id, mode, inline ('1': in flight for the caller), due or lease ms, ordered
+-- ('1'/'0'), ordering key; then per skipped subscription: its id and the condition that
+-- failed (kept in evt:{id}:skipped).
 -- Returns {'stale', current rev} when fan-out planned with out-of-date subscriptions, else
--- {'ok', per event: 1 added, 0 fanned out already or gone, -1 a replay before fan-out, then
+-- {'ok', per event: 1 added, 0 fanned out already or gone, -1 a replay before fan-out, 2 its
+-- cursor is not at 'after' (another process moved it: read it and plan again), then
 -- per delivery put in flight for the caller: what its attempt needs, as claim_lane.lua hands
 -- out a claimed one (id, DELIVERY_FIELDS, event metadata, body) and its subscription's
 -- config, enabled, disabled reason, paused and failing clock}: the caller attempts it at once
@@ -24,12 +33,18 @@ local inline_out = {}
 local i = 7
 while i <= #ARGV do
   local event_id, count, skipped = ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-  i = i + 4
+  local after, upto = ARGV[i + 4], ARGV[i + 5]
+  i = i + 6
   local event_key = prefix .. 'evt:' .. event_id
+  local cursor_key = event_key .. ':fanout'
   local unfanned = redis.call('ZSCORE', unfanned_key, event_id)
   local verdict = 1
   if fan_out == '1' then
-    if not unfanned then verdict = 0 end
+    if not unfanned then
+      verdict = 0
+    elseif (redis.call('GET', cursor_key) or '') ~= after then
+      verdict = 2
+    end
   elseif redis.call('EXISTS', event_key) == 0 then
     verdict = 0
   elseif unfanned then
@@ -88,7 +103,12 @@ while i <= #ARGV do
         redis.call('PEXPIREAT', key, expire_at_ms)
       end
     end
-    if fan_out == '1' then redis.call('ZREM', unfanned_key, event_id) end
+    if fan_out == '1' and upto ~= '' then
+      redis.call('SET', cursor_key, upto, 'PXAT', expire_at_ms)
+    elseif fan_out == '1' then
+      redis.call('DEL', cursor_key)
+      redis.call('ZREM', unfanned_key, event_id)
+    end
   end
   i = i + 7 * count + 2 * skipped
   results[#results + 1] = verdict
