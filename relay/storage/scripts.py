@@ -244,7 +244,7 @@ class ClaimLane(ScriptCall):
     SCRIPT = "claim_lane"
     KEYS = ("lane_key", "flight_key", "state_key", "sub_key", "failing_key")
     ARGV = ("prefix", "sub_id", "now_ms", "lease_until_ms", "want", "default_cap", "job_id",
-            "worker_id")  # fmt: skip
+            "worker_id", "probes")  # fmt: skip
 
     lane_key: str
     flight_key: str
@@ -259,6 +259,22 @@ class ClaimLane(ScriptCall):
     default_cap: int
     job_id: str
     worker_id: str
+    probes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseLane(ScriptCall):
+    SCRIPT = "release_lane"
+    KEYS = ("lane_key", "state_key", "queue_key")
+    ARGV = ("prefix", "job_prefix", "sub_id", "now_ms")
+
+    lane_key: str
+    state_key: str
+    queue_key: str
+    prefix: str
+    job_prefix: str
+    sub_id: str
+    now_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,7 +359,8 @@ class RecordAttempt(ScriptCall):
     ARGV = ("prefix", "sub_id", "delivery_id", "number", "attempt_json", "status", "now_ms",
             "next_attempt_at", "status_code", "error", "dead_letter", "disable_reason",
             "failing", "failing_seen", "failing_since", "failing_ttl_ms", "failing_disable",
-            "hold_until", "stats_ttl_ms", "ops")  # fmt: skip
+            "hold_until", "stats_ttl_ms", "ops", "hold_reason", "counted", "bucket",
+            "transition", "trips")  # fmt: skip
 
     delivery_key: str
     attempts_key: str
@@ -377,6 +394,12 @@ class RecordAttempt(ScriptCall):
     hold_until: int | None
     stats_ttl_ms: int
     ops: bytes | None
+    # The lane's step (relay.domain.breaker.LaneStep).
+    hold_reason: str
+    counted: str
+    bucket: int
+    transition: str
+    trips: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,5 +510,5 @@ class MigrateLanes(ScriptCall):
 CALLS: tuple[type[ScriptCall], ...] = (
     Ingest, Fanout, ClaimLane, RecordAttempt, YieldLane, ArmLanes, Reopen, Pause,
     SaveSubscription, DeleteSubscription, ForgetEmptyIndexes, MigrateLanes, StartLane,
-    OpsThresholds,
+    OpsThresholds, ReleaseLane,
 )  # fmt: skip
