@@ -30,6 +30,12 @@ _FULL_POLL_S = 0.05
 # A retry due this soon is waited for in the job rather than by arming a new one: a new job
 # waits for ARQ's next poll, and short retries would drift late.
 _LINGER_S = 0.25
+# With fewer than half the slots free, a claim still goes out once this long has passed
+# since the last: attempts that hang (a receiver taking seconds on some requests) must not
+# keep the free slots idle until they end.
+_TOP_UP_S = 0.01
+# With slots free and attempts in flight, new work is looked for this often.
+_FREE_POLL_S = 0.05
 
 
 class LaneRunner:
@@ -54,13 +60,17 @@ class LaneRunner:
         cap = default_cap
         tasks: set[asyncio.Task[Attempt | None]] = set()
         made = 0
+        claimed_at = -_TOP_UP_S
         try:
             while True:
                 exhausted = loop.time() >= deadline
                 claim: Claim | None = None
-                # Refill once half the slots are free: a claim per finished attempt would
-                # cost a Redis round trip per delivery.
-                if not exhausted and len(tasks) <= cap // 2:
+                # Refill once half the slots are free, or any free slot after a moment: a
+                # claim per finished attempt would cost a Redis round trip per delivery.
+                free = cap - len(tasks)
+                due = len(tasks) <= cap // 2 or loop.time() - claimed_at >= _TOP_UP_S
+                if not exhausted and free > 0 and due:
+                    claimed_at = loop.time()
                     now = now_ms()
                     claim = await self._store.lanes.claim(
                         sub_id,
@@ -78,6 +88,9 @@ class LaneRunner:
                 if tasks:
                     wait = max(0.0, deadline - loop.time()) if not exhausted else None
                     pause = None if claim is None else self._wait_s(claim)
+                    if len(tasks) < cap:
+                        # Free slots: look again soon for work that came in meanwhile.
+                        pause = min(pause or _FREE_POLL_S, _FREE_POLL_S)
                     if pause is not None:
                         wait = min(wait or pause, pause)
                     done, tasks = await asyncio.wait(
