@@ -79,11 +79,12 @@ def test_a_down_receiver_gets_probes_not_the_backlog_and_closes_the_breaker_when
     assert shown["recent_failure_rate"] == 1.0
     if shown["held_until"] is not None:
         assert shown["hold_reason"].startswith("circuit breaker open: "), shown
-    # Down for 3 s more: three probes at a time, at most every 0.5 s (the longest wait).
+    # Down for 3 s more: three probes at a time, at most every 0.5 s (the longest wait),
+    # give or take a round at each end; without the breaker, 16 at a time every 0.05-0.5 s.
     before = len(receiver.requests)
     time.sleep(3)
     probes = len(receiver.requests) - before
-    assert probes <= 3 * (3 / 0.5 + 1), probes
+    assert probes <= 3 * (3 / 0.5 + 3), probes
     assert "lane.breaker_opened" in stack.log("worker")
 
     receiver.default = Reply(status=200)
