@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import structlog
 
@@ -36,6 +37,8 @@ _LINGER_S = 0.25
 _TOP_UP_S = 0.01
 # With slots free and attempts in flight, new work is looked for this often.
 _FREE_POLL_S = 0.05
+# A lane job ends this long before its ARQ job timeout, past its attempts' deadline.
+JOB_END_MARGIN_S = 5.0
 
 
 class LaneRunner:
@@ -48,10 +51,15 @@ class LaneRunner:
         self._settings = settings
         self._lease_ms = attempter.lease_ms(DeliveryMode.RELIABLE)
 
-    async def run(self, sub_id: str, job_id: str) -> int:
+    async def run(self, sub_id: str, job_id: str, ends_by: float | None = None) -> int:
         """Drain the lane until nothing is due or the budget is spent; returns the number of
-        attempts made."""
+        attempts made. While no other job waits for a worker, the budget is renewed, up to
+        ``ends_by`` (``time.monotonic()``; by default what the job timeout allows after the
+        attempts in flight have had their deadline)."""
         loop = asyncio.get_running_loop()
+        if ends_by is None:
+            ends_by = time.monotonic() + self._settings.job_timeout_s
+            ends_by -= self._settings.delivery_timeout_s + JOB_END_MARGIN_S
         # ARQ keeps a running job's in-progress mark this long (its job timeout + 10 s).
         in_progress_ms = int((self._settings.job_timeout_s + 10) * 1000)
         await self._store.lanes.started(sub_id, job_id, now_ms() + in_progress_ms)
@@ -61,9 +69,19 @@ class LaneRunner:
         tasks: set[asyncio.Task[Attempt | None]] = set()
         made = 0
         claimed_at = -_TOP_UP_S
+        exhausted = False
         try:
             while True:
-                exhausted = loop.time() >= deadline
+                if not exhausted and loop.time() >= deadline:
+                    # Ending the job costs the lane its slots until the attempts in flight
+                    # (some may hang for seconds) are done: worth it only when other jobs
+                    # wait for this worker's time.
+                    budget = self._settings.lane_budget_s
+                    renew = time.monotonic() + budget <= ends_by
+                    if renew and not await self._store.lanes.others_due(now_ms()):
+                        deadline = loop.time() + budget
+                    else:
+                        exhausted = True
                 claim: Claim | None = None
                 # Refill once half the slots are free, or any free slot after a moment: a
                 # claim per finished attempt would cost a Redis round trip per delivery.

@@ -223,6 +223,12 @@ class LaneStore:
             )
         )
 
+    async def others_due(self, now_ms: int) -> bool:
+        """Whether jobs wait in the queue for a worker now (a running lane job's own entry
+        is out of the way, past its lease: start_lane.lua)."""
+        due: int = await r(self._redis.zcount(self._queue.queue_key, "-inf", now_ms))
+        return due > 0
+
     async def waiting(self, sub_id: str) -> int:
         """Deliveries waiting in a lane (FIFO ones behind a head not counted)."""
         count: int = await r(self._redis.zcard(Keys.lane(sub_id)))
