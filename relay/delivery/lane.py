@@ -19,7 +19,9 @@ import structlog
 
 from config.settings import Settings
 from relay.delivery.attempt import Attempter
+from relay.domain import lane_limits
 from relay.domain.clock import now_ms
+from relay.domain.lane_limits import LaneLimits
 from relay.domain.models import Attempt, DeliveryMode, Subscription
 from relay.observability import metrics
 from relay.storage import Claim, Store
@@ -50,6 +52,8 @@ class LaneRunner:
         self._attempter = attempter
         self._settings = settings
         self._lease_ms = attempter.lease_ms(DeliveryMode.RELIABLE)
+        # Each lane's limits, resolved once per revision of its subscription.
+        self._known: dict[str, LaneLimits] = {}
 
     async def run(self, sub_id: str, job_id: str, ends_by: float | None = None) -> int:
         """Drain the lane until nothing is due or the budget is spent; returns the number of
@@ -64,8 +68,7 @@ class LaneRunner:
         in_progress_ms = int((self._settings.job_timeout_s + 10) * 1000)
         await self._store.lanes.started(sub_id, job_id, now_ms() + in_progress_ms)
         deadline = loop.time() + self._settings.lane_budget_s
-        default_cap = self._settings.max_concurrency_per_subscription
-        cap = default_cap
+        limits = await self._limits(sub_id)
         tasks: set[asyncio.Task[Attempt | None]] = set()
         made = 0
         claimed_at = -_TOP_UP_S
@@ -85,6 +88,7 @@ class LaneRunner:
                 claim: Claim | None = None
                 # Refill once half the slots are free, or any free slot after a moment: a
                 # claim per finished attempt would cost a Redis round trip per delivery.
+                cap = limits.max_concurrency
                 free = cap - len(tasks)
                 due = len(tasks) <= cap // 2 or loop.time() - claimed_at >= _TOP_UP_S
                 if not exhausted and free > 0 and due:
@@ -92,15 +96,17 @@ class LaneRunner:
                     now = now_ms()
                     claim = await self._store.lanes.claim(
                         sub_id,
-                        cap - len(tasks),
+                        free,
                         now,
                         now + self._lease_ms,
-                        default_cap,
+                        limits,
                         job_id=job_id,
                         worker_id=self._worker_id,
                     )
-                    if isinstance(claim.subscription, Subscription):
-                        cap = claim.subscription.max_concurrency or default_cap
+                    sub = claim.subscription
+                    if isinstance(sub, Subscription) and sub.updated_at != limits.revision:
+                        # Changed since: its limits apply from the next claim on.
+                        limits = self._resolve(sub_id, sub)
                     for ctx in claim.contexts:
                         tasks.add(loop.create_task(self._attempter.attempt(ctx)))
                 if tasks:
@@ -146,6 +152,22 @@ class LaneRunner:
             if tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _limits(self, sub_id: str) -> LaneLimits:
+        """The lane's limits as last resolved here, or from the stored subscription."""
+        known = self._known.get(sub_id)
+        if known is not None:
+            return known
+        found = await self._store.subscriptions.get(sub_id)
+        return self._resolve(sub_id, found if isinstance(found, Subscription) else None)
+
+    def _resolve(self, sub_id: str, sub: Subscription | None) -> LaneLimits:
+        limits = lane_limits.resolve(
+            sub, default_concurrency=self._settings.max_concurrency_per_subscription
+        )
+        if sub is not None:
+            self._known[sub_id] = limits
+        return limits
 
     @staticmethod
     def _wait_s(claim: Claim) -> float | None:

@@ -14,7 +14,8 @@ from typing import Literal
 
 from redis.asyncio import Redis
 
-from relay.domain.breaker import RULES, Breaker, BreakerState
+from relay.domain.breaker import Breaker, BreakerState
+from relay.domain.lane_limits import LaneLimits
 from relay.domain.models import Subscription, UnusableSubscription
 from relay.storage import subscriptions
 from relay.storage.codec import integer, r
@@ -107,13 +108,13 @@ class LaneStore:
         want: int,
         now_ms: int,
         lease_until_ms: int,
-        default_cap: int,
+        limits: LaneLimits,
         *,
         job_id: str = "",
         worker_id: str = "",
     ) -> Claim:
-        """Take up to ``want`` due deliveries of a lane, within its limits; the lane's armed
-        job ``job_id`` records ``worker_id`` as the lane's holder."""
+        """Take up to ``want`` due deliveries of a lane, within its ``limits``; the lane's
+        armed job ``job_id`` records ``worker_id`` as the lane's holder."""
         reply = await self._scripts.run(
             ClaimLane(
                 lane_key=Keys.lane(sub_id),
@@ -126,10 +127,11 @@ class LaneStore:
                 now_ms=now_ms,
                 lease_until_ms=lease_until_ms,
                 want=want,
-                default_cap=default_cap,
+                max_concurrency=limits.max_concurrency,
+                rate_limit=limits.rate_limit,
                 job_id=job_id,
                 worker_id=worker_id,
-                probes=RULES.probes,
+                probes=limits.probes,
             )
         )
         status, next_due, config, enabled, reason, failing = reply[:6]

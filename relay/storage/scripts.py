@@ -243,8 +243,8 @@ class Fanout(ScriptCall):
 class ClaimLane(ScriptCall):
     SCRIPT = "claim_lane"
     KEYS = ("lane_key", "flight_key", "state_key", "sub_key", "failing_key")
-    ARGV = ("prefix", "sub_id", "now_ms", "lease_until_ms", "want", "default_cap", "job_id",
-            "worker_id", "probes")  # fmt: skip
+    ARGV = ("prefix", "sub_id", "now_ms", "lease_until_ms", "want", "max_concurrency",
+            "rate_limit", "job_id", "worker_id", "probes")  # fmt: skip
 
     lane_key: str
     flight_key: str
@@ -256,7 +256,8 @@ class ClaimLane(ScriptCall):
     now_ms: int
     lease_until_ms: int
     want: int
-    default_cap: int
+    max_concurrency: int
+    rate_limit: float
     job_id: str
     worker_id: str
     probes: int

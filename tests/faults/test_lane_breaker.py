@@ -5,12 +5,14 @@ and every operator action that says "go now" releases a held lane at once."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from typing import Any
 
 import httpx
 import pytest
 
+from relay.devtools.processes import relay_command
 from relay.devtools.receiver import Receiver, Reply
 from tests.faults.harness import RelayStack, wait_until
 
@@ -95,6 +97,24 @@ def test_a_down_receiver_gets_probes_not_the_backlog_and_closes_the_breaker_when
 
 
 RELEASES = ["test", "retry", "resume", "dead_letter_replay"]
+HELD = "because the receiver answered 503 with Retry-After"
+
+
+def assert_hold_shown(stack: RelayStack, base: str, sub_id: str, event_id: str) -> None:
+    """The CLI and the dashboard say the lane is held, and why, rather than "due now"."""
+    env = {**stack.env, "RELAY_URL": base}
+    shown = subprocess.run(
+        [*relay_command("subscriptions"), "show", sub_id],
+        env={**env, "COLUMNS": "300"}, capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert "held until" in shown.stdout, shown.stdout
+    assert HELD in shown.stdout, shown.stdout
+    with httpx.Client(base_url=base, trust_env=False, timeout=10) as ui:
+        ui.post("/ui/login", data={"token": stack.token})
+        for page in ("/ui/subscriptions", f"/ui/events/{event_id}"):
+            html = ui.get(page).text
+            assert "held until" in html, page
+            assert HELD in html, page
 
 
 @pytest.mark.parametrize("action", RELEASES)
@@ -115,6 +135,9 @@ def test_an_operators_word_releases_a_held_lane_at_once(
     shown = lane(stack, sub_id)
     assert shown["hold_reason"] == "the receiver answered 503 with Retry-After"
     assert shown["backlog"] == 1
+
+    if action == "resume":
+        assert_hold_shown(stack, base, sub_id, held_event)
 
     if action == "test":
         answer = stack.admin("POST", f"/api/subscriptions/{sub_id}/test")

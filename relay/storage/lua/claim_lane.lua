@@ -5,6 +5,8 @@
 -- whose lease ran out (their worker died) go back to the lane first, due now.
 -- Deliveries of a deleted or disabled subscription are handed out regardless of limits, so
 -- they can be closed without a request.
+-- The limits come resolved from Python (relay.domain.lane_limits: max_concurrency, a rate
+-- limit per second, 0 for none, and probes), never read from the subscription's JSON here.
 -- While the lane's breaker is half-open (tripped, its hold over) at most `probes`
 -- deliveries are in flight.
 -- Returns {status, next due ms or '', subscription config, enabled, disabled reason,
@@ -15,7 +17,7 @@
 -- or 'full'.
 -- include: lib/lanes.lua
 local lane_key, flight_key, state_key, sub_key, failing_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local prefix, sub_id, now_ms, lease_until_ms, want, default_cap, job_id, worker_id, probes = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local prefix, sub_id, now_ms, lease_until_ms, want, max_concurrency, rate_limit, job_id, worker_id, probes = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 
 local now = tonumber(now_ms)
 
@@ -49,12 +51,12 @@ if open and hold > now then head[1], head[2] = 'hold', tostring(hold); return he
 local n = tonumber(want)
 local rate, burst, tokens = nil, 0, 0
 if open then
-  local cap = tonumber(cfg.max_concurrency) or tonumber(default_cap)
+  local cap = tonumber(max_concurrency)
   if breaker[1] == '1' then cap = math.min(cap, tonumber(probes)) end
   n = math.min(n, cap - redis.call('ZCARD', flight_key))
   if n <= 0 then head[1], head[2] = 'full', next_due(); return head end
-  rate = tonumber(cfg.rate_limit)
-  if rate ~= nil and rate <= 0 then rate = nil end
+  rate = tonumber(rate_limit)
+  if rate <= 0 then rate = nil end
   if rate ~= nil then
     -- A tenth of a second's worth of tokens at most: smooth, with no bursts to speak of.
     burst = math.max(1, rate / 10)
