@@ -19,20 +19,16 @@ import structlog
 
 from config.settings import Settings
 from relay.delivery.attempt import Attempter
-from relay.domain import lane_limits
+from relay.domain import lane_limits, lane_states
 from relay.domain.clock import now_ms
 from relay.domain.lane_limits import LaneLimits
+from relay.domain.lane_states import Claimed, Step
 from relay.domain.models import Attempt, DeliveryMode, Subscription
 from relay.observability import metrics
 from relay.storage import Claim, Store
 
 log = structlog.get_logger("relay.worker")
 
-# A lane whose slots are all taken by other workers is looked at again this often.
-_FULL_POLL_S = 0.05
-# A retry due this soon is waited for in the job rather than by arming a new one: a new job
-# waits for ARQ's next poll, and short retries would drift late.
-_LINGER_S = 0.25
 # With fewer than half the slots free, a claim still goes out once this long has passed
 # since the last: attempts that hang (a receiver taking seconds on some requests) must not
 # keep the free slots idle until they end.
@@ -127,22 +123,28 @@ class LaneRunner:
                         if (error := task.exception()) is not None:
                             raise error
                     continue
-                if claim is not None and claim.status == "ok":
+                # Nothing in flight: the claim's status says what next (lane_states).
+                pause = None if claim is None else self._wait_s(claim)
+                step = Step.YIELD
+                if claim is not None:
+                    step = lane_states.after_claim(
+                        claim.status, in_flight=False, wait_s=pause,
+                        budget_left_s=deadline - loop.time(),
+                    )  # fmt: skip
+                    if claim.status is Claimed.PAUSED:
+                        waiting = await self._store.lanes.waiting(sub_id)
+                        log.info("lane.paused", subscription_id=sub_id, waiting=waiting)
+                if step is Step.CLAIM:
                     continue
-                if claim is not None and claim.status == "paused":
-                    waiting = await self._store.lanes.waiting(sub_id)
-                    log.info("lane.paused", subscription_id=sub_id, waiting=waiting)
-                if claim is not None and not exhausted:
+                if step is Step.SLEEP and pause is not None:
                     # Others hold the lane's slots, its next token or a short retry is a
                     # moment away: sooner than a new job would start, so wait here.
-                    pause = self._wait_s(claim)
-                    if pause is not None and pause < deadline - loop.time():
-                        await asyncio.sleep(pause)
-                        continue
+                    await asyncio.sleep(pause)
+                    continue
                 decision = await self._store.lanes.yield_(
                     sub_id, job_id, now_ms(), exhausted=exhausted
                 )
-                if decision != "more":
+                if lane_states.after_yield(decision) is Step.STOP:
                     return made
         finally:
             # Cancelled (shutdown past its grace): attempts in flight keep their claims until
@@ -172,12 +174,8 @@ class LaneRunner:
     @staticmethod
     def _wait_s(claim: Claim) -> float | None:
         """How long to wait in this job before claiming again; None: end it instead."""
-        if claim.status == "full":
-            return _FULL_POLL_S
-        if claim.status in ("rate", "empty") and claim.next_due_ms is not None:
-            wait = max(0.001, (claim.next_due_ms - now_ms()) / 1000)
-            return wait if claim.status == "rate" or wait <= _LINGER_S else None
-        return None
+        due_in = None if claim.next_due_ms is None else (claim.next_due_ms - now_ms()) / 1000
+        return lane_states.wait_s(claim.status, due_in)
 
 
 async def observe_lanes(store: Store, now: int) -> None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from redis.asyncio import Redis
 
 from relay.domain.breaker import Breaker, BreakerState
 from relay.domain.lane_limits import LaneLimits
+from relay.domain.lane_states import Claimed, Yielded
 from relay.domain.models import Subscription, UnusableSubscription
 from relay.storage import subscriptions
 from relay.storage.codec import integer, r
@@ -30,9 +30,6 @@ from relay.storage.scripts import (
     StartLane,
     YieldLane,
 )
-
-ClaimStatus = Literal["ok", "empty", "paused", "hold", "rate", "full"]
-YieldStatus = Literal["more", "rearmed", "idle", "not_owner"]
 
 _DELIVERY_FIELDS = len(FIELDS)  # claim_lane.lua returns the same fields, in this order
 # claim_lane.lua's reply: status, next due, the subscription (config, enabled, reason), its
@@ -62,7 +59,7 @@ def breaker_from(values: Sequence[bytes | None]) -> Breaker:
 class Claim:
     """What one claim handed out, and when the lane next has something for a worker."""
 
-    status: ClaimStatus
+    status: Claimed
     next_due_ms: int | None
     subscription: Subscription | UnusableSubscription | None
     contexts: list[DeliveryContext]
@@ -147,7 +144,7 @@ class LaneStore:
             ctx = context_from(delivery_id, row, meta or None, body, sub, failing_since)
             if ctx is not None:
                 contexts.append(replace(ctx, breaker=breaker))
-        return Claim(status.decode(), integer(next_due), sub, contexts)
+        return Claim(Claimed(status.decode()), integer(next_due), sub, contexts)
 
     async def started(self, sub_id: str, job_id: str, lease_until_ms: int) -> bool:
         """A lane job is running: its queue entry leaves the head of the queue until
@@ -163,9 +160,7 @@ class LaneStore:
         )
         return bool(started)
 
-    async def yield_(
-        self, sub_id: str, job_id: str, now_ms: int, *, exhausted: bool
-    ) -> YieldStatus:
+    async def yield_(self, sub_id: str, job_id: str, now_ms: int, *, exhausted: bool) -> Yielded:
         """Keep draining ('more'), or re-arm the lane for later, or let it go idle."""
         reply = await self._scripts.run(
             YieldLane(
@@ -184,8 +179,7 @@ class LaneStore:
                 exhausted=exhausted,
             )
         )
-        status: YieldStatus = reply[0].decode()
-        return status
+        return Yielded(reply[0].decode())
 
     async def view(self, sub_id: str, now_ms: int) -> LaneView:
         async with self._redis.pipeline(transaction=False) as pipe:
