@@ -68,19 +68,24 @@ class LaneRunner:
         tasks: set[asyncio.Task[Attempt | None]] = set()
         made = 0
         claimed_at = -_TOP_UP_S
-        exhausted = False
+        exhausted = handed_off = False
         try:
             while True:
                 if not exhausted and loop.time() >= deadline:
-                    # Ending the job costs the lane its slots until the attempts in flight
-                    # (some may hang for seconds) are done: worth it only when other jobs
-                    # wait for this worker's time.
+                    # Ending the job costs the lane a pause (a new job waits for a poll):
+                    # worth it only when other jobs wait for this worker's time.
                     budget = self._settings.lane_budget_s
                     renew = time.monotonic() + budget <= ends_by
                     if renew and not await self._store.lanes.others_due(now_ms()):
                         deadline = loop.time() + budget
                     else:
                         exhausted = True
+                if exhausted and tasks and not handed_off:
+                    # Its time is up: a new job takes the lane now, beside the attempts
+                    # still in flight here (they count against its limits), rather than
+                    # after the slowest of them has ended.
+                    handed_off = True
+                    await self._store.lanes.yield_(sub_id, job_id, now_ms(), exhausted=True)
                 claim: Claim | None = None
                 # Refill once half the slots are free, or any free slot after a moment: a
                 # claim per finished attempt would cost a Redis round trip per delivery.
@@ -123,6 +128,11 @@ class LaneRunner:
                         if (error := task.exception()) is not None:
                             raise error
                     continue
+                if handed_off:
+                    # What the last attempts put back in the lane goes now, not when the
+                    # new job was armed for.
+                    await self._store.lanes.wake(sub_id, now_ms())
+                    return made
                 # Nothing in flight: the claim's status says what next (lane_states).
                 pause = None if claim is None else self._wait_s(claim)
                 step = Step.YIELD

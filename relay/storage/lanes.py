@@ -28,6 +28,7 @@ from relay.storage.scripts import (
     ReleaseLane,
     Scripts,
     StartLane,
+    WakeLane,
     YieldLane,
 )
 
@@ -211,6 +212,22 @@ class LaneStore:
             ReleaseLane(
                 lane_key=Keys.lane(sub_id),
                 state_key=Keys.lane(sub_id, "state"),
+                queue_key=self._queue.queue_key,
+                prefix=PREFIX,
+                job_prefix=self._queue.job_prefix,
+                sub_id=sub_id,
+                now_ms=now_ms,
+            )
+        )
+
+    async def wake(self, sub_id: str, now_ms: int) -> None:
+        """Arm the lane for its earliest waiting delivery (a job that handed the lane on has
+        seen its last attempts end)."""
+        await self._scripts.run(
+            WakeLane(
+                lane_key=Keys.lane(sub_id),
+                state_key=Keys.lane(sub_id, "state"),
+                sub_key=Keys.sub(sub_id),
                 queue_key=self._queue.queue_key,
                 prefix=PREFIX,
                 job_prefix=self._queue.job_prefix,

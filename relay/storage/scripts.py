@@ -279,6 +279,22 @@ class ReleaseLane(ScriptCall):
 
 
 @dataclass(frozen=True, slots=True)
+class WakeLane(ScriptCall):
+    SCRIPT = "wake_lane"
+    KEYS = ("lane_key", "state_key", "sub_key", "queue_key")
+    ARGV = ("prefix", "job_prefix", "sub_id", "now_ms")
+
+    lane_key: str
+    state_key: str
+    sub_key: str
+    queue_key: str
+    prefix: str
+    job_prefix: str
+    sub_id: str
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class YieldLane(ScriptCall):
     SCRIPT = "yield_lane"
     KEYS = ("lane_key", "flight_key", "state_key", "heads_key", "sub_key", "queue_key",
@@ -511,5 +527,5 @@ class MigrateLanes(ScriptCall):
 CALLS: tuple[type[ScriptCall], ...] = (
     Ingest, Fanout, ClaimLane, RecordAttempt, YieldLane, ArmLanes, Reopen, Pause,
     SaveSubscription, DeleteSubscription, ForgetEmptyIndexes, MigrateLanes, StartLane,
-    OpsThresholds, ReleaseLane,
+    OpsThresholds, ReleaseLane, WakeLane,
 )  # fmt: skip
