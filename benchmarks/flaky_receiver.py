@@ -165,7 +165,11 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
             r.raise_for_status()
             r = await client.post(
                 "/api/subscriptions",
-                json={"url": f"http://127.0.0.1:{receiver_port}/hook", "sources": ["bench"]},
+                json={
+                    "url": f"http://127.0.0.1:{receiver_port}/hook",
+                    "sources": ["bench"],
+                    **({"max_concurrency": args.max_concurrency} if args.max_concurrency else {}),
+                },
             )
             r.raise_for_status()
             sub_id = r.json()["id"]
@@ -222,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fail", type=float, default=0.2, help="share answered 503")
     parser.add_argument("--hang", type=float, default=0.05, help=f"share that hang {HANG_S:g} s")
     parser.add_argument("--drain-timeout", type=float, default=120.0)
+    parser.add_argument("--max-concurrency", type=int, default=0,
+                        help="the subscription's max_concurrency (0: the default, 16)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=16)
     args = parser.parse_args(argv)
     stop_on_sigterm()  # `timeout` or a CI kill still stops the relay and Redis started here
