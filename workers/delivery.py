@@ -16,13 +16,13 @@ import structlog
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
 from relay.delivery.connection import UNAVAILABLE, describe
+from relay.delivery.lane import JOB_END_MARGIN_S
 from relay.domain.clock import now_ms
 from workers.deps import WorkerDeps
 
 log = structlog.get_logger("relay.worker")
 
 _RETRY_DRAIN_S = 1.0
-_DRAIN_MARGIN_S = 5.0
 
 
 async def lane(ctx: dict[str, Any], subscription_id: str) -> None:
@@ -34,11 +34,12 @@ async def lane(ctx: dict[str, Any], subscription_id: str) -> None:
     # Redis away past the connection's retries: this job waits and drains again rather than
     # end, since ARQ would not run the lane again before its in-progress key expires (job
     # timeout + 10 s). It stops waiting while one more drain still fits in the job timeout.
-    give_up = time.monotonic() + settings.job_timeout_s
-    give_up -= settings.lane_budget_s + settings.delivery_timeout_s + _DRAIN_MARGIN_S
+    ends_by = time.monotonic() + settings.job_timeout_s
+    ends_by -= settings.delivery_timeout_s + JOB_END_MARGIN_S
+    give_up = ends_by - settings.lane_budget_s
     while True:
         try:
-            await deps.lanes.run(subscription_id, ctx["job_id"])
+            await deps.lanes.run(subscription_id, ctx["job_id"], ends_by)
             return
         except UNAVAILABLE as exc:
             if time.monotonic() >= give_up:

@@ -13,9 +13,12 @@ from relay.api.auth import AccessDep, AuditedRoute, needs
 from relay.api.deps import ServicesDep
 from relay.api.problems import Problem, invalid, problem_docs
 from relay.api.views import (
+    LaneStateView,
     SecretRotatedView,
     ShownSubscription,
+    ShownSubscriptionDetail,
     SubscriptionCreatedView,
+    SubscriptionDetailView,
     SubscriptionList,
     SubscriptionSavedView,
     SubscriptionView,
@@ -24,6 +27,7 @@ from relay.api.views import (
 from relay.delivery.fanout import UnknownSubscription
 from relay.delivery.subscriptions import InvalidSubscription
 from relay.domain.access import Role
+from relay.domain.clock import now_ms
 from relay.domain.input_rules import STORED
 from relay.domain.models import (
     DeliveryStatus,
@@ -106,11 +110,20 @@ async def list_subscriptions(services: ServicesDep, access: AccessDep) -> Subscr
     return SubscriptionList(data=[_shown(s) for s in found])
 
 
-@router.get("/subscriptions/{sub_id}", response_model=ShownSubscription, **needs(Role.VIEWER))
-async def get_subscription(sub_id: str, services: ServicesDep) -> ShownSubscription:
-    """One subscription; one this relay cannot use answers with its ``problem``."""
+@router.get("/subscriptions/{sub_id}", response_model=ShownSubscriptionDetail, **needs(Role.VIEWER))
+async def get_subscription(sub_id: str, services: ServicesDep) -> ShownSubscriptionDetail:
+    """One subscription, with its ``lane``: what waits, and whether and why it is held; one
+    this relay cannot use answers with its ``problem``."""
     async with _answers():
-        return _shown(await services.subscriptions.lookup(sub_id))
+        sub = await services.subscriptions.lookup(sub_id)
+    shown = _shown(sub)
+    if not isinstance(shown, SubscriptionView):
+        return shown
+    lane = await services.store.lanes.view(sub_id, now_ms())
+    # Both parts are validated views already: joined without validating them again.
+    return SubscriptionDetailView.model_construct(
+        **dict(shown), lane=LaneStateView.model_validate(lane, from_attributes=True)
+    )
 
 
 @router.patch("/subscriptions/{sub_id}", response_model=SubscriptionSavedView, **needs(Role.ADMIN))

@@ -97,6 +97,29 @@ class UnusableSubscriptionView(UnusableSubscription):
 ShownSubscription = SubscriptionView | UnusableSubscriptionView
 
 
+class LaneStateView(BaseModel):
+    """The subscription's lane now: its deliveries waiting, and whether it holds back."""
+
+    held_until: Timestamp | None = Field(
+        description="Until then the lane hands out nothing (null: not held)."
+    )
+    hold_reason: str | None = Field(description="Why it holds (null: not held).")
+    breaker: str = Field(description="The circuit breaker: closed, open or half_open.")
+    backlog: int = Field(description="Deliveries waiting, FIFO ones behind their head included.")
+    in_flight: int = Field(description="Attempts being made now.")
+    recent_failure_rate: float | None = Field(
+        description="Share of the attempts in the breaker's window (30 s) that failed "
+        "(null: none made)."
+    )
+
+
+class SubscriptionDetailView(SubscriptionView):
+    lane: LaneStateView
+
+
+ShownSubscriptionDetail = SubscriptionDetailView | UnusableSubscriptionView
+
+
 class SubscriptionList(BaseModel):
     data: list[ShownSubscription]
 

@@ -31,6 +31,27 @@ def _state(sub: Mapping[str, Any]) -> str:
     return "paused" if sub.get("paused") else "active"
 
 
+def _lane(sub: Mapping[str, Any]) -> str | None:
+    """What the lane does now: "held until ... because ..." rather than a due time that
+    will not be kept."""
+    lane = sub.get("lane")
+    if not lane:
+        return None
+    if lane.get("held_until"):
+        return f"held until {lane['held_until']} because {lane.get('hold_reason')}"
+    return "delivering" if lane.get("backlog") or lane.get("in_flight") else "idle"
+
+
+def _lane_numbers(sub: Mapping[str, Any]) -> str | None:
+    lane = sub.get("lane")
+    if not lane:
+        return None
+    rate = lane.get("recent_failure_rate")
+    failing = "no recent attempts" if rate is None else f"{rate:.0%} of recent attempts failed"
+    return (f"{lane.get('backlog')} waiting, {lane.get('in_flight')} in flight, breaker "
+            f"{lane.get('breaker')}, {failing}")  # fmt: skip
+
+
 EVENT_COLUMNS: list[Column] = [
     Column("ID", field("id"), whole=True),
     Column("Received", short_time_field("received_at")),
@@ -118,6 +139,8 @@ SUBSCRIPTION_DETAILS: list[Column] = [
     Column("Created", time_field("created_at")),
     Column("Updated", time_field("updated_at")),
     Column("Old secret until", time_field("previous_secret_expires_at")),
+    Column("Lane", _lane),
+    Column("Lane load", _lane_numbers),
 ]
 SOURCE_COLUMNS: list[Column] = [
     Column("Name", field("name"), whole=True),

@@ -22,7 +22,7 @@ from relay.delivery import outbound
 from relay.delivery.connection import UNAVAILABLE
 from relay.delivery.fanout import SubscriptionCache
 from relay.delivery.ops import publish
-from relay.domain import backpressure, failing, ops, transforms
+from relay.domain import breaker, failing, ops, transforms
 from relay.domain.clock import now_ms
 from relay.domain.filters import EventFacts
 from relay.domain.models import (
@@ -301,10 +301,10 @@ class Attempter:
             now_ms=finished_ms,
             limit_ms=limit_ms,
         )
-        hold_s = None
+        lane = breaker.NOTHING
         if policy is not None and not own_test:
-            failures = ctx.lane_failures + (clock.action == "count")
-            hold_s = backpressure.hold_for(result, failures, policy.max_wait_s)
+            lane = breaker.decide(ctx.breaker, result, now_ms=finished_ms,
+                                  max_wait_s=policy.max_wait_s)  # fmt: skip
         may_report = (
             moved.status is DeliveryStatus.DEAD or moved.disable_subscription or clock.disable
         )
@@ -317,7 +317,7 @@ class Attempter:
                 dead_letter=not own_test,
                 failing=clock, failing_limit_ms=limit_ms,
                 failing_reason=failing.describe(limit_ms),
-                hold_until_ms=None if hold_s is None else finished_ms + int(hold_s * 1000),
+                lane=lane,
                 ops=self._ops_context(ctx, finished_ms) if may_report and not give_up else None,
             )  # fmt: skip
 
@@ -327,6 +327,10 @@ class Attempter:
             log.warning("delivery.record_conflict", attempt=attempt)
             return None
         disabled = recorded.disabled
+        if lane.transition:
+            log.warning(f"lane.breaker_{'opened' if lane.transition == 'open' else 'closed'}",
+                        subscription_id=ctx.delivery.subscription_id,
+                        reason=lane.hold_reason or None, trips=lane.trips)  # fmt: skip
         if recorded.ops_events:
             await publish(self.store, self._ops_subscriptions, recorded.ops_events)
         self._log(ctx, record, result, retry_in, disabled)

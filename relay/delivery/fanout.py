@@ -418,6 +418,11 @@ class FanoutBatcher:
     ``submit`` returns once its event's fan-out is committed (then ``after_commit`` has run
     for it: the API makes its best-effort attempts there). A failed commit is logged and
     left to the recovery cron: the events are safe in Redis.
+
+    Batches commit one at a time, in the order they were formed: the first event of a lane
+    is the first to enter it, which FIFO subscriptions rely on. Committed side by side, a
+    batch that had to plan again (its subscriptions changed: always the case for the first
+    events after a subscription is made) let later events take the heads of their keys.
     """
 
     def __init__(
@@ -440,6 +445,8 @@ class FanoutBatcher:
         self._done: asyncio.Future[dict[str, Planned | None]] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
+        # asyncio.Lock wakes its waiters first come, first served: commits keep flush order.
+        self._turn = asyncio.Lock()
 
     async def submit(self, event: EventRef) -> None:
         loop = asyncio.get_running_loop()
@@ -469,7 +476,8 @@ class FanoutBatcher:
         self, batch: list[EventRef], done: asyncio.Future[dict[str, Planned | None]]
     ) -> None:
         try:
-            planned = await self._fan_out_through_outages(batch)
+            async with self._turn:
+                planned = await self._fan_out_through_outages(batch)
         except UNAVAILABLE as exc:
             # The outage itself is logged once (relay.delivery.connection): one line per
             # batch, no traceback per event.

@@ -33,6 +33,7 @@ from relay.domain.models import (
     TEST_SOURCE,
     Delivery,
     DeliveryMode,
+    DeliveryStatus,
     Ordering,
     SecretRotated,
     Subscription,
@@ -292,6 +293,9 @@ class Subscriptions:
             await self._attempter.attempt(ctx, Trigger.MANUAL)
         result = await self._store.deliveries.get(delivery.id)
         assert result is not None
+        if result.status is DeliveryStatus.SUCCEEDED:
+            # The receiver answers again: its lane goes now, not when its hold runs out.
+            await self._store.lanes.release(sub.id, now_ms())
         return TestSent(event_id, result)
 
     async def delete(self, sub_id: str) -> None:

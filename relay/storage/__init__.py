@@ -20,7 +20,7 @@ from relay.storage.deliveries import (
 from relay.storage.events import IngestResult, NewEvent
 from relay.storage.housekeeping import HEARTBEAT_S, HEARTBEAT_STALE_MS, HOLDER_STALE_MS
 from relay.storage.keys import JobQueue
-from relay.storage.lanes import Claim, LaneDepth
+from relay.storage.lanes import Claim, LaneDepth, LaneView
 from relay.storage.ops import OpsContext, Thresholds
 from relay.storage.stats import MinuteStats
 from relay.storage.store import Store
@@ -37,6 +37,7 @@ __all__ = [
     "IngestResult",
     "JobQueue",
     "LaneDepth",
+    "LaneView",
     "MinuteStats",
     "NewDeliveries",
     "NewDelivery",

@@ -10,6 +10,7 @@ from enum import Enum
 
 from redis.asyncio import Redis
 
+from relay.domain.breaker import CLOSED, NOTHING, Breaker, LaneStep
 from relay.domain.failing import FailingUpdate
 from relay.domain.models import (
     Attempt,
@@ -89,7 +90,7 @@ class DeliveryContext:
     subscription: Subscription | UnusableSubscription | None
     failing_since: int | None  # the subscription's failing clock (relay.domain.failing)
     trigger: Trigger = Trigger.SCHEDULED  # who asked for this attempt
-    lane_failures: int = 0  # attempts in a row that failed at the subscriber, before this one
+    breaker: Breaker = CLOSED  # the lane's breaker as the claim saw it
 
 
 class NotFannedOut(Exception):
@@ -371,12 +372,12 @@ class DeliveryStore:
         failing: FailingUpdate,
         failing_limit_ms: int,
         failing_reason: str,
-        hold_until_ms: int | None = None,
+        lane: LaneStep = NOTHING,
         ops: OpsContext | None = None,
     ) -> Recorded:
         """Append an attempt and move the delivery to its outcome in one step: back in its
-        lane when another attempt is due, with the lane's backpressure (``hold_until_ms``)
-        and the subscription's failing clock. Returns why this attempt disabled the
+        lane when another attempt is due, with the lane's step (its breaker and hold) and
+        the subscription's failing clock. Returns why this attempt disabled the
         subscription, if it did, and the operational events written about it (with
         ``ops``). Raises :class:`AlreadyRecorded` when another run recorded it first."""
         delivery = ctx.delivery
@@ -415,9 +416,14 @@ class DeliveryStore:
                 failing_since=failing.since_ms,
                 failing_ttl_ms=failing_limit_ms,
                 failing_disable=failing_reason if failing.disable else None,
-                hold_until=hold_until_ms,
+                hold_until=lane.hold_until_ms,
                 stats_ttl_ms=STATS_TTL_MS,
                 ops=None if ops is None else ops.encode(),
+                hold_reason=lane.hold_reason,
+                counted=lane.counted,
+                bucket=lane.bucket,
+                transition=lane.transition,
+                trips=lane.trips,
             )
         )
         if not int(recorded[0]):

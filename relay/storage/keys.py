@@ -94,10 +94,16 @@ running                   the job that started last (its queue    start_lane; re
 holder                    the worker (heartbeat id) running the   claim_lane sets; arm_lane,
                           armed job; arm_lanes takes the lane     release_lane (lib) clear
                           when it stops beating
-hold_until                ms before which the lane hands out      record_attempt (429/503
-                          nothing (backpressure)                  Retry-After, failing run)
-fails                     failures in a row that reached the      record_attempt
-                          subscriber
+hold_until, hold_reason   ms before which the lane hands out      record_attempt (429/503
+                          nothing, and why (a receiver's          Retry-After, breaker open);
+                          Retry-After or 429, the breaker open)   lib/lanes.lua release_hold
+                                                                  (resume, reopen,
+                                                                  release_lane) clears
+tripped, trips            the circuit breaker opened (absent:     record_attempt, as
+                          closed), times in a row                 relay.domain.breaker decides
+bw, bo, bf, po, pf        the breaker's window: this bucket's     record_attempt counts;
+                          number, its successes and failures,     release_hold and a close
+                          the bucket before's                     clear
 tokens, tokens_at         the rate limit's token bucket           claim_lane
 ========================  ======================================  ==========================
 

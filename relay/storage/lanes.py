@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from redis.asyncio import Redis
 
+from relay.domain.breaker import Breaker, BreakerState
+from relay.domain.lane_limits import LaneLimits
+from relay.domain.lane_states import Claimed, Yielded
 from relay.domain.models import Subscription, UnusableSubscription
 from relay.storage import subscriptions
 from relay.storage.codec import integer, r
@@ -23,24 +25,44 @@ from relay.storage.scripts import (
     ArmLanes,
     ClaimLane,
     MigrateLanes,
+    ReleaseLane,
     Scripts,
     StartLane,
     TakeJobs,
     TrimLanes,
+    WakeLane,
     YieldLane,
 )
 
-ClaimStatus = Literal["ok", "empty", "paused", "hold", "rate", "full"]
-YieldStatus = Literal["more", "rearmed", "idle", "not_owner"]
-
 _DELIVERY_FIELDS = len(FIELDS)  # claim_lane.lua returns the same fields, in this order
+# claim_lane.lua's reply: status, next due, the subscription (config, enabled, reason), its
+# failing clock, the breaker's fields (below), then the deliveries.
+_BREAKER_FIELDS = ("tripped", "trips", "hold_until", "bw", "bo", "bf", "po", "pf")
+_HEAD = 6 + len(_BREAKER_FIELDS)
+
+
+def breaker_from(values: Sequence[bytes | None]) -> Breaker:
+    """The lane's breaker from its state hash fields (``_BREAKER_FIELDS``, in order)."""
+    tripped, trips, hold, bucket, cur_ok, cur_fail, prev_ok, prev_fail = (
+        integer(v or None) for v in values
+    )
+    return Breaker(
+        tripped=tripped == 1,
+        trips=trips or 0,
+        hold_until_ms=hold or 0,
+        bucket=-1 if bucket is None else bucket,
+        cur_ok=cur_ok or 0,
+        cur_fail=cur_fail or 0,
+        prev_ok=prev_ok or 0,
+        prev_fail=prev_fail or 0,
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
     """What one claim handed out, and when the lane next has something for a worker."""
 
-    status: ClaimStatus
+    status: Claimed
     next_due_ms: int | None
     subscription: Subscription | UnusableSubscription | None
     contexts: list[DeliveryContext]
@@ -52,6 +74,18 @@ class Reconciled:
 
     armed: list[str]
     taken_over: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class LaneView:
+    """A lane as an operator sees it: whether it holds, why, and what waits in it."""
+
+    held_until: int | None  # ms; None: not held
+    hold_reason: str | None
+    breaker: BreakerState
+    backlog: int  # deliveries waiting (FIFO ones behind their key's head included)
+    in_flight: int
+    recent_failure_rate: float | None  # None: no attempt counted in the breaker's window
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +108,13 @@ class LaneStore:
         want: int,
         now_ms: int,
         lease_until_ms: int,
-        default_cap: int,
+        limits: LaneLimits,
         *,
         job_id: str = "",
         worker_id: str = "",
     ) -> Claim:
-        """Take up to ``want`` due deliveries of a lane, within its limits; the lane's armed
-        job ``job_id`` records ``worker_id`` as the lane's holder."""
+        """Take up to ``want`` due deliveries of a lane, within its ``limits``; the lane's
+        armed job ``job_id`` records ``worker_id`` as the lane's holder."""
         reply = await self._scripts.run(
             ClaimLane(
                 lane_key=Keys.lane(sub_id),
@@ -93,24 +127,27 @@ class LaneStore:
                 now_ms=now_ms,
                 lease_until_ms=lease_until_ms,
                 want=want,
-                default_cap=default_cap,
+                max_concurrency=limits.max_concurrency,
+                rate_limit=limits.rate_limit,
                 job_id=job_id,
                 worker_id=worker_id,
+                probes=limits.probes,
             )
         )
-        status, next_due, config, enabled, reason, failing, fails = reply[:7]
+        status, next_due, config, enabled, reason, failing = reply[:6]
+        breaker = breaker_from(reply[6:_HEAD])
         sub = subscriptions.from_fields(sub_id, [config or None, enabled, reason, b"0"])
         failing_since = integer(failing)
         contexts = []
         step = 1 + _DELIVERY_FIELDS + 2
-        for i in range(7, len(reply), step):
+        for i in range(_HEAD, len(reply), step):
             delivery_id = reply[i].decode()
             row = [v or None for v in reply[i + 1 : i + 1 + _DELIVERY_FIELDS]]
             meta, body = reply[i + 1 + _DELIVERY_FIELDS], reply[i + 2 + _DELIVERY_FIELDS]
             ctx = context_from(delivery_id, row, meta or None, body, sub, failing_since)
             if ctx is not None:
-                contexts.append(replace(ctx, lane_failures=int(fails)))
-        return Claim(status.decode(), integer(next_due), sub, contexts)
+                contexts.append(replace(ctx, breaker=breaker))
+        return Claim(Claimed(status.decode()), integer(next_due), sub, contexts)
 
     async def take_jobs(
         self, job_ids: Sequence[str], now_ms: int, timeout_ms: int
@@ -144,9 +181,7 @@ class LaneStore:
         )
         return bool(started)
 
-    async def yield_(
-        self, sub_id: str, job_id: str, now_ms: int, *, exhausted: bool
-    ) -> YieldStatus:
+    async def yield_(self, sub_id: str, job_id: str, now_ms: int, *, exhausted: bool) -> Yielded:
         """Keep draining ('more'), or re-arm the lane for later, or let it go idle."""
         reply = await self._scripts.run(
             YieldLane(
@@ -165,8 +200,67 @@ class LaneStore:
                 exhausted=exhausted,
             )
         )
-        status: YieldStatus = reply[0].decode()
-        return status
+        return Yielded(reply[0].decode())
+
+    async def view(self, sub_id: str, now_ms: int) -> LaneView:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(Keys.lane(sub_id, "state"), [*_BREAKER_FIELDS, "hold_reason"])
+            pipe.zcard(Keys.lane(sub_id))
+            pipe.zcard(Keys.lane(sub_id, "flight"))
+            pipe.hkeys(Keys.lane(sub_id, "heads"))
+            state, waiting, in_flight, keys = await pipe.execute()
+        queued = 0
+        if keys:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.llen(Keys.lane(sub_id, "q:" + key.decode()))
+                queued = sum(await pipe.execute())
+        breaker = breaker_from(state[: len(_BREAKER_FIELDS)])
+        held = breaker.hold_until_ms > now_ms
+        return LaneView(
+            held_until=breaker.hold_until_ms if held else None,
+            hold_reason=state[-1].decode() if held and state[-1] else None,
+            breaker=breaker.state(now_ms),
+            backlog=int(waiting) + queued,
+            in_flight=int(in_flight),
+            recent_failure_rate=breaker.failure_rate(now_ms),
+        )
+
+    async def release(self, sub_id: str, now_ms: int) -> None:
+        """End the lane's hold and close its breaker (a subscription test succeeded)."""
+        await self._scripts.run(
+            ReleaseLane(
+                lane_key=Keys.lane(sub_id),
+                state_key=Keys.lane(sub_id, "state"),
+                queue_key=self._queue.queue_key,
+                prefix=PREFIX,
+                job_prefix=self._queue.job_prefix,
+                sub_id=sub_id,
+                now_ms=now_ms,
+            )
+        )
+
+    async def wake(self, sub_id: str, now_ms: int) -> None:
+        """Arm the lane for its earliest waiting delivery (a job that handed the lane on has
+        seen its last attempts end)."""
+        await self._scripts.run(
+            WakeLane(
+                lane_key=Keys.lane(sub_id),
+                state_key=Keys.lane(sub_id, "state"),
+                sub_key=Keys.sub(sub_id),
+                queue_key=self._queue.queue_key,
+                prefix=PREFIX,
+                job_prefix=self._queue.job_prefix,
+                sub_id=sub_id,
+                now_ms=now_ms,
+            )
+        )
+
+    async def others_due(self, now_ms: int) -> bool:
+        """Whether jobs wait in the queue for a worker now (a running lane job's own entry
+        is out of the way, past its lease: start_lane.lua)."""
+        due: int = await r(self._redis.zcount(self._queue.queue_key, "-inf", now_ms))
+        return due > 0
 
     async def waiting(self, sub_id: str) -> int:
         """Deliveries waiting in a lane (FIFO ones behind a head not counted)."""

@@ -247,8 +247,8 @@ class Fanout(ScriptCall):
 class ClaimLane(ScriptCall):
     SCRIPT = "claim_lane"
     KEYS = ("lane_key", "flight_key", "state_key", "sub_key", "failing_key")
-    ARGV = ("prefix", "sub_id", "now_ms", "lease_until_ms", "want", "default_cap", "job_id",
-            "worker_id")  # fmt: skip
+    ARGV = ("prefix", "sub_id", "now_ms", "lease_until_ms", "want", "max_concurrency",
+            "rate_limit", "job_id", "worker_id", "probes")  # fmt: skip
 
     lane_key: str
     flight_key: str
@@ -260,9 +260,42 @@ class ClaimLane(ScriptCall):
     now_ms: int
     lease_until_ms: int
     want: int
-    default_cap: int
+    max_concurrency: int
+    rate_limit: float
     job_id: str
     worker_id: str
+    probes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseLane(ScriptCall):
+    SCRIPT = "release_lane"
+    KEYS = ("lane_key", "state_key", "queue_key")
+    ARGV = ("prefix", "job_prefix", "sub_id", "now_ms")
+
+    lane_key: str
+    state_key: str
+    queue_key: str
+    prefix: str
+    job_prefix: str
+    sub_id: str
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class WakeLane(ScriptCall):
+    SCRIPT = "wake_lane"
+    KEYS = ("lane_key", "state_key", "sub_key", "queue_key")
+    ARGV = ("prefix", "job_prefix", "sub_id", "now_ms")
+
+    lane_key: str
+    state_key: str
+    sub_key: str
+    queue_key: str
+    prefix: str
+    job_prefix: str
+    sub_id: str
+    now_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,7 +425,8 @@ class RecordAttempt(ScriptCall):
     ARGV = ("prefix", "sub_id", "delivery_id", "number", "attempt_json", "status", "now_ms",
             "next_attempt_at", "status_code", "error", "dead_letter", "disable_reason",
             "failing", "failing_seen", "failing_since", "failing_ttl_ms", "failing_disable",
-            "hold_until", "stats_ttl_ms", "ops")  # fmt: skip
+            "hold_until", "stats_ttl_ms", "ops", "hold_reason", "counted", "bucket",
+            "transition", "trips")  # fmt: skip
 
     delivery_key: str
     attempts_key: str
@@ -426,6 +460,12 @@ class RecordAttempt(ScriptCall):
     hold_until: int | None
     stats_ttl_ms: int
     ops: bytes | None
+    # The lane's step (relay.domain.breaker.LaneStep).
+    hold_reason: str
+    counted: str
+    bucket: int
+    transition: str
+    trips: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,5 +576,5 @@ class MigrateLanes(ScriptCall):
 CALLS: tuple[type[ScriptCall], ...] = (
     Ingest, Fanout, ClaimLane, RecordAttempt, YieldLane, ArmLanes, Reopen, Pause,
     SaveSubscription, DeleteSubscription, ForgetEmptyIndexes, MigrateLanes, StartLane,
-    OpsThresholds, OpsEviction, TrimLanes, TakeJobs,
+    OpsThresholds, OpsEviction, TrimLanes, TakeJobs, ReleaseLane, WakeLane,
 )  # fmt: skip

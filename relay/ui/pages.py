@@ -265,9 +265,15 @@ async def event(event_id: str, session: SessionDep, services: ServicesDep) -> HT
     body, content_type = found if found else (b"", detail.content_type)
     text, cut = format.pretty_body(body, content_type)
     deliveries = [await inspect.get_delivery(d.id, services) for d in detail.deliveries]
+    # A delivery whose lane is held goes when the hold ends, not at its own next attempt.
+    now = now_ms()
+    waiting = {d.subscription_id for d in deliveries if d.next_attempt_at is not None}
+    lanes = {s: await services.store.lanes.view(s, now) for s in waiting}
+    holds = {s: lane for s, lane in lanes.items() if lane.held_until is not None}
     return render(
         "event.html", session, event=detail, body=text, body_cut=cut, deliveries=deliveries,
         subs=await views.subscriptions_by_id(services),
+        holds=holds,
     )  # fmt: skip
 
 

@@ -8,13 +8,14 @@ import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from relay.api import inspect, scope
 from relay.api.services import Services
 from relay.domain.access import BOOTSTRAP, Access
 from relay.domain.models import DeliveryStatus, Subscription, SubscriptionOut
 from relay.observability import metrics
-from relay.storage import HEARTBEAT_STALE_MS, LaneDepth
+from relay.storage import HEARTBEAT_STALE_MS, LaneDepth, LaneView
 
 # A subscription's recent success rate is over its last this-many deliveries.
 RECENT = 50
@@ -31,6 +32,8 @@ class SubscriptionHealth:
     last_error: str | None  # of its newest finished delivery, when that one did not succeed
     # A host that does not resolve (yet): nothing failed, but nothing can be delivered.
     warnings: tuple[str, ...] = ()
+    held_until: int | None = None  # the lane hands out nothing until then (ms)
+    hold_reason: str | None = None
 
     @property
     def state(self) -> str:
@@ -78,7 +81,7 @@ class Worker:
 
 
 async def _health(
-    services: Services, sub: SubscriptionOut, lane: LaneDepth | None
+    services: Services, sub: SubscriptionOut, lane: LaneDepth | None, now_ms: int
 ) -> SubscriptionHealth:
     listing = await inspect.list_deliveries(
         services, BOOTSTRAP, subscription_id=sub.id, status=None, since=None, until=None,
@@ -100,7 +103,14 @@ async def _health(
         waiting=lane.waiting if lane else 0,
         in_flight=lane.in_flight if lane else 0,
         last_error=last_error,
+        **_hold(await services.store.lanes.view(sub.id, now_ms) if lane else None),
     )
+
+
+def _hold(view: LaneView | None) -> dict[str, Any]:
+    if view is None or view.held_until is None:
+        return {}
+    return {"held_until": view.held_until, "hold_reason": view.hold_reason}
 
 
 async def subscription_health(
@@ -113,7 +123,7 @@ async def subscription_health(
         if isinstance(s, Subscription)
     ]
     lanes = {d.subscription_id: d for d in await services.store.lanes.depths(now_ms)}
-    found = await asyncio.gather(*(_health(services, s, lanes.get(s.id)) for s in subs))
+    found = await asyncio.gather(*(_health(services, s, lanes.get(s.id), now_ms) for s in subs))
     order = {"disabled": 0, "failing": 1, "warning": 2, "paused": 3, "ok": 4}
     return sorted(found, key=lambda h: (order[h.state], h.sub.created_at))
 

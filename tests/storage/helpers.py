@@ -11,6 +11,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from relay.domain.breaker import NOTHING, LaneStep
 from relay.domain.clock import now_ms
 from relay.domain.failing import NO_CHANGE, FailingUpdate
 from relay.domain.ids import new_id
@@ -97,7 +98,9 @@ async def record(
     recorded = await store.deliveries.record(
         ctx, attempt(ctx, outcome, next_at), now_ms=now_ms(), disable_reason=None,
         dead_letter=True, failing=failing, failing_limit_ms=60_000,
-        failing_reason="failing too long", hold_until_ms=hold_until_ms,
+        failing_reason="failing too long",
+        lane=NOTHING if hold_until_ms is None else LaneStep(hold_until_ms=hold_until_ms,
+                                                           hold_reason="a test's hold"),
     )  # fmt: skip
     return recorded.disabled
 

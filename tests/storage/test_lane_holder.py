@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from relay.domain.clock import now_ms
+from relay.domain.lane_limits import LaneLimits
 from relay.storage import HOLDER_STALE_MS, Store
 from relay.storage.keys import Keys
 from tests.storage.helpers import fan_out, subscription
@@ -24,7 +25,9 @@ async def running_lane(store: Store, redis: aioredis.Redis, worker: str, beat_ms
     await redis.set(f"arq:in-progress:{job}", b"1", px=70_000)  # as ARQ marks a started job
     await store.housekeeping.heartbeat(worker, beat_ms)
     now = now_ms()
-    claim = await store.lanes.claim(sub.id, 1, now, now + 60_000, 16, job_id=job, worker_id=worker)
+    claim = await store.lanes.claim(
+        sub.id, 1, now, now + 60_000, LaneLimits(16), job_id=job, worker_id=worker
+    )
     [ctx] = claim.contexts
     return sub.id, job, ctx.delivery.id
 
@@ -36,7 +39,9 @@ async def test_a_claim_by_the_armed_job_records_its_worker(
     assert (await state(redis, sub_id))["holder"] == "w1"
     # A stale job's claim does not make its worker the holder.
     now = now_ms()
-    await store.lanes.claim(sub_id, 1, now, now + 60_000, 16, job_id="lane:x:0", worker_id="w2")
+    await store.lanes.claim(
+        sub_id, 1, now, now + 60_000, LaneLimits(16), job_id="lane:x:0", worker_id="w2"
+    )
     assert (await state(redis, sub_id))["holder"] == "w1"
 
 

@@ -8,8 +8,10 @@ from arq.connections import ArqRedis
 
 from config.settings import Settings
 from relay.delivery import queue
+from relay.domain import lane_limits
 from relay.domain.clock import now_ms
-from relay.domain.models import DeliveryStatus, Ordering
+from relay.domain.lane_limits import LaneLimits
+from relay.domain.models import DeliveryStatus, Ordering, Subscription
 from relay.storage import Store
 from relay.storage.keys import Keys
 from tests.conftest import WorkerRun
@@ -18,7 +20,11 @@ from tests.storage.helpers import fan_out, record, subscription
 
 async def claim(store: Store, sub_id: str, want: int = 100, cap: int = 16):  # type: ignore[no-untyped-def]
     now = now_ms()
-    return await store.lanes.claim(sub_id, want, now, now + 60_000, cap)
+    # As the lane job does: the limits resolved from the stored subscription.
+    found = await store.subscriptions.get(sub_id)
+    sub = found if isinstance(found, Subscription) else None
+    limits = lane_limits.resolve(sub, default_concurrency=cap)
+    return await store.lanes.claim(sub_id, want, now, now + 60_000, limits)
 
 
 async def armed_job(redis: aioredis.Redis, sub_id: str) -> str | None:
@@ -130,7 +136,7 @@ async def test_an_attempt_whose_lease_ran_out_is_handed_out_again(store: Store) 
     sub = await subscription(store)
     [delivery_id] = await fan_out(store, sub)
     now = now_ms()
-    taken = await store.lanes.claim(sub.id, 10, now, now - 1, 16)  # its worker died
+    taken = await store.lanes.claim(sub.id, 10, now, now - 1, LaneLimits(16))  # its worker died
     assert [c.delivery.id for c in taken.contexts] == [delivery_id]
     again = await claim(store, sub.id)
     assert [c.delivery.id for c in again.contexts] == [delivery_id]
@@ -209,7 +215,7 @@ async def test_reconciliation_waits_for_an_in_flight_lease_to_run_out(
     sub = await subscription(store)
     await fan_out(store, sub)
     now = now_ms()
-    [ctx] = (await store.lanes.claim(sub.id, 10, now, now + 60_000, 16)).contexts
+    [ctx] = (await store.lanes.claim(sub.id, 10, now, now + 60_000, LaneLimits(16))).contexts
     await redis.hdel(Keys.lane(sub.id, "state"), "job")  # its job ended; the attempt goes on
     assert await store.lanes.arm_idle([sub.id], now) == []  # a live lease needs no job
     assert await store.lanes.arm_idle([sub.id], now + 60_001) == [sub.id]  # its holder died

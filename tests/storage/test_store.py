@@ -9,6 +9,7 @@ from relay.domain import ops
 from relay.domain.clock import now_ms
 from relay.domain.failing import FailingUpdate
 from relay.domain.ids import new_id
+from relay.domain.lane_limits import LaneLimits
 from relay.domain.models import DeliveryMode, DeliveryStatus, SourceIn
 from relay.storage import HOLDER_STALE_MS, NewDeliveries, NewDelivery, NewEvent, Store
 from relay.storage.keys import Keys
@@ -119,7 +120,9 @@ async def test_a_pending_delivery_stores_only_what_differs_from_the_defaults(
     assert delivery.updated_at == delivery.created_at == int(stored[b"created_at"])
 
     # The first attempt is recorded, and counted.
-    [ctx] = (await store.lanes.claim(sub.id, 1, now_ms(), now_ms() + 60_000, 16)).contexts
+    [ctx] = (
+        await store.lanes.claim(sub.id, 1, now_ms(), now_ms() + 60_000, LaneLimits(16))
+    ).contexts
     assert ctx.delivery.id == first
     await record(store, ctx, DeliveryStatus.SUCCEEDED)
     assert await redis.hget(Keys.delivery(first), "attempts") == b"1"

@@ -21,6 +21,7 @@ from relay.delivery.fanout import EventRef, FanoutBatcher, Planned, Subscription
 from relay.devtools.embedded_redis import EmbeddedRedis, free_port
 from relay.devtools.receiver import Receiver
 from relay.domain.clock import now_ms
+from relay.domain.lane_limits import LaneLimits
 from relay.domain.signing import generate_secret
 from relay.storage import Store
 from tests.storage.helpers import fan_out, stored_event, subscription
@@ -63,7 +64,7 @@ async def test_an_attempt_that_cannot_be_recorded_is_not_recorded_as_a_failure(
         assert signed is not None
         await fan_out(store, sub)
         now = now_ms()
-        [ctx] = (await store.lanes.claim(sub.id, 1, now, now + 60_000, 16)).contexts
+        [ctx] = (await store.lanes.claim(sub.id, 1, now, now + 60_000, LaneLimits(16))).contexts
         sender = outbound.make_sender(4, settings.address_guard)
         try:
             with capture_logs() as logs, pytest.raises(RedisConnectionError):

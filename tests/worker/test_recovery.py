@@ -10,6 +10,7 @@ from relay.delivery.fanout import SubscriptionCache, fan_out, stored_event
 from relay.delivery.ingest import Ingestor
 from relay.devtools.receiver import Receiver
 from relay.domain.clock import now_ms
+from relay.domain.lane_limits import LaneLimits
 from relay.storage import Store
 from tests.conftest import AUTH, WorkerRun, create_source, create_subscription
 from workers.deps import WorkerDeps
@@ -126,7 +127,7 @@ async def test_attempt_interrupted_by_a_crash_runs_again_once_its_lease_expires(
     _, delivery_id, sub_id = await fanned_out_but_job_lost(api, store, settings, receiver)
     # A worker claimed attempt 1 and died mid-request; its lease ran out a moment ago.
     now = now_ms()
-    taken = await store.lanes.claim(sub_id, 10, now, now - 1, 16)
+    taken = await store.lanes.claim(sub_id, 10, now, now - 1, LaneLimits(16))
     assert [c.delivery.id for c in taken.contexts] == [delivery_id]
 
     await run_worker()
@@ -144,7 +145,7 @@ async def test_live_claim_is_not_taken_twice(
 ) -> None:
     _, delivery_id, sub_id = await fanned_out_but_job_lost(api, store, settings, receiver)
     now = now_ms()
-    first = await store.lanes.claim(sub_id, 10, now, now + 60_000, 16)
-    again = await store.lanes.claim(sub_id, 10, now, now + 60_000, 16)
+    first = await store.lanes.claim(sub_id, 10, now, now + 60_000, LaneLimits(16))
+    again = await store.lanes.claim(sub_id, 10, now, now + 60_000, LaneLimits(16))
     assert [c.delivery.id for c in first.contexts] == [delivery_id]
     assert again.contexts == []

@@ -5,14 +5,19 @@
 -- whose lease ran out (their worker died) go back to the lane first, due now.
 -- Deliveries of a deleted or disabled subscription are handed out regardless of limits, so
 -- they can be closed without a request.
+-- The limits come resolved from Python (relay.domain.lane_limits: max_concurrency, a rate
+-- limit per second, 0 for none, and probes), never read from the subscription's JSON here.
+-- While the lane's breaker is half-open (tripped, its hold over) at most `probes`
+-- deliveries are in flight.
 -- Returns {status, next due ms or '', subscription config, enabled, disabled reason,
--- failing clock, failures in a row, then per claimed delivery: id, the fields of DELIVERY_FIELDS, event metadata,
--- body}; status is 'ok', 'empty' (nothing due: next due says when), 'paused', 'hold'
--- (backing off: next due is the end of the hold), 'rate' (next due: the next token) or
--- 'full'.
+-- failing clock, then the breaker (HOLD_FIELDS but hold_reason: tripped, trips, hold_until,
+-- bw, bo, bf, po, pf), then per claimed delivery: id, the fields of DELIVERY_FIELDS, event
+-- metadata, body}; status is 'ok', 'empty' (nothing due: next due says when), 'paused',
+-- 'hold' (backing off: next due is the end of the hold), 'rate' (next due: the next token)
+-- or 'full'.
 -- include: lib/lanes.lua
 local lane_key, flight_key, state_key, sub_key, failing_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local prefix, sub_id, now_ms, lease_until_ms, want, default_cap, job_id, worker_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local prefix, sub_id, now_ms, lease_until_ms, want, max_concurrency, rate_limit, job_id, worker_id, probes = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 
 local now = tonumber(now_ms)
 
@@ -29,8 +34,9 @@ end
 
 local sub = redis.call('HMGET', sub_key, 'config', 'enabled', 'disabled_reason', 'paused')
 local config, enabled, reason, paused = sub[1], sub[2], sub[3] or '', sub[4]
-local head = {'', '', config or '', enabled or '', reason, redis.call('GET', failing_key) or '',
-  redis.call('HGET', state_key, 'fails') or '0'}
+local head = {'', '', config or '', enabled or '', reason, redis.call('GET', failing_key) or ''}
+local breaker = redis.call('HMGET', state_key, 'tripped', 'trips', 'hold_until', 'bw', 'bo', 'bf', 'po', 'pf')
+for b = 1, 8 do head[#head + 1] = breaker[b] or '' end
 -- A config this code cannot read (an older or buggy version's) closes the lane like a
 -- deleted subscription: its deliveries are handed out to be closed with the reason, and
 -- the lane's limits, unreadable too, do not apply.
@@ -38,23 +44,24 @@ local ok, cfg = pcall(cjson.decode, config or '')
 if not ok or type(cfg) ~= 'table' then cfg = nil end
 local open = cfg ~= nil and enabled == '1'
 if open and paused == '1' then head[1] = 'paused'; return head end
-local state = redis.call('HMGET', state_key, 'hold_until', 'tokens', 'tokens_at')
-local hold = tonumber(state[1] or '0')
+local state = redis.call('HMGET', state_key, 'tokens', 'tokens_at')
+local hold = tonumber(breaker[3] or '0')
 if open and hold > now then head[1], head[2] = 'hold', tostring(hold); return head end
 
 local n = tonumber(want)
 local rate, burst, tokens = nil, 0, 0
 if open then
-  local cap = tonumber(cfg.max_concurrency) or tonumber(default_cap)
+  local cap = tonumber(max_concurrency)
+  if breaker[1] == '1' then cap = math.min(cap, tonumber(probes)) end
   n = math.min(n, cap - redis.call('ZCARD', flight_key))
   if n <= 0 then head[1], head[2] = 'full', next_due(); return head end
-  rate = tonumber(cfg.rate_limit)
-  if rate ~= nil and rate <= 0 then rate = nil end
+  rate = tonumber(rate_limit)
+  if rate <= 0 then rate = nil end
   if rate ~= nil then
     -- A tenth of a second's worth of tokens at most: smooth, with no bursts to speak of.
     burst = math.max(1, rate / 10)
-    tokens = tonumber(state[2] or burst)
-    tokens = math.min(burst, tokens + math.max(0, now - tonumber(state[3] or now_ms)) * rate / 1000)
+    tokens = tonumber(state[1] or burst)
+    tokens = math.min(burst, tokens + math.max(0, now - tonumber(state[2] or now_ms)) * rate / 1000)
     if tokens < 1 then
       redis.call('HSET', state_key, 'tokens', tostring(tokens), 'tokens_at', now_ms)
       head[1], head[2] = 'rate', tostring(now + math.ceil((1 - tokens) * 1000 / rate))

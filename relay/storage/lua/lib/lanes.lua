@@ -31,6 +31,32 @@ local function requeue_flight(lane, flight, until_ms, now_ms)
   end
 end
 
+-- The lane's hold and circuit breaker (relay.domain.breaker), all in its state hash.
+local HOLD_FIELDS = {'hold_until', 'hold_reason', 'tripped', 'trips', 'bw', 'bo', 'bf', 'po', 'pf'}
+
+-- Deliveries a released hold pulls forward at most (their retries fell due within it);
+-- any past these go at their own time, which is no later than the hold would have ended.
+local RELEASE_MAX = 1000
+
+-- An operator's word (resume, a manual retry or replay, a successful test) ends the lane's
+-- hold at once and closes its breaker with a fresh window; deliveries whose next attempt
+-- fell within the hold (a Retry-After, a retry scheduled while it held) are due now.
+local function release_hold(prefix, sub_id, now_ms)
+  local state = lane_key(prefix, sub_id, 'state')
+  local hold = redis.call('HGET', state, 'hold_until')
+  redis.call('HDEL', state, unpack(HOLD_FIELDS))
+  if not hold or tonumber(hold) <= tonumber(now_ms) then return end
+  local lane = lane_key(prefix, sub_id)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', lane, '(' .. now_ms, hold, 'LIMIT', 0, RELEASE_MAX)) do
+    redis.call('ZADD', lane, now_ms, id)
+    local delivery_key = prefix .. 'dlv:' .. id
+    -- An expired record is not written again (it would come back without a TTL).
+    if redis.call('EXISTS', delivery_key) == 1 then
+      redis.call('HSET', delivery_key, 'next_attempt_at', now_ms)
+    end
+  end
+end
+
 -- Arms the lane's job to run at when_ms (sooner if it was armed for later). The job's ARQ
 -- record is written as ArqRedis.enqueue_job writes it (serialized by the relay's JSON
 -- serializer); each arming gets a new job id, so a job that is just finishing never
