@@ -263,6 +263,20 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             if self._header_bytes > self.limits.max_header_bytes:
                 self._too_large()
 
+    # --- upgrades --------------------------------------------------------------------------
+
+    def _should_upgrade(self) -> bool:
+        """Never: the relay serves no WebSocket, and uvicorn hands an upgraded connection
+        to another protocol, out of reach of every limit here. ``connection_lost`` then
+        never comes to this one: what it held for its client (a connection, a request)
+        stayed counted for good, so that after a few attempts the address was refused for
+        as long as the process ran. The request is answered as plain HTTP instead."""
+        return False
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """Silent: uvicorn logs two warnings for each such request, a log flood for the
+        asking. The app answers it like any other request."""
+
     # --- parser callbacks ------------------------------------------------------------------
 
     def on_headers_complete(self) -> None:
