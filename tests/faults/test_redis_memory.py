@@ -264,3 +264,21 @@ def test_one_post_is_enough_to_see_an_evicting_redis(stack: RelayStack) -> None:
         _, response = post_keyed(client)
     assert response.json()["reason"] == "evicting"
     assert response.headers["retry-after"]
+
+
+def test_a_full_redis_still_lets_api_tokens_read(stack: RelayStack) -> None:
+    """Reads go on while a full Redis refuses writes, and an SRE on a bad day reads the
+    events and dead letters with their API token: the token's last-used time (a write) must
+    not turn that read into a 503."""
+    stack.start_api()
+    with stack.client() as client:
+        made = client.post("/api/tokens", json={"name": "oncall", "role": "viewer"}).json()
+    r = redis_of(stack)
+    r.config_set("maxmemory", "1")  # below what Redis holds: every write is refused
+    try:
+        with stack.client() as client:
+            bearer = {"authorization": f"Bearer {made['token']}"}
+            response = client.get("/api/events", headers=bearer)
+    finally:
+        r.config_set("maxmemory", "0")
+    assert response.status_code == 200, response.text
