@@ -325,11 +325,14 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._peer or identity.header is None:
             return self._peer
         wanted = identity.header.encode()
-        for name, value in self.headers:
-            if name == wanted:
-                named = identity.forwarded_key(value.decode("latin-1"))
-                if named is not None:
-                    return named
+        # Every line of the header, in order, as one list (RFC 9110 5.3): a proxy that adds
+        # a line of its own after the client's (HAProxy's forwardfor) names the client in
+        # the last one, and the first is whatever the client wrote there.
+        lines = [value for name, value in self.headers if name == wanted]
+        if lines:
+            named = identity.forwarded_key(b",".join(lines).decode("latin-1"))
+            if named is not None:
+                return named
         # The proxy named no one: count it as one client, rather than not at all.
         return identity.peer_key(self.client[0] if self.client else "")
 

@@ -57,3 +57,36 @@ def test_websocket_upgrade_attempts_give_back_what_they_held(port: int) -> None:
     status, body = exchange(port, "127.0.0.7", HEALTHZ)
 
     assert status == 200, body
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """An API behind a trusted proxy on 127.0.0.1 that names the client in X-Forwarded-For,
+    with a small allowance of failed sign-ins."""
+    with RelayStack(tmp_path_factory.mktemp("proxied")) as stack:
+        base = stack.start_api(
+            RELAY_TRUSTED_PROXIES="127.0.0.1/32",
+            RELAY_CLIENT_IP_HEADER="X-Forwarded-For",
+            RELAY_AUTH_GUESS_BURST="3",
+        )
+        yield int(base.rsplit(":", 1)[1])
+
+
+def test_a_client_cannot_pick_its_name_in_a_header_line_before_the_proxys(proxied: int) -> None:
+    """A proxy that adds its own X-Forwarded-For line after any the client sent (HAProxy's
+    ``option forwardfor``: "use the last occurrence") names the client in the last line.
+    The first line is the client's to write: read first, each guess came from a "client"
+    of its own, and guessing tokens was never slowed down."""
+    statuses = []
+    for n in range(8):
+        request = (
+            b"GET /api/events HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n"
+            b"Authorization: Bearer not-a-token\r\n"
+            b"X-Forwarded-For: 198.51.100.%d\r\n"  # the guesser's own line
+            b"X-Forwarded-For: 203.0.113.9\r\n\r\n"  # the proxy's
+        ) % n
+        status, _ = exchange(proxied, "127.0.0.1", request)
+        statuses.append(status)
+
+    assert statuses[:3] == [401, 401, 401]
+    assert set(statuses[3:]) == {429}
