@@ -7,6 +7,7 @@ Each client is its own loopback address (127.0.0.0/8), as in test_hostile_connec
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 
@@ -19,12 +20,17 @@ LIMIT = 4
 
 
 @pytest.fixture(scope="module")
-def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayStack]:
     with RelayStack(tmp_path_factory.mktemp("counts")) as stack:
-        base = stack.start_api(
+        stack.start_api(
             RELAY_MAX_CONNECTIONS_PER_CLIENT=str(LIMIT), RELAY_MAX_REQUESTS_PER_CLIENT=str(LIMIT)
         )
-        yield int(base.rsplit(":", 1)[1])
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def port(stack: RelayStack) -> int:
+    return stack.api_ports["api"]
 
 
 def exchange(port: int, address: str, request: bytes) -> tuple[int | None, bytes]:
@@ -90,3 +96,32 @@ def test_a_client_cannot_pick_its_name_in_a_header_line_before_the_proxys(proxie
 
     assert statuses[:3] == [401, 401, 401]
     assert set(statuses[3:]) == {429}
+
+
+def test_connections_refused_by_the_thousand_are_not_a_log_line_each(
+    stack: RelayStack, port: int
+) -> None:
+    """Anyone can open connections past their limit as fast as the network lets them: each
+    is refused and counted in the metric, but the log says so once per reason and client
+    every 10 s (with how many), not once per connection (a disk-filling flood)."""
+    address = "127.0.0.20"
+    held = [
+        socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(address, 0))
+        for _ in range(LIMIT)
+    ]
+    try:
+        refused = [exchange(port, address, HEALTHZ)[0] for _ in range(40)]
+    finally:
+        for sock in held:
+            sock.close()
+    assert refused == [429] * 40
+    lines = [
+        json.loads(line)
+        for line in stack.log("api").splitlines()
+        if '"http.refused"' in line and f'"client":"{address}"' in line
+    ]
+    assert len(lines) == 1, lines
+    assert lines[0]["reason"] == "too_many_connections_from_client"
+    with stack.client() as client:
+        metrics = client.get("/metrics").text
+    assert 'relay_http_refused_total{reason="too_many_connections_from_client"} 40.0' in metrics
