@@ -99,7 +99,7 @@ class ClientCounts:
     lingering: int = 0
     # Refusals are logged once per reason and client per interval, with a count: a client
     # opening connections past its limit must not write a log line with each.
-    logged: LogSampler = field(default_factory=LogSampler)
+    logged: LogSampler = field(default_factory=LogSampler, compare=False)
 
     @staticmethod
     def take(counts: Counter[str], key: str, limit: int) -> bool:
