@@ -13,6 +13,7 @@ with :data:`AccessDep`. Writes are audited by :class:`AuditedRoute`.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -24,6 +25,7 @@ from fastapi import Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from redis.exceptions import OutOfMemoryError
 
 from config.settings import Settings
 from relay.api import scope
@@ -88,7 +90,10 @@ class Authenticator:
             return None
         if now - self._touched.get(token.id, 0) >= TOUCH_INTERVAL_MS:
             self._touched[token.id] = now
-            await self._store.tokens.touch(token.id, now)
+            # Best effort: a full Redis refuses this write but still serves reads, and an
+            # SRE reading events through an outage must not get a 503 for it.
+            with contextlib.suppress(OutOfMemoryError):
+                await self._store.tokens.touch(token.id, now)
         return token.access()
 
     async def authenticate(self, secret: str, client: str, where: str) -> Access | None:

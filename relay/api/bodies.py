@@ -27,6 +27,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relay.api.problems import Problem, problem_response
+from relay.domain.sampling import LogSampler
 from relay.observability.metrics import HTTP_REFUSED
 
 log = structlog.get_logger("relay.api")
@@ -46,8 +47,7 @@ class BodyBudget:
         self.per_client = limit // 2
         self.held = 0
         self._by_client: dict[str, int] = {}
-        self._refused = 0
-        self._logged_at = float("-inf")
+        self._logged = LogSampler(LOG_EVERY_S)
 
     def _take(self, client: str, size: int) -> bool:
         if not size:
@@ -125,15 +125,12 @@ class BodyBudget:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, size: int) -> None:
         HTTP_REFUSED.labels(BUDGET_FULL).inc()
-        self._refused += 1
-        now = time.monotonic()
-        if now - self._logged_at >= LOG_EVERY_S:
-            self._logged_at = now
+        refused = self._logged.seen(BUDGET_FULL, time.monotonic())
+        if refused is not None:
             log.warning(
-                "http.body_budget_full", refused=self._refused, held=self.held,
+                "http.body_budget_full", refused=refused, held=self.held,
                 limit=self.limit, path=scope["path"], bytes=size,
             )  # fmt: skip
-            self._refused = 0
         problem = Problem(
             503,
             "this relay process holds as many request bodies as it may; nothing was stored, "

@@ -53,7 +53,10 @@ async def read_capped(request: Request, cap: int) -> bytes:
 
 def _rejected(bound: structlog.stdlib.BoundLogger, source: str, reason: str, status: int) -> None:
     INGESTED.labels(source, "rejected", reason).inc()
-    level = bound.warning if status == 401 else bound.info
+    # A 503 (Redis evicting, or past the deadline) comes by the thousand a second for as
+    # long as its cause lasts, which is logged once (redis.evicting, redis.unavailable):
+    # each refusal is a debug line and a count, as for an outage (relay.api.problems).
+    level = bound.warning if status == 401 else bound.debug if status == 503 else bound.info
     level("ingest.rejected", reason=reason, status=status)
 
 

@@ -17,7 +17,8 @@ subclass of uvicorn's httptools protocol adds, per connection:
   holding many half-sent requests cannot take every slot from the others.
 
 A refusal answers problem+json, closes the connection (lingering, so that the client reads
-the answer) and logs ``http.refused``; if the app was already reading that request, it sees
+the answer) and logs ``http.refused`` (once per reason and client every 10 s, with a count
+of them: the metric counts each); if the app was already reading that request, it sees
 a disconnect and its answer goes nowhere. When the app itself answers before the body has
 all come (a 413, a 401 on its headers alone), the answer says ``connection: close`` and the
 connection closes the same lingering way: a client that reuses connections (httpx) must not
@@ -49,6 +50,7 @@ from config.settings import Settings
 from relay.api.bodies import CLIENT_SCOPE_KEY
 from relay.api.problems import MEDIA_TYPE, Problem
 from relay.domain.clients import ClientIdentity
+from relay.domain.sampling import LogSampler
 from relay.observability.metrics import HTTP_REFUSED
 
 log = structlog.get_logger("relay.api")
@@ -95,6 +97,9 @@ class ClientCounts:
     # Connections closing (draining what their client still sends): not counted against
     # the connection cap, which they would otherwise fill after a burst of refusals.
     lingering: int = 0
+    # Refusals are logged once per reason and client per interval, with a count: a client
+    # opening connections past its limit must not write a log line with each.
+    logged: LogSampler = field(default_factory=LogSampler, compare=False)
 
     @staticmethod
     def take(counts: Counter[str], key: str, limit: int) -> bool:
@@ -263,6 +268,20 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             if self._header_bytes > self.limits.max_header_bytes:
                 self._too_large()
 
+    # --- upgrades --------------------------------------------------------------------------
+
+    def _should_upgrade(self) -> bool:
+        """Never: the relay serves no WebSocket, and uvicorn hands an upgraded connection
+        to another protocol, out of reach of every limit here. ``connection_lost`` then
+        never comes to this one: what it held for its client (a connection, a request)
+        stayed counted for good, so that after a few attempts the address was refused for
+        as long as the process ran. The request is answered as plain HTTP instead."""
+        return False
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """Silent: uvicorn logs two warnings for each such request, a log flood for the
+        asking. The app answers it like any other request."""
+
     # --- parser callbacks ------------------------------------------------------------------
 
     def on_headers_complete(self) -> None:
@@ -311,11 +330,14 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._peer or identity.header is None:
             return self._peer
         wanted = identity.header.encode()
-        for name, value in self.headers:
-            if name == wanted:
-                named = identity.forwarded_key(value.decode("latin-1"))
-                if named is not None:
-                    return named
+        # Every line of the header, in order, as one list (RFC 9110 5.3): a proxy that adds
+        # a line of its own after the client's (HAProxy's forwardfor) names the client in
+        # the last one, and the first is whatever the client wrote there.
+        lines = [value for name, value in self.headers if name == wanted]
+        if lines:
+            named = identity.forwarded_key(b",".join(lines).decode("latin-1"))
+            if named is not None:
+                return named
         # The proxy named no one: count it as one client, rather than not at all.
         return identity.peer_key(self.client[0] if self.client else "")
 
@@ -376,8 +398,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             # would be read as the answer to the client's next request).
             self._closing = True
             self.transport.close()
-            log.info("http.refused", reason=RECLAIMED, status=None, client=self.client_address)
-            HTTP_REFUSED.labels(RECLAIMED).inc()
+            self._refused(RECLAIMED, None)
             return
         self._refuse(503, RECLAIMED, "the relay is at its connection limit; try again")
 
@@ -475,8 +496,14 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if not answered:
             self.transport.write(self._problem(status, reason, detail))
         self._close_lingering()
+        self._refused(reason, status)
+
+    def _refused(self, reason: str, status: int | None) -> None:
         HTTP_REFUSED.labels(reason).inc()
-        log.info("http.refused", reason=reason, status=status, client=self.client_address)
+        client = self.client_address
+        count = self.clients.logged.seen((reason, self._peer or client), self.loop.time())
+        if count is not None:  # refused: how many since this client's last line for it
+            log.info("http.refused", reason=reason, status=status, client=client, refused=count)
 
     def _close_lingering(self) -> None:
         """Stop answering; close once the client stops sending, or after ``LINGER_S``.

@@ -333,12 +333,15 @@ def plan(
     *,
     prune: bool = False,
     push_secrets: bool = False,
+    leave_alone: Collection[str] = (),
 ) -> list[Change]:
     """Every change, in the order to make them: sources before the subscriptions that name
-    them, and deletions last (subscriptions before sources)."""
+    them, and deletions last (subscriptions before sources). Subscriptions named in
+    ``leave_alone`` (see :func:`within_scope`) are neither changed nor pruned."""
     src = source_changes(desired.sources, sources, prune=prune, push_secrets=push_secrets)
+    current = [s for s in subscriptions if str(s.get("description", "")) not in leave_alone]
     subs = subscription_changes(
-        desired.subscriptions, subscriptions, prune=prune, push_secrets=push_secrets
+        desired.subscriptions, current, prune=prune, push_secrets=push_secrets
     )
     keep = [c for c in src + subs if c.action != "delete"]
     return (
@@ -346,12 +349,17 @@ def plan(
     )
 
 
-def within_scope(desired: Desired, scope: Collection[str] | None) -> tuple[Desired, list[str]]:
-    """The part of the file a token limited to ``scope`` may apply (None: all of it), and
-    what it leaves alone: sources outside the scope, and subscriptions naming any (or "*").
-    The relay lists only what is in scope, so ``--prune`` never reaches beyond it either."""
+def within_scope(
+    desired: Desired, scope: Collection[str] | None
+) -> tuple[Desired, list[str], set[str]]:
+    """The part of the file a token limited to ``scope`` may apply (None: all of it), what
+    it leaves alone (sources outside the scope, and subscriptions naming any, or "*"), and
+    the names of those subscriptions: :func:`plan` must leave them alone on the relay too.
+    A subscription the token sees whose entry in the file names another team's source (a
+    shared file someone widened) is not "gone from the file": ``--prune`` must not delete
+    it. The relay lists only what is in scope, so ``--prune`` never reaches beyond it."""
     if scope is None:
-        return desired, []
+        return desired, [], set()
     sources = {n: s for n, s in desired.sources.items() if n in scope}
     subscriptions = {
         n: s
@@ -359,8 +367,9 @@ def within_scope(desired: Desired, scope: Collection[str] | None) -> tuple[Desir
         if (named := list(s.get("sources") or [])) and all(x in scope for x in named)
     }
     skipped = [f"source {n}" for n in desired.sources if n not in sources]
-    skipped += [f"subscription {n}" for n in desired.subscriptions if n not in subscriptions]
-    return Desired(sources=sources, subscriptions=subscriptions), skipped
+    outside = {n for n in desired.subscriptions if n not in subscriptions}
+    skipped += [f"subscription {n}" for n in desired.subscriptions if n in outside]
+    return Desired(sources=sources, subscriptions=subscriptions), skipped, outside
 
 
 def counts(changes: Sequence[Change]) -> Counter[Action]:

@@ -85,3 +85,28 @@ def test_apply_with_a_scoped_token_plans_only_within_its_sources(
     again = as_json(relay("apply", str(file), "--prune", "--json", env=env))
     assert again["unchanged"] == 2
     assert again["outside_scope"] == ["source github", "subscription ci", "subscription audit-all"]
+
+
+def test_scoped_apply_prune_leaves_alone_a_subscription_the_file_widens_beyond_its_sources(
+    relay: Cli, http: httpx.Client, tmp_path: Path
+) -> None:
+    """The file is the shared one: platform widened ``billing`` to github too. Payments'
+    token cannot apply that change; it must leave billing alone, not prune it as if the
+    file no longer named it (that deleted the subscription and its signing secret)."""
+    http.put("/api/sources/stripe", json={}).raise_for_status()
+    http.put("/api/sources/github", json={}).raise_for_status()
+    billing = http.post("/api/subscriptions", json={
+        "url": "https://billing.example.test/hooks", "sources": ["stripe"],
+        "description": "billing",
+    }).json()  # fmt: skip
+    made = http.post("/api/tokens", json={"name": "payments", "role": "admin",
+                                          "sources": ["stripe"]})  # fmt: skip
+    env = {"RELAY_TOKEN": made.json()["token"], "RELAY_ADMIN_TOKEN": None}
+    file = tmp_path / "relay.toml"
+    file.write_text(FILE.replace('sources = ["stripe"]', 'sources = ["stripe", "github"]'))
+
+    report = as_json(relay("apply", str(file), "--prune", "--json", env=env))
+
+    assert "subscription billing" in report["outside_scope"]
+    assert [c for c in report["changes"] if c["action"] == "delete"] == []
+    assert http.get(f"/api/subscriptions/{billing['id']}").status_code == 200

@@ -42,12 +42,13 @@ def _plan(
     from relay.cli import apply as apply_file
 
     try:
-        desired, skipped = apply_file.within_scope(apply_file.load(file), _scope(relay))
+        desired, skipped, outside = apply_file.within_scope(apply_file.load(file), _scope(relay))
         sources = relay.call("GET", "/api/sources")["data"]
         subscriptions = relay.call("GET", "/api/subscriptions")["data"]
         changes = apply_file.plan(
-            desired, sources, subscriptions, prune=prune, push_secrets=push_secrets
-        )
+            desired, sources, subscriptions, prune=prune, push_secrets=push_secrets,
+            leave_alone=outside,
+        )  # fmt: skip
         return changes, skipped
     except apply_file.ApplyError as exc:
         # A file that cannot be applied as written is bad input, like a malformed option.
