@@ -14,6 +14,7 @@ from relay.api import (
     health,
     ingest,
     inspect,
+    listen,
     preview,
     problems,
     replay,
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(preview.router)
     app.include_router(inspect.router)
     app.include_router(replay.router)
+    app.include_router(listen.router)
     app.include_router(health.router)
     install_ui(app)
     return app

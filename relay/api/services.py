@@ -8,6 +8,7 @@ from config.settings import Settings
 from relay.delivery.attempt import Attempter
 from relay.delivery.fanout import FanoutBatcher, Planned, SubscriptionCache
 from relay.delivery.ingest import Ingestor
+from relay.delivery.listen import Listeners
 from relay.delivery.preview import Previews
 from relay.delivery.replay import Replays
 from relay.delivery.subscriptions import Subscriptions
@@ -25,6 +26,7 @@ class Services:
     subscriptions: Subscriptions
     replays: Replays
     previews: Previews
+    listeners: Listeners
 
     @classmethod
     def build(cls, settings: Settings, store: Store, attempter: Attempter) -> Services:
@@ -34,6 +36,7 @@ class Services:
             if planned.inline:
                 await attempter.attempt_all(planned.inline)
 
+        subscriptions = Subscriptions(store, attempter, settings)
         return cls(
             settings=settings,
             store=store,
@@ -47,7 +50,8 @@ class Services:
                 inline_lease_ms=attempter.lease_ms(DeliveryMode.BEST_EFFORT),
                 after_commit=attempt_best_effort,
             ),
-            subscriptions=Subscriptions(store, attempter, settings),
+            subscriptions=subscriptions,
             replays=Replays(store),
             previews=Previews(store, settings),
+            listeners=Listeners(store, attempter, subscriptions, settings),
         )

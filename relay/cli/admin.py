@@ -1,4 +1,5 @@
-"""``relay events|deliveries|replay|subscriptions|sources|apply``: operate a running relay.
+"""``relay events|deliveries|replay|subscriptions|sources|apply|listen|tail``: operate a
+running relay.
 
 These commands talk only to the relay's HTTP API. Every one of them takes ``--url``
 (``RELAY_URL``, default ``http://127.0.0.1:8000``), ``--token`` (``RELAY_ADMIN_TOKEN``) and
@@ -22,7 +23,7 @@ from __future__ import annotations
 import typer
 
 from relay.cli.client import command
-from relay.cli.commands import apply, deliveries, events, replay, sources, subscriptions
+from relay.cli.commands import apply, deliveries, events, replay, sources, stream, subscriptions
 
 admin_app = typer.Typer(no_args_is_help=True)
 admin_app.add_typer(events.events_app, name="events")
@@ -31,3 +32,5 @@ admin_app.add_typer(replay.replay_app, name="replay")
 admin_app.add_typer(subscriptions.subscriptions_app, name="subscriptions")
 admin_app.add_typer(sources.sources_app, name="sources")
 command(admin_app, "apply")(apply.apply)
+command(admin_app, "listen")(stream.listen)
+command(admin_app, "tail")(stream.tail)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from config.settings import Settings
+from relay.delivery.tail import TailGate
 from relay.domain.clock import now_ms
 from relay.domain.ids import new_id
 from relay.domain.models import Source
@@ -57,6 +58,7 @@ class Ingestor:
         self.store = store
         self.settings = settings
         self._sources: dict[str, tuple[Source, str]] = {}
+        self.tail = TailGate(store)
 
     async def source(self, name: str, *, fresh: bool = False) -> tuple[Source, str]:
         cached = None if fresh else self._sources.get(name)
@@ -103,6 +105,8 @@ class Ingestor:
                 idempotency_key=idem,
             )
             result = await self.store.events.ingest(event, self.settings.idempotency_ttl_s)
+            if result.status == "accepted":
+                await self.tail.event(result.event_id, name, event_type, received)
             if result.status != "stale":
                 return Stored(result, name, event_type, event.headers)
             # The source changed since we cached it: verify again against what Redis holds.

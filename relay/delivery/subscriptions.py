@@ -163,9 +163,11 @@ class Subscriptions:
             raise UnusableRecord(sub)
         return sub
 
-    async def create(self, spec: SubscriptionIn) -> Saved:
-        """A new subscription with a fresh signing secret, and warnings worth showing."""
-        warnings = await self._check_reachable(spec.url)
+    async def create(self, spec: SubscriptionIn, *, called_by_relay: bool = True) -> Saved:
+        """A new subscription with a fresh signing secret, and warnings worth showing.
+        ``called_by_relay`` False: a `relay listen` one, whose URL (the laptop's) the relay
+        never calls, so its address is not checked."""
+        warnings = await self._check_reachable(spec.url) if called_by_relay else []
         await self._check_sources(spec.sources)
         self._check_ordering(spec.ordering)
         self._check_filter(spec.filter)
@@ -240,6 +242,10 @@ class Subscriptions:
     async def set_paused(self, sub_id: str, paused: bool) -> Subscription | UnusableSubscription:
         """Pause (its deliveries wait in its lane, in order) or resume (they go out at once,
         in the order they fell due)."""
+        if not paused and await self._store.listeners.last_seen(sub_id) is not None:
+            # Its lane is drained by its `relay listen` stream; a worker would POST to the
+            # laptop's forward URL from the relay's host.
+            raise InvalidSubscription("a relay listen subscription cannot be resumed")
         if not await self._store.subscriptions.set_paused(sub_id, paused, now_ms()):
             raise UnknownSubscription(sub_id)
         log.info("subscription.paused" if paused else "subscription.resumed",

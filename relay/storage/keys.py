@@ -46,6 +46,10 @@ Key layout (prefix ``relay:``)::
                                 that crossed its threshold, until it recovers
                                 (ops_thresholds.lua)
     indexes               set   names of the per-source and per-subscription indexes
+    listeners             zset  `relay listen` subscriptions by the ms their stream was
+                                last seen alive (the sweeper removes the silent ones)
+    tail                  str   set while a `relay tail` is connected             [TTL]
+    tail:events           chan  pub/sub: events accepted and attempts recorded, for tails
 
 ARQ's own keys (``arq:job:{id}``, the queue) are written only through ARQ, except that
 ``lib/lanes.lua`` arms a lane's job by writing its job record and queue entry exactly as
@@ -74,7 +78,9 @@ config                    the subscription as JSON, without the   save_subscript
 enabled, disabled_reason  "1"/"0" and why it was disabled ("")    lib/subscription_state.lua
                                                                   (from save_subscription
                                                                   and record_attempt)
-paused                    "1"/"0"                                 pause.lua
+paused                    "1"/"0"; always "1" for a `relay listen` pause.lua
+                          subscription: only its listener's
+                          stream drains the lane (claim_lane)
 ========================  ======================================  ==========================
 
 ========================  ======================================  ==========================
@@ -168,6 +174,9 @@ class Keys:
     workers = PREFIX + "workers"
     picking_workers = PREFIX + "workers:picking"
     ops_alerts = PREFIX + "ops:alerts"
+    listeners = PREFIX + "listeners"
+    tail = PREFIX + "tail"
+    tail_channel = PREFIX + "tail:events"
     # Every per-source and per-subscription index ever written to, so trimming reaches the
     # indexes of deleted sources and subscriptions too.
     indexes = PREFIX + "indexes"
