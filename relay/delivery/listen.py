@@ -78,8 +78,8 @@ class Listeners:
         self._attempter = attempter
         self._subscriptions = subscriptions
         self._settings = settings
-        # delivery id -> the answer its stream waits for
-        self._waiting: dict[str, asyncio.Future[AttemptResult]] = {}
+        # delivery id -> its listener, and the answer its stream waits for
+        self._waiting: dict[str, tuple[str, asyncio.Future[AttemptResult]]] = {}
 
     @property
     def timeout_s(self) -> float:
@@ -120,10 +120,10 @@ class Listeners:
 
     def report(self, sub_id: str, delivery_id: str, result: AttemptResult) -> None:
         """The local app's answer to a delivery this process sent down a stream."""
-        waiting = self._waiting.get(delivery_id)
-        if waiting is None or waiting.done():
+        listener, answer = self._waiting.get(delivery_id, ("", None))
+        if answer is None or answer.done() or listener != sub_id:
             raise NotWaiting(delivery_id)
-        waiting.set_result(result)
+        answer.set_result(result)
 
     async def stream(self, sub_id: str) -> AsyncGenerator[Frame]:
         """The frames of one listener's stream, until the subscription is gone. The caller
@@ -152,13 +152,14 @@ class Listeners:
                 claim = await self._store.lanes.claim(
                     sub_id, 1, now, now + lease_ms, default_cap, job_id=job_id, worker_id=holder
                 )
-                if claim.subscription is None:
-                    yield Frame("gone", {"subscription_id": sub_id})
-                    return
                 for ctx in claim.contexts:
                     async for frame in self._deliver(ctx, wait_s):
                         yield frame
                     quiet = loop.time()
+                if claim.subscription is None:
+                    # Removed: what this claim took was closed above, the rest by a worker.
+                    yield Frame("gone", {"subscription_id": sub_id})
+                    return
                 if claim.contexts:
                     continue
                 if loop.time() - quiet >= _KEEPALIVE_S:
@@ -184,7 +185,7 @@ class Listeners:
             await self._attempter.record(ctx, result, started, give_up=True)
             return
         answer: asyncio.Future[AttemptResult] = asyncio.get_running_loop().create_future()
-        self._waiting[ctx.delivery.id] = answer
+        self._waiting[ctx.delivery.id] = (ctx.delivery.subscription_id, answer)
         try:
             yield Frame(
                 "delivery",

@@ -169,7 +169,7 @@ def _listen(relay: Relay, sub_id: str, forward: str, local: httpx.Client) -> Non
             typer.echo(f"{_clock()}  connection lost ({lost}); retrying in {wait:g} s")
             time.sleep(wait)
         except CliError as exc:
-            if "404" in str(exc) or "removed" in str(exc):
+            if not str(exc).startswith("5"):  # refused (401, 404, removed): trying again won't help
                 raise
             wait = _RECONNECT_S[min(failures, len(_RECONNECT_S) - 1)]
             failures += 1
