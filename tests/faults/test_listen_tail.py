@@ -129,6 +129,26 @@ def test_a_stream_dropped_mid_delivery_delivers_it_again(stack: RelayStack, app:
     wait_until(lambda: _delivery(stack, sub_id)["status"] == "succeeded", 20, "recorded")
 
 
+def test_the_relay_api_dying_mid_delivery_loses_nothing(stack: RelayStack, app: Receiver) -> None:
+    # The API process holding the stream is killed while the app is answering; the CLI
+    # reconnects to its restart on its own, and the claim, run out, is delivered again.
+    base = _relay(stack, RELAY_DELIVERY_TIMEOUT_S="1")
+    sub_id = _listen(stack, "listen", base, app.url)
+    app.script(Reply(200, delay_s=2))
+    with stack.client() as client:
+        key, _ = post_keyed(client)
+    app.wait_for(1, timeout_s=20)
+    stack.kill("api")
+    assert stack.start_api(RELAY_DELIVERY_TIMEOUT_S="1") == base
+    got = app.wait_for(2, timeout_s=40)
+    assert all(key.encode() in r.body for r in got)
+    wait_until(lambda: _delivery(stack, sub_id)["status"] == "succeeded", 20, "recorded")
+    log = stack.log("listen")
+    assert "connection lost" in log, log
+    assert "reconnected" in log, log
+    assert stack.alive("listen")
+
+
 def test_two_listeners_each_get_every_event(stack: RelayStack, app: Receiver) -> None:
     base = _relay(stack)
     other = Receiver()
