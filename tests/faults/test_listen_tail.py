@@ -7,6 +7,7 @@ import re
 import signal
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import standardwebhooks
@@ -54,10 +55,10 @@ def _secret(stack: RelayStack, name: str) -> str:
     return found.group(1)
 
 
-def _delivery(stack: RelayStack, sub_id: str) -> dict[str, object]:
+def _delivery(stack: RelayStack, sub_id: str) -> dict[str, Any]:
     listed = stack.admin("GET", f"/api/deliveries?subscription_id={sub_id}")["data"]
     assert len(listed) == 1, listed
-    delivery: dict[str, object] = stack.admin("GET", f"/api/deliveries/{listed[0]['id']}")
+    delivery: dict[str, Any] = stack.admin("GET", f"/api/deliveries/{listed[0]['id']}")
     return delivery
 
 
@@ -66,28 +67,35 @@ def test_listen_forwards_signed_deliveries_and_records_the_local_answer(
 ) -> None:
     base = _relay(stack)
     sub_id = _listen(stack, "listen", base, app.url + "/webhooks")
-    app.script(Reply(201, body=b"created here"))
+    # The app fails once: retried on the relay's schedule, like any subscriber.
+    app.script(Reply(500, body=b"boom"), Reply(201, body=b"created here"))
     with stack.client() as client:
         key, answer = post_keyed(client)
     assert answer.status_code == 202
-    got = app.wait_for(1, timeout_s=20)[0]
-    assert got.path.endswith("/webhooks")
-    assert key.encode() in got.body
-    standardwebhooks.Webhook(_secret(stack, "listen")).verify(got.body, got.headers)
-    assert got.headers["x-relay-event-type"] == "push"
+    got = app.wait_for(2, timeout_s=20)
+    assert [r.headers["x-relay-attempt"] for r in got] == ["1", "2"]
+    assert got[0].headers["webhook-id"] == got[1].headers["webhook-id"]
+    for request in got:
+        assert request.path.endswith("/webhooks")
+        assert key.encode() in request.body
+        standardwebhooks.Webhook(_secret(stack, "listen")).verify(request.body, request.headers)
+        assert request.headers["x-relay-event-type"] == "push"
 
     def recorded() -> bool:
         return _delivery(stack, sub_id)["status"] == "succeeded"
 
-    wait_until(recorded, 10, "the local answer recorded as the attempt")
-    attempt = _delivery(stack, sub_id)["attempt_log"][0]  # type: ignore[index]
-    assert attempt["status_code"] == 201
-    assert attempt["response_excerpt"] == "created here"
-    assert attempt["duration_ms"] >= 0
-    line = re.search(r"\d\d:\d\d:\d\d  push\s+201\s+[\d.]+ ms  dlv_\w+", stack.log("listen"))
-    assert line, stack.log("listen")
-    # The workers never sent it themselves: the app got exactly one request.
-    assert len(app.requests) == 1
+    wait_until(recorded, 10, "the local answers recorded as the attempts")
+    attempts = _delivery(stack, sub_id)["attempt_log"]
+    assert [(a["status_code"], a["response_excerpt"], a["outcome"]) for a in attempts] == [
+        (500, "boom", "failed"),
+        (201, "created here", "succeeded"),
+    ]
+    assert all(a["duration_ms"] >= 0 for a in attempts)
+    log = stack.log("listen")
+    assert re.search(r"\d\d:\d\d:\d\d  push\s+500\s+[\d.]+ ms  dlv_\w+\n", log), log
+    assert re.search(r"  push\s+201\s+[\d.]+ ms  dlv_\w+ \(attempt 2\)", log), log
+    # The workers never sent it themselves: the app got exactly these two requests.
+    assert len(app.requests) == 2
 
     # Ctrl-C: exit 0, no traceback, the listener removed.
     stack.group.signal("listen", signal.SIGINT)
@@ -180,7 +188,7 @@ def test_a_listener_gone_past_the_grace_period_is_removed_with_its_lane(
     wait_until(removed, 20, "the silent listener removed")
     # What waited in its lane is closed, visibly, and never sent.
     wait_until(lambda: _delivery(stack, sub_id)["status"] == "dead", 20, "its lane closed")
-    assert _delivery(stack, sub_id)["last_error"].startswith("SubscriptionDeleted")  # type: ignore[union-attr]
+    assert _delivery(stack, sub_id)["last_error"].startswith("SubscriptionDeleted")
     assert app.requests == []
     _cli(stack, "again", base, "listen", "--source", "github", "--forward", app.url,
          "--listener", sub_id)  # fmt: skip
