@@ -216,6 +216,15 @@ def test_tail_prints_events_and_failed_deliveries_and_stops_on_ctrl_c(
     assert re.search(r"github\s+push\s+dead\s+503\s+[\d.]+ ms  dlv_\w+ #1", log), log
     wait_until(lambda: "dead" in stack.log("failed"), 20, "failed-only tail")
     assert "received" not in stack.log("failed")
+    # The relay restarts: the tail reconnects on its own and goes on.
+    stack.kill("api")
+    stack.start_api()
+    wait_until(lambda: "reconnected" in stack.log("tail"), 30, "tail reconnected")
+    time.sleep(1.5)
+    with stack.client() as client:
+        _, answer = post_keyed(client)
+    again = answer.json()["event_id"]
+    wait_until(lambda: again in stack.log("tail"), 20, "tailing after the restart")
     for name in ("tail", "failed"):
         stack.group.signal(name, signal.SIGINT)
         wait_until(lambda n=name: not stack.alive(n), 10, f"{name} exits")  # type: ignore[misc]

@@ -140,41 +140,49 @@ def listen(
             typer.echo(f"Stopped; {listener} removed.")
 
 
-def _listen(relay: Relay, sub_id: str, forward: str, local: httpx.Client) -> None:
+def _streamed(
+    relay: Relay, path: str, params: dict[str, Any] | None = None
+) -> Iterator[tuple[str, Any]]:
+    """The stream's events, opened again whenever it drops (the relay restarting, a network
+    blip): ``("connected", None)`` first, and after each reconnection. A refusal (401, 404)
+    ends it with the relay's one-line error."""
     failures = 0
     while True:
         try:
-            with _opened(relay, api_path("listeners", sub_id, "stream")) as response:
-                timeout_s = 15.0
-                for kind, data in _events(response.iter_lines()):
-                    if kind == "hello":
-                        timeout_s = float(data["timeout_s"])
-                        if failures:
-                            typer.echo(f"{_clock()}  reconnected")
-                        failures = 0
-                    elif kind == "delivery":
-                        report = _forward(local, forward, data, timeout_s)
-                        path = api_path("listeners", sub_id, "deliveries", data["delivery_id"])
-                        try:
-                            relay.request("POST", path + "/attempt", body=report)
-                        except CliError as exc:  # e.g. too late: it comes again
-                            typer.echo(f"{_clock()}  report not taken: {exc}", err=True)
-                        typer.echo(_delivery_line(data, report))
-                    elif kind == "gone":
-                        raise CliError(f"listener {sub_id} was removed")
+            with _opened(relay, path, params) as response:
+                if failures:
+                    typer.echo(f"{_clock()}  reconnected")
+                failures = 0
+                yield "connected", None
+                yield from _events(response.iter_lines())
+            reason = "the relay closed the stream"
         except httpx.TransportError as exc:
-            wait = _RECONNECT_S[min(failures, len(_RECONNECT_S) - 1)]
-            failures += 1
-            lost = type(exc).__name__
-            typer.echo(f"{_clock()}  connection lost ({lost}); retrying in {wait:g} s")
-            time.sleep(wait)
+            reason = f"connection lost ({type(exc).__name__})"
         except CliError as exc:
-            if not str(exc).startswith("5"):  # refused (401, 404, removed): trying again won't help
+            if not str(exc).startswith("5"):  # refused: trying again will not help
                 raise
-            wait = _RECONNECT_S[min(failures, len(_RECONNECT_S) - 1)]
-            failures += 1
-            typer.echo(f"{_clock()}  {exc}; retrying in {wait:g} s")
-            time.sleep(wait)
+            reason = str(exc)
+        wait = _RECONNECT_S[min(failures, len(_RECONNECT_S) - 1)]
+        failures += 1
+        typer.echo(f"{_clock()}  {reason}; retrying in {wait:g} s")
+        time.sleep(wait)
+
+
+def _listen(relay: Relay, sub_id: str, forward: str, local: httpx.Client) -> None:
+    timeout_s = 15.0
+    for kind, data in _streamed(relay, api_path("listeners", sub_id, "stream")):
+        if kind == "hello":
+            timeout_s = float(data["timeout_s"])
+        elif kind == "delivery":
+            report = _forward(local, forward, data, timeout_s)
+            path = api_path("listeners", sub_id, "deliveries", data["delivery_id"], "attempt")
+            try:
+                relay.request("POST", path, body=report)
+            except CliError as exc:  # e.g. too late: it comes again
+                typer.echo(f"{_clock()}  report not taken: {exc}", err=True)
+            typer.echo(_delivery_line(data, report))
+        elif kind == "gone":
+            raise CliError(f"listener {sub_id} was removed")
 
 
 def _tail_line(message: dict[str, Any]) -> str:
@@ -197,15 +205,13 @@ def tail(relay: Relay, source: TailSourceOpt = None, status: StatusOpt = None) -
     """Events and delivery outcomes as they happen, one line each."""
     if status not in (None, "failed"):
         raise CliError("--status takes 'failed'", 2)
+    greeted = False
     try:
-        with _opened(relay, "/api/tail", {"source": source, "status": status}) as response:
-            typer.echo(f"Tailing {source or 'every source'} (Ctrl-C to stop)")
-            for kind, data in _events(response.iter_lines()):
-                if relay.as_json:
-                    typer.echo(orjson.dumps(data).decode())
-                elif kind in ("event", "attempt"):
-                    typer.echo(_tail_line(data))
+        for kind, data in _streamed(relay, "/api/tail", {"source": source, "status": status}):
+            if kind == "connected" and not greeted:
+                greeted = True
+                typer.echo(f"Tailing {source or 'every source'} (Ctrl-C to stop)")
+            elif kind in ("event", "attempt"):
+                typer.echo(orjson.dumps(data).decode() if relay.as_json else _tail_line(data))
     except KeyboardInterrupt:
         return
-    except httpx.TransportError as exc:
-        raise CliError(f"the stream from {relay.url} ended: {type(exc).__name__}") from None
