@@ -95,7 +95,7 @@ def _delivery_line(delivery: dict[str, Any], report: dict[str, Any]) -> str:
     event_type = delivery.get("event_type") or "-"
     attempt = f" (attempt {delivery['attempt']})" if delivery.get("attempt", 1) > 1 else ""
     return (
-        f"{_clock()}  {event_type:<24} {shown!s:>4}  {report['duration_ms']:>7.1f} ms  "
+        f"{_clock()}  {event_type:<20} {shown!s:>4} {report['duration_ms']:>7.1f} ms  "
         f"{delivery['delivery_id']}{attempt}"
     )
 
@@ -187,7 +187,7 @@ def _listen(relay: Relay, sub_id: str, forward: str, local: httpx.Client) -> Non
 
 def _tail_line(message: dict[str, Any]) -> str:
     event_type = message.get("event_type") or "-"
-    head = f"{_clock(message.get('at'))}  {message['source']:<12} {event_type:<24}"
+    head = f"{_clock(message.get('at'))}  {message['source']:<10} {event_type:<20}"
     if message.get("kind") == "event":
         return f"{head} {'received':<9} {message['event_id']}"
     shown = message.get("status_code") or message.get("error") or ""
