@@ -9,6 +9,7 @@ import httpx
 
 from relay.devtools.receiver import Receiver
 from tests.conftest import AUTH, WorkerRun, create_source, get, ingest
+from tests.ui.test_pages import sign_in
 
 
 async def _listener(api: httpx.AsyncClient, url: str) -> dict[str, Any]:
@@ -35,6 +36,14 @@ async def test_workers_leave_a_listeners_deliveries_waiting(
     r = await api.post(f"/api/subscriptions/{created['id']}/resume", headers=AUTH)
     assert r.status_code == 422
     assert "relay listen" in r.json()["detail"]
+    # A test would be sent from here too.
+    r = await api.post(f"/api/subscriptions/{created['id']}/test", headers=AUTH)
+    assert r.status_code == 422
+    # The dashboard's resume button says so too (not a 500).
+    csrf = await sign_in(api)
+    r = await api.post(f"/ui/subscriptions/{created['id']}/resume", data={"csrf_token": csrf})
+    assert r.status_code == 422
+    assert receiver.requests == []
 
 
 async def test_listener_routes_refuse_what_they_cannot_do(
