@@ -109,7 +109,7 @@ async def report_attempt(
 ) -> Response:
     """The local app's answer to a delivery from the stream: recorded as its attempt."""
     try:
-        services.listeners.report(sub_id, delivery_id, AttemptResult(**report.model_dump()))
+        await services.listeners.report(sub_id, delivery_id, AttemptResult(**report.model_dump()))
     except NotWaiting:
         raise Problem(
             409, f"not waiting for {delivery_id!r} here: it will be delivered again"

@@ -22,9 +22,10 @@ import asyncio
 import base64
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+import orjson
 import structlog
 
 from config.settings import Settings
@@ -32,7 +33,7 @@ from relay.delivery.attempt import LEASE_MARGIN_S, Attempter, outgoing
 from relay.delivery.fanout import UnknownSubscription
 from relay.delivery.subscriptions import Saved, Subscriptions
 from relay.domain.clock import now_ms
-from relay.domain.models import Subscription, SubscriptionIn, SubscriptionPatch
+from relay.domain.models import DeliveryStatus, Subscription, SubscriptionIn, SubscriptionPatch
 from relay.domain.outcome import AttemptResult
 from relay.domain.transforms import TransformFailed
 from relay.storage import DeliveryContext, Store
@@ -45,6 +46,8 @@ _POLL_S = 0.2
 _BEAT_S = 5.0
 # A comment line this often keeps proxies from closing an idle stream.
 _KEEPALIVE_S = 15.0
+# How often a stream waiting for a report looks for one another API process took.
+_ELSEWHERE_S = 0.1
 # The CLI's own hops (stream, report) on top of its request to the local app.
 _REPORT_MARGIN_S = 5.0
 
@@ -118,12 +121,25 @@ class Listeners:
         await self._listener(sub_id)
         await remove(self._store, sub_id)
 
-    def report(self, sub_id: str, delivery_id: str, result: AttemptResult) -> None:
-        """The local app's answer to a delivery this process sent down a stream."""
+    async def report(self, sub_id: str, delivery_id: str, result: AttemptResult) -> None:
+        """The local app's answer to a delivery sent down a stream: handed to the stream
+        waiting for it here, or left in Redis for the API process holding that stream
+        (``relay serve --workers N``: the report may reach another process)."""
         listener, answer = self._waiting.get(delivery_id, ("", None))
-        if answer is None or answer.done() or listener != sub_id:
+        if answer is not None and listener == sub_id:
+            if answer.done():
+                raise NotWaiting(delivery_id)
+            answer.set_result(result)
+            return
+        delivery = await self._store.deliveries.get(delivery_id)
+        if (
+            delivery is None
+            or delivery.subscription_id != sub_id
+            or delivery.status is not DeliveryStatus.DELIVERING
+        ):
             raise NotWaiting(delivery_id)
-        answer.set_result(result)
+        ttl_ms = int((self.timeout_s + _REPORT_MARGIN_S + LEASE_MARGIN_S) * 1000)
+        await self._store.listeners.answer(delivery_id, orjson.dumps(asdict(result)), ttl_ms)
 
     async def stream(self, sub_id: str) -> AsyncGenerator[Frame]:
         """The frames of one listener's stream, until the subscription is gone. The caller
@@ -198,19 +214,31 @@ class Listeners:
                     "body": base64.b64encode(request.body).decode(),
                 },
             )
-            try:
-                result = await asyncio.wait_for(answer, wait_s)
-            except TimeoutError:
-                result = AttemptResult(
-                    error="ListenerTimeout",
-                    error_message=f"relay listen reported no answer in {wait_s:g} s",
-                    duration_ms=wait_s * 1000,
-                )
+            result = await self._answer(ctx.delivery.id, answer, wait_s)
         finally:
             # A stream closed while waiting leaves the claim to run out: due again then.
             self._waiting.pop(ctx.delivery.id, None)
         excerpt = result.response_excerpt[: self._settings.response_excerpt_bytes]
         await self._attempter.record(ctx, replace(result, response_excerpt=excerpt), started)
+
+    async def _answer(
+        self, delivery_id: str, answer: asyncio.Future[AttemptResult], wait_s: float
+    ) -> AttemptResult:
+        """The report, from this process or (looked for every so often) another one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while loop.time() < deadline:
+            left = deadline - loop.time()
+            done, _ = await asyncio.wait({answer}, timeout=min(_ELSEWHERE_S, left))
+            if done:
+                return answer.result()
+            if (raw := await self._store.listeners.take_answer(delivery_id)) is not None:
+                return AttemptResult(**orjson.loads(raw))
+        return AttemptResult(
+            error="ListenerTimeout",
+            error_message=f"relay listen reported no answer in {wait_s:g} s",
+            duration_ms=wait_s * 1000,
+        )
 
 
 async def remove(store: Store, sub_id: str) -> None:

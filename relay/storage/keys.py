@@ -48,6 +48,8 @@ Key layout (prefix ``relay:``)::
     indexes               set   names of the per-source and per-subscription indexes
     listeners             zset  `relay listen` subscriptions by the ms their stream was
                                 last seen alive (the sweeper removes the silent ones)
+    listen:answer:{dlv}   list  a listener's report taken by an API process other than the
+                                one whose stream waits for it (that one polls it)   [TTL]
     tail                  str   set while a `relay tail` is connected             [TTL]
     tail:events           chan  pub/sub: events accepted and attempts recorded, for tails
 
@@ -209,6 +211,10 @@ class Keys:
     def lane(sub_id: str, part: str | None = None) -> str:
         """A subscription's lane, or one of its parts (flight, state, heads)."""
         return f"{PREFIX}lane:{sub_id}" + (f":{part}" if part else "")
+
+    @staticmethod
+    def listen_answer(delivery_id: str) -> str:
+        return f"{PREFIX}listen:answer:{delivery_id}"
 
     @staticmethod
     def minute_stats(minute: int) -> str:

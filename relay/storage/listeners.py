@@ -28,3 +28,18 @@ class ListenerStore:
 
     async def forget(self, sub_id: str) -> None:
         await r(self._redis.zrem(Keys.listeners, sub_id))
+
+    async def answer(self, delivery_id: str, report: bytes, ttl_ms: int) -> None:
+        """Leave a report for the process whose stream waits for it."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(Keys.listen_answer(delivery_id), report)
+            pipe.pexpire(Keys.listen_answer(delivery_id), ttl_ms)
+            await pipe.execute()
+
+    async def take_answer(self, delivery_id: str) -> bytes | None:
+        """A report left by another process, once."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lpop(Keys.listen_answer(delivery_id))
+            pipe.delete(Keys.listen_answer(delivery_id))
+            found, _ = await pipe.execute()
+        return None if found is None else bytes(found)

@@ -3,12 +3,19 @@ The flows themselves run with real processes in tests/faults/test_listen_tail.py
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import httpx
+import pytest
 
+from config.settings import Settings
+from relay.api.app import create_app
+from relay.delivery.listen import NotWaiting
 from relay.devtools.receiver import Receiver
-from tests.conftest import AUTH, WorkerRun, create_source, get, ingest
+from relay.domain.outcome import AttemptResult
+from tests.conftest import AUTH, WorkerRun, create_source, get, ingest, running_app
 from tests.ui.test_pages import sign_in
 
 
@@ -79,3 +86,43 @@ async def test_tail_and_listen_need_the_admin_token(api: httpx.AsyncClient) -> N
     assert (await api.get("/api/tail")).status_code == 401
     assert (await api.post("/api/listeners", json={})).status_code == 401
     assert (await api.get("/api/tail?status=ok", headers=AUTH)).status_code == 422
+
+
+async def test_a_report_taken_by_another_api_process_reaches_the_waiting_stream(
+    settings: Settings, receiver: Receiver
+) -> None:
+    # `relay serve --workers 2`: the stream is held by one process, the report may reach
+    # the other. Two apps over one Redis stand for the two processes.
+    async with running_app(create_app(settings)) as one, running_app(create_app(settings)) as two:
+        await create_source(one)
+        created = await _listener(one, receiver.url)
+        sub_id = created["id"]
+        holding, other = (c._transport.app.state.services for c in (one, two))  # type: ignore[attr-defined]
+        frames = holding.listeners.stream(sub_id)
+        assert (await anext(frames)).kind == "hello"
+        await ingest(one)
+        delivery = await anext(frames)
+        assert delivery.kind == "delivery"
+        delivery_id = delivery.data["delivery_id"]
+        waiting = asyncio.create_task(anext(frames))
+        try:
+            with pytest.raises(NotWaiting):  # not that listener's delivery
+                await other.listeners.report("sub_other", delivery_id, AttemptResult(200))
+            await other.listeners.report(
+                sub_id, delivery_id, AttemptResult(202, response_excerpt="from two")
+            )
+            for _ in range(50):
+                shown = await get(one, f"/api/deliveries/{delivery_id}")
+                if shown["status"] == "succeeded":
+                    break
+                await asyncio.sleep(0.1)
+            assert shown["status"] == "succeeded"
+            assert shown["attempt_log"][0]["status_code"] == 202
+            assert shown["attempt_log"][0]["response_excerpt"] == "from two"
+            with pytest.raises(NotWaiting):  # answered already
+                await other.listeners.report(sub_id, delivery_id, AttemptResult(200))
+        finally:
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+            await frames.aclose()
