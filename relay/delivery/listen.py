@@ -152,6 +152,8 @@ class Listeners:
         wait_s = self.timeout_s + _REPORT_MARGIN_S
         lease_ms = int((wait_s + LEASE_MARGIN_S) * 1000)
         default_cap = self._settings.max_concurrency_per_subscription
+        # Alive well within the grace period, however short it is set.
+        beat_s = min(_BEAT_S, self._settings.listen_grace_s / 3)
         hello = {"subscription_id": sub_id, "sources": sub.sources,
                  "event_types": sub.event_types, "timeout_s": self.timeout_s}  # fmt: skip
         yield Frame("hello", hello)
@@ -161,7 +163,7 @@ class Listeners:
         try:
             while True:
                 now = now_ms()
-                if loop.time() - beat >= _BEAT_S:
+                if loop.time() - beat >= beat_s:
                     beat = loop.time()
                     await self._store.listeners.seen(sub_id, now)
                 # One at a time: the laptop's app sees deliveries in the order they fall due.
