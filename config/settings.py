@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     fanout_grace_s: float = Field(default=30.0, ge=0)
     recovery_interval_s: int = Field(default=10, ge=1, le=60)
     recovery_batch: int = Field(default=500, ge=1)
+    # A `relay listen` whose stream has been gone this long is removed, with its lane (its
+    # deliveries waiting there are closed as SubscriptionDeleted).
+    listen_grace_s: float = Field(default=600.0, gt=0)
 
     # Delivery. Subscribers must be at globally routable addresses, or in these networks
     # (comma-separated CIDRs in the environment: RELAY_ALLOWED_PRIVATE_NETWORKS=10.0.0.0/8).

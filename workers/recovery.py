@@ -7,6 +7,8 @@
   left alone, unless the worker holding it stopped beating (``HOLDER_STALE_MS``: killed,
   OOM, its host gone): then it gets a fresh job and its attempts in flight are due again,
   so a crashed worker costs seconds rather than ARQ's in-progress timeout (a minute).
+- `relay listen` subscriptions whose stream has been gone past ``RELAY_LISTEN_GRACE_S``
+  are removed with their lanes (:func:`relay.delivery.listen.sweep`).
 - Subscriptions whose backlog or dead letters crossed a threshold, or recovered, are
   reported as operational events (:mod:`relay.delivery.ops`).
 
@@ -20,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from relay.delivery import ops
+from relay.delivery import listen, ops
 from relay.delivery.connection import UNAVAILABLE
 from relay.delivery.fanout import fan_out, stored_event
 from relay.domain.clock import now_ms
@@ -75,4 +77,6 @@ async def _recover(deps: WorkerDeps) -> dict[str, int]:
         log.warning("recovery.rearmed", lanes=len(armed))
     removed = await store.housekeeping.trim_indexes(now)
     reported = await ops.watch_thresholds(store, deps.subscriptions, settings, now)
-    return {"fanned_out": fanned, "rearmed": len(armed), "trimmed": removed, "ops": reported}
+    gone = await listen.sweep(store, settings, now)
+    return {"fanned_out": fanned, "rearmed": len(armed), "trimmed": removed, "ops": reported,
+            "listeners_removed": len(gone)}  # fmt: skip

@@ -17,6 +17,7 @@ from relay.api import (
     health,
     ingest,
     inspect,
+    listen,
     preview,
     problems,
     replay,
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(inspect.router)
     app.include_router(replay.router)
     app.include_router(tokens.router)
+    app.include_router(listen.router)
     app.include_router(health.router)
     install_ui(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -11,6 +11,7 @@ from relay.delivery.attempt import Attempter
 from relay.delivery.connection import UNAVAILABLE, RedisHealth
 from relay.delivery.fanout import FanoutBatcher, Planned, SubscriptionCache
 from relay.delivery.ingest import Ingestor
+from relay.delivery.listen import Listeners
 from relay.delivery.preview import Previews
 from relay.delivery.replay import Replays
 from relay.delivery.subscriptions import Subscriptions
@@ -31,6 +32,7 @@ class Services:
     # This process's view of Redis: outages, eviction policy, clock.
     health: RedisHealth
     auth: Authenticator
+    listeners: Listeners
 
     @classmethod
     def build(
@@ -44,6 +46,7 @@ class Services:
                 with contextlib.suppress(*UNAVAILABLE):
                     await attempter.attempt_all(planned.inline)
 
+        subscriptions = Subscriptions(store, attempter, settings)
         return cls(
             settings=settings,
             store=store,
@@ -57,9 +60,10 @@ class Services:
                 inline_lease_ms=attempter.lease_ms(DeliveryMode.BEST_EFFORT),
                 after_commit=attempt_best_effort,
             ),
-            subscriptions=Subscriptions(store, attempter, settings),
+            subscriptions=subscriptions,
             replays=Replays(store),
             previews=Previews(store, settings),
             health=health,
             auth=Authenticator(settings, store),
+            listeners=Listeners(store, attempter, subscriptions, settings),
         )

@@ -1,4 +1,5 @@
-"""``relay events|deliveries|replay|subscriptions|sources|tokens|apply``: operate a relay.
+"""``relay events|deliveries|replay|subscriptions|sources|tokens|apply|listen|tail``:
+operate a running relay.
 
 These commands talk only to the relay's HTTP API. Every one of them takes ``--url``
 (``RELAY_URL``, default ``http://127.0.0.1:8000``), ``--token`` (``RELAY_TOKEN``, else
@@ -21,7 +22,16 @@ The parts: :mod:`relay.cli.client` (HTTP, the shared options, one-line errors),
 from __future__ import annotations
 
 from relay.cli.client import command
-from relay.cli.commands import apply, deliveries, events, replay, sources, subscriptions, tokens
+from relay.cli.commands import (
+    apply,
+    deliveries,
+    events,
+    replay,
+    sources,
+    stream,
+    subscriptions,
+    tokens,
+)
 from relay.cli.help import group
 
 admin_app = group()
@@ -32,3 +42,5 @@ admin_app.add_typer(subscriptions.subscriptions_app, name="subscriptions")
 admin_app.add_typer(sources.sources_app, name="sources")
 admin_app.add_typer(tokens.tokens_app, name="tokens")
 command(admin_app, "apply")(apply.apply)
+command(admin_app, "listen")(stream.listen)
+command(admin_app, "tail")(stream.tail)

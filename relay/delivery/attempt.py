@@ -22,6 +22,7 @@ from relay.delivery import outbound
 from relay.delivery.connection import UNAVAILABLE
 from relay.delivery.fanout import SubscriptionCache
 from relay.delivery.ops import publish
+from relay.delivery.tail import TailGate
 from relay.domain import breaker, failing, ops, transforms
 from relay.domain.clock import now_ms
 from relay.domain.filters import EventFacts
@@ -145,6 +146,7 @@ class Attempter:
         self.policies = Policies(settings)
         # Operational events are fanned out by whoever wrote them, at once.
         self._ops_subscriptions = SubscriptionCache(store)
+        self.tail = TailGate(store)
 
     def _timeout_s(self, mode: DeliveryMode, sub: Subscription) -> float:
         limit = (
@@ -201,6 +203,19 @@ class Attempter:
                     reached=False,
                 )
                 return await self._finish(ctx, attempt, trigger, started_ms, result)
+
+    async def record(
+        self, ctx: DeliveryContext, result: AttemptResult, started_ms: int, *, give_up: bool = False
+    ) -> Attempt | None:
+        """Record the next attempt of a claimed delivery made elsewhere (by a `relay listen`
+        client): the same decision, record and log as an attempt made here."""
+        with bound_contextvars(
+            delivery_id=ctx.delivery.id,
+            subscription_id=ctx.delivery.subscription_id,
+            event_id=ctx.event.id,
+        ):
+            attempt = ctx.delivery.attempts + 1
+            return await self._finish(ctx, attempt, ctx.trigger, started_ms, result, give_up)
 
     async def _call(
         self,
@@ -338,6 +353,7 @@ class Attempter:
             record.outcome, result.status_code, result.duration_ms, ctx.event.received_at,
             finished_ms, disabled=disabled is not None,
         )  # fmt: skip
+        await self.tail.attempt(ctx, record)
         return record
 
     async def _record_while_full(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from config.settings import Settings
 from relay.delivery.connection import RedisHealth
+from relay.delivery.tail import TailGate
 from relay.domain.clock import now_ms
 from relay.domain.eviction import eviction_problem
 from relay.domain.ids import new_id
@@ -78,6 +79,7 @@ class Ingestor:
         self.settings = settings
         self.health = health or RedisHealth()
         self._sources: dict[str, tuple[Source, str]] = {}
+        self.tail = TailGate(store)
 
     async def source(self, name: str, *, fresh: bool = False) -> tuple[Source, str]:
         cached = None if fresh else self._sources.get(name)
@@ -140,6 +142,8 @@ class Ingestor:
             )
             if result.status == "late":
                 raise NotStored("late", LATE)
+            if result.status == "accepted":
+                await self.tail.event(result.event_id, name, event_type, received)
             if result.status != "stale":
                 return Stored(result, name, event_type, event.headers)
             # The source changed since we cached it: verify again against what Redis holds.

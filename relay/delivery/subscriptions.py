@@ -185,9 +185,11 @@ class Subscriptions:
             raise UnusableRecord(sub)
         return sub
 
-    async def create(self, spec: SubscriptionIn) -> Saved:
-        """A new subscription with a fresh signing secret, and warnings worth showing."""
-        warnings = await self._check_reachable(spec.url)
+    async def create(self, spec: SubscriptionIn, *, called_by_relay: bool = True) -> Saved:
+        """A new subscription with a fresh signing secret, and warnings worth showing.
+        ``called_by_relay`` False: a `relay listen` one, whose URL (the laptop's) the relay
+        never calls, so its address is not checked."""
+        warnings = await self._check_reachable(spec.url) if called_by_relay else []
         await self._check_sources(spec.sources)
         self._check_ordering(spec.ordering)
         self._check_filter(spec.filter)
@@ -262,14 +264,23 @@ class Subscriptions:
     async def set_paused(self, sub_id: str, paused: bool) -> Subscription | UnusableSubscription:
         """Pause (its deliveries wait in its lane, in order) or resume (they go out at once,
         in the order they fell due)."""
+        if not paused:
+            await self._not_a_listener(sub_id, "resumed")
         if not await self._store.subscriptions.set_paused(sub_id, paused, now_ms()):
             raise UnknownSubscription(sub_id)
         log.info("subscription.paused" if paused else "subscription.resumed",
                  subscription_id=sub_id)  # fmt: skip
         return await self.lookup(sub_id)
 
+    async def _not_a_listener(self, sub_id: str, done: str) -> None:
+        """Refuse what would send a `relay listen` subscription's deliveries from here: its
+        URL is the laptop's, reached only through its listener's stream."""
+        if await self._store.listeners.last_seen(sub_id) is not None:
+            raise InvalidSubscription(f"a relay listen subscription cannot be {done}")
+
     async def send_test(self, sub_id: str) -> TestSent:
         """A synthetic, signed ``relay.test`` event, one attempt now."""
+        await self._not_a_listener(sub_id, "tested (send its source a webhook)")
         sub = await self.get(sub_id)
         now = now_ms()
         event_id = new_id("evt", now)

@@ -52,6 +52,12 @@ Key layout (prefix ``relay:``)::
                                 that crossed its threshold, until it recovers
                                 (ops_thresholds.lua)
     indexes               set   names of the per-source and per-subscription indexes
+    listeners             zset  `relay listen` subscriptions by the ms their stream was
+                                last seen alive (the sweeper removes the silent ones)
+    listen:answer:{dlv}   list  a listener's report taken by an API process other than the
+                                one whose stream waits for it (that one polls it)   [TTL]
+    tail                  str   set while a `relay tail` is connected             [TTL]
+    tail:events           chan  pub/sub: events accepted and attempts recorded, for tails
 
 ARQ's own keys (``arq:job:{id}``, the queue) are written only through ARQ, except that
 ``lib/lanes.lua`` arms a lane's job by writing its job record and queue entry exactly as
@@ -81,7 +87,9 @@ config                    the subscription as JSON, without the   save_subscript
 enabled, disabled_reason  "1"/"0" and why it was disabled ("")    lib/subscription_state.lua
                                                                   (from save_subscription
                                                                   and record_attempt)
-paused                    "1"/"0"                                 pause.lua
+paused                    "1"/"0"; always "1" for a `relay listen` pause.lua
+                          subscription: only its listener's
+                          stream drains the lane (claim_lane)
 ========================  ======================================  ==========================
 
 ========================  ======================================  ==========================
@@ -183,6 +191,9 @@ class Keys:
     ops_alerts = PREFIX + "ops:alerts"
     # A short-lived write that tells whether a full Redis takes writes again.
     write_probe = PREFIX + "probe"
+    listeners = PREFIX + "listeners"
+    tail = PREFIX + "tail"
+    tail_channel = PREFIX + "tail:events"
     # Every per-source and per-subscription index ever written to, so trimming reaches the
     # indexes of deleted sources and subscriptions too.
     indexes = PREFIX + "indexes"
@@ -215,6 +226,10 @@ class Keys:
     def lane(sub_id: str, part: str | None = None) -> str:
         """A subscription's lane, or one of its parts (flight, state, heads)."""
         return f"{PREFIX}lane:{sub_id}" + (f":{part}" if part else "")
+
+    @staticmethod
+    def listen_answer(delivery_id: str) -> str:
+        return f"{PREFIX}listen:answer:{delivery_id}"
 
     @staticmethod
     def minute_stats(minute: int) -> str:

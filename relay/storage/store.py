@@ -18,12 +18,14 @@ from relay.storage.events import EventStore
 from relay.storage.housekeeping import Housekeeping
 from relay.storage.keys import JobQueue
 from relay.storage.lanes import LaneStore
+from relay.storage.listeners import ListenerStore
 from relay.storage.ops import OpsStore
 from relay.storage.scripts import Scripts
 from relay.storage.sessions import SessionStore
 from relay.storage.sources import SourceStore
 from relay.storage.stats import StatsStore
 from relay.storage.subscriptions import SubscriptionStore
+from relay.storage.tail import TailStore
 from relay.storage.tokens import TokenStore
 
 DEFAULT_RETENTION_MS = 7 * 86_400_000
@@ -49,3 +51,5 @@ class Store:
         self.sessions = SessionStore(redis)
         self.tokens = TokenStore(redis)
         self.ops = OpsStore(redis, scripts, retention_ms)
+        self.listeners = ListenerStore(redis)
+        self.tail = TailStore(redis)

@@ -27,6 +27,7 @@ from relay.api.listing import Moment, to_ms
 from relay.api.problems import Problem, invalid
 from relay.delivery.fanout import UnknownSubscription
 from relay.delivery.replay import DeadLetters, InFlight, UnknownDelivery
+from relay.delivery.subscriptions import InvalidSubscription
 from relay.domain.access import Access, Role
 from relay.domain.clock import now_ms
 from relay.domain.models import DeliveryStatus, SubscriptionPatch
@@ -341,6 +342,8 @@ async def _sub_action(services: ServicesDep, sub_id: str, action: str) -> Any:
         return await subs.rotate_secret(sub_id)
     except UnknownSubscription:
         raise Problem(404, f"no subscription {sub_id!r}") from None
+    except InvalidSubscription as exc:  # e.g. resuming a relay listen subscription
+        raise Problem(422, str(exc)) from None
 
 
 @router.post("/subscriptions/{sub_id}/{action}")

@@ -83,7 +83,9 @@ async def test_recovery_waits_for_the_grace_period(
     # Only what recovery reads: the store and the settings (nothing is due to be queued).
     cache = SubscriptionCache(store)
     deps = WorkerDeps(settings, store, None, None, cache, "test")  # type: ignore[arg-type]
-    assert await recover({"deps": deps}) == {"fanned_out": 0, "rearmed": 0, "trimmed": 0, "ops": 0}
+    assert await recover({"deps": deps}) == {
+        "fanned_out": 0, "rearmed": 0, "trimmed": 0, "ops": 0, "listeners_removed": 0,
+    }  # fmt: skip
     assert (await store.events.get(event_id)).fanned_out is False  # type: ignore[union-attr]
 
 

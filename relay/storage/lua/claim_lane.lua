@@ -14,7 +14,8 @@
 -- bw, bo, bf, po, pf), then per claimed delivery: id, the fields of DELIVERY_FIELDS, event
 -- metadata, body}; status is 'ok', 'empty' (nothing due: next due says when), 'paused',
 -- 'hold' (backing off: next due is the end of the hold), 'rate' (next due: the next token)
--- or 'full'.
+-- or 'full'. A paused lane is claimed
+-- only by its listener (relay.delivery.listen).
 -- include: lib/lanes.lua
 local lane_key, flight_key, state_key, sub_key, failing_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix, sub_id, now_ms, lease_until_ms, want, max_concurrency, rate_limit, job_id, worker_id, probes = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
@@ -43,7 +44,9 @@ for b = 1, 8 do head[#head + 1] = breaker[b] or '' end
 local ok, cfg = pcall(cjson.decode, config or '')
 if not ok or type(cfg) ~= 'table' then cfg = nil end
 local open = cfg ~= nil and enabled == '1'
-if open and paused == '1' then head[1] = 'paused'; return head end
+-- A `relay listen` subscription stays paused for the workers: only its listener's stream
+-- (the job id 'listen:<sub>') drains it, within the same limits and leases.
+if open and paused == '1' and job_id ~= 'listen:' .. sub_id then head[1] = 'paused'; return head end
 local state = redis.call('HMGET', state_key, 'tokens', 'tokens_at')
 local hold = tonumber(breaker[3] or '0')
 if open and hold > now then head[1], head[2] = 'hold', tostring(hold); return head end
