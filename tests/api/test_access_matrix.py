@@ -15,6 +15,7 @@ of the route that went wrong. The tokens under test are limited to
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,14 +40,24 @@ class World:
     deliveries: dict[bool, str]
     subs: dict[bool, str]
     tokens: dict[bool, str]  # target tokens (viewer, stripe / github)
+    listeners: dict[bool, str]  # `relay listen` subscriptions
     callers: dict[str, str]  # principal -> bearer secret
 
     def foreign(self) -> list[str]:
         """Ids of platform's objects: no answer to a payments token may name one."""
-        return [self.events[False], self.deliveries[False], self.subs[False], self.tokens[False]]
+        return [
+            self.events[False],
+            self.deliveries[False],
+            self.subs[False],
+            self.tokens[False],
+            self.listeners[False],
+        ]
 
 
 Call = tuple[str, dict[str, str] | None, Any]  # path, query, JSON body
+# How long an endless stream is given to refuse before it counts as open. A refusal comes
+# before the first byte; httpx's ASGI transport would otherwise wait for the stream's end.
+ENDLESS_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,11 @@ class Route:
     # What a scoped token with the role gets for the outside object named in the query or
     # body (a listing filtered to nothing answers 200; creating outside the scope, 403).
     outside: int = 404
+    # What an allowed caller gets, when not a 2xx: an attempt report for a delivery no
+    # stream waits for is a 409, past the role and the scope.
+    allowed: int | None = None
+    # An endless stream (Server-Sent Events): allowed when it is still open after a moment.
+    endless: bool = False
 
 
 def _sub(path: str, body: Any = None) -> Route:
@@ -153,6 +169,35 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/tokens"): Route(
         lambda w, i: ("/api/tokens", None, None), in_path=False, outside=200
     ),
+    ("POST", "/api/listeners"): Route(
+        lambda w, i: (
+            "/api/listeners",
+            None,
+            {"source": "stripe" if i else "github", "forward_url": "http://localhost:3000/"},
+        ),
+        in_path=False,
+        outside=403,
+    ),
+    ("GET", "/api/listeners/{sub_id}/stream"): Route(
+        lambda w, i: (f"/api/listeners/{w.listeners[i]}/stream", None, None), endless=True
+    ),
+    ("POST", "/api/listeners/{sub_id}/deliveries/{delivery_id}/attempt"): Route(
+        lambda w, i: (
+            f"/api/listeners/{w.listeners[i]}/deliveries/{w.deliveries[i]}/attempt",
+            None,
+            {"status_code": 200},
+        ),
+        allowed=409,
+    ),
+    ("DELETE", "/api/listeners/{sub_id}"): Route(
+        lambda w, i: (f"/api/listeners/{w.listeners[i]}", None, None)
+    ),
+    ("GET", "/api/tail"): Route(
+        lambda w, i: ("/api/tail", {"source": "stripe" if i else "github"}, None),
+        in_path=False,
+        outside=200,
+        endless=True,
+    ),
     ("GET", "/api/tokens/{token_id}"): Route(
         lambda w, i: (f"/api/tokens/{w.tokens[i]}", None, None)
     ),
@@ -225,6 +270,15 @@ async def _world(api: httpx.AsyncClient, receiver: str) -> World:
         r = await api.get(f"/api/events/{events[inside]}", headers=AUTH)
         [delivery] = r.json()["deliveries"]
         deliveries[inside] = delivery["id"]
+    listeners = {}
+    for inside, source in ((True, "stripe"), (False, "github")):
+        r = await api.post(
+            "/api/listeners",
+            json={"source": source, "forward_url": "http://localhost:3000/"},
+            headers=AUTH,
+        )
+        assert r.status_code == 201, r.text
+        listeners[inside] = r.json()["id"]
     targets = {
         inside: (await _token(api, Role.VIEWER, [source]))["id"]
         for inside, source in ((True, "stripe"), (False, "github"))
@@ -235,7 +289,7 @@ async def _world(api: httpx.AsyncClient, receiver: str) -> World:
         )["token"]
         for role, scoped in PRINCIPALS
     }
-    return World(receiver, events, deliveries, subs, targets, callers)
+    return World(receiver, events, deliveries, subs, targets, listeners, callers)
 
 
 def _expected(route: Route, needed: Role, role: Role, scoped: bool, inside: bool) -> int | str:
@@ -246,7 +300,7 @@ def _expected(route: Route, needed: Role, role: Role, scoped: bool, inside: bool
         return 403
     if outside:
         return route.outside
-    return "2xx"
+    return route.allowed or "2xx"
 
 
 async def _check(
@@ -264,7 +318,14 @@ async def _check(
     }
     if body is not None:
         kwargs["json"] = body
-    r = await api.request(method, path, **kwargs)
+    if not route.endless:
+        r = await api.request(method, path, **kwargs)
+    else:
+        try:
+            r = await asyncio.wait_for(api.request(method, path, **kwargs), ENDLESS_S)
+        except TimeoutError:
+            # Refusals answer at once; a stream still open has passed the role and scope.
+            r = httpx.Response(200, text="(stream open)")
 
     said = f"{method} {path} as {caller} {'in' if inside else 'out'}"
     wrong = []
