@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hang", type=float, default=0.05, help=f"share that hang {HANG_S:g} s")
     parser.add_argument("--drain-timeout", type=float, default=120.0)
     parser.add_argument("--max-concurrency", type=int, default=0,
-                        help="the subscription's max_concurrency (0: the relay default)")  # fmt: skip
+                        help="the subscription's max_concurrency (0: relay default)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=16)
     args = parser.parse_args(argv)
     stop_on_sigterm()  # `timeout` or a CI kill still stops the relay and Redis started here
