@@ -13,18 +13,17 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from relay.api import scope
 from relay.api.auth import AccessDep, AuditedRoute, needs
 from relay.api.deps import ServicesDep
-from relay.api.problems import Problem, invalid, problem_docs
+from relay.api.problems import Problem, problem_docs
+from relay.api.subscriptions import answers, created
 from relay.api.views import SubscriptionCreatedView
 from relay.delivery.listen import KEEPALIVE, Frame, NotAListener, NotWaiting
-from relay.delivery.subscriptions import InvalidSubscription
 from relay.delivery.tail import TailFilter, follow
 from relay.domain.access import Role
-from relay.domain.input_rules import STORED
 from relay.domain.models import SubscriptionCreated
 from relay.domain.outcome import AttemptResult
 
@@ -79,17 +78,9 @@ async def create_listener(
     """A listening subscription on one source, drained through its stream. Its signing
     secret (for the local app to verify deliveries) is in this response and never again."""
     scope.require_sources(access, [spec.source])
-    try:
+    async with answers():
         saved = await services.listeners.create(spec.source, spec.event_types, spec.forward_url)
-    except InvalidSubscription as exc:
-        raise Problem(422, str(exc)) from None
-    except ValidationError as exc:
-        raise invalid(exc) from None
-    sub = saved.subscription
-    return SubscriptionCreated.model_validate(
-        {**sub.public().model_dump(), "secret": sub.secret, "warnings": saved.warnings},
-        context=STORED,
-    )
+    return created(saved)
 
 
 @router.get("/listeners/{sub_id}/stream", response_class=StreamingResponse, **needs(Role.OPERATOR))

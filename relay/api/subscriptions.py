@@ -25,7 +25,7 @@ from relay.api.views import (
     UnusableSubscriptionView,
 )
 from relay.delivery.fanout import UnknownSubscription
-from relay.delivery.subscriptions import InvalidSubscription
+from relay.delivery.subscriptions import InvalidSubscription, Saved
 from relay.domain.access import Role
 from relay.domain.clock import now_ms
 from relay.domain.input_rules import STORED
@@ -49,7 +49,7 @@ router = APIRouter(
 
 
 @asynccontextmanager
-async def _answers() -> AsyncIterator[None]:
+async def answers() -> AsyncIterator[None]:
     """The lifecycle's refusals as problem answers."""
     try:
         yield
@@ -77,8 +77,13 @@ async def create_subscription(
     call (422); a host that does not resolve yet is accepted with a ``warnings`` entry.
     A scoped token may name only its own sources, never ``"*"`` (403)."""
     scope.require_sources(access, spec.sources)
-    async with _answers():
+    async with answers():
         saved = await services.subscriptions.create(spec)
+    return created(saved)
+
+
+def created(saved: Saved) -> SubscriptionCreated:
+    """A new subscription's answer: its secret, shown this once, and any warnings."""
     sub = saved.subscription
     return SubscriptionCreated.model_validate(
         {**sub.public().model_dump(), "secret": sub.secret, "warnings": saved.warnings},
@@ -114,7 +119,7 @@ async def list_subscriptions(services: ServicesDep, access: AccessDep) -> Subscr
 async def get_subscription(sub_id: str, services: ServicesDep) -> ShownSubscriptionDetail:
     """One subscription, with its ``lane``: what waits, and whether and why it is held; one
     this relay cannot use answers with its ``problem``."""
-    async with _answers():
+    async with answers():
         sub = await services.subscriptions.lookup(sub_id)
     shown = _shown(sub)
     if not isinstance(shown, SubscriptionView):
@@ -134,7 +139,7 @@ async def patch_subscription(
     disabled."""
     if patch.sources is not None:
         scope.require_sources(access, patch.sources)
-    async with _answers():
+    async with answers():
         saved = await services.subscriptions.update(sub_id, patch)
     return SubscriptionSavedView.model_validate(
         {**saved.subscription.public().model_dump(), "warnings": saved.warnings}, context=STORED
@@ -147,7 +152,7 @@ async def patch_subscription(
 async def rotate_secret(sub_id: str, services: ServicesDep) -> SecretRotated:
     """Issue a new signing secret (shown only here). For ``RELAY_SECRET_ROTATION_OVERLAP_S``
     deliveries are signed with both the new and the previous secret."""
-    async with _answers():
+    async with answers():
         return await services.subscriptions.rotate_secret(sub_id)
 
 
@@ -157,7 +162,7 @@ async def rotate_secret(sub_id: str, services: ServicesDep) -> SecretRotated:
 async def pause_subscription(sub_id: str, services: ServicesDep) -> ShownSubscription:
     """Stop delivering: due deliveries wait (none is dropped within the retention period)
     until resume."""
-    async with _answers():
+    async with answers():
         return _shown(await services.subscriptions.set_paused(sub_id, True))
 
 
@@ -166,7 +171,7 @@ async def pause_subscription(sub_id: str, services: ServicesDep) -> ShownSubscri
 )
 async def resume_subscription(sub_id: str, services: ServicesDep) -> ShownSubscription:
     """Deliver again: waiting deliveries go out in the order they fell due."""
-    async with _answers():
+    async with answers():
         return _shown(await services.subscriptions.set_paused(sub_id, False))
 
 
@@ -182,7 +187,7 @@ class TestResult(BaseModel):
 async def test_subscription(sub_id: str, services: ServicesDep) -> TestResult:
     """Send a synthetic, signed ``relay.test`` event to this subscription now (one attempt)
     and answer with what the receiver said."""
-    async with _answers():
+    async with answers():
         sent = await services.subscriptions.send_test(sub_id)
     return TestResult(
         event_id=sent.event_id,
@@ -195,6 +200,6 @@ async def test_subscription(sub_id: str, services: ServicesDep) -> TestResult:
 
 @router.delete("/subscriptions/{sub_id}", status_code=204, **needs(Role.ADMIN))
 async def delete_subscription(sub_id: str, services: ServicesDep) -> Response:
-    async with _answers():
+    async with answers():
         await services.subscriptions.delete(sub_id)
     return Response(status_code=204)
