@@ -172,6 +172,23 @@ class RelayWorker(Worker):
             # Kept referenced until done; the next heartbeat says the same if this fails.
             self._stopping = asyncio.get_running_loop().create_task(_stop_picking(deps))
 
+    async def run_job(self, job_id: str, score: int) -> None:
+        """arq's, but one job's end never ends the worker. arq's poll loop re-raises a
+        finished job task's exception (``t.result()``): a job whose own bookkeeping met a
+        full or vanished Redis, or a job task that was cancelled, would stop the whole
+        worker and every lane it runs, silently for a cancellation. The job's lease runs
+        out and it runs again (its lane is re-armed by the reconciliation cron)."""
+        try:
+            await super().run_job(job_id, score)
+        except UNAVAILABLE:
+            pass  # the outage is logged once, by RedisHealth
+        except asyncio.CancelledError:
+            if self._stopped():
+                raise  # the worker is stopping: the cancellation is its own
+            log.warning("worker.job_cancelled", job_id=job_id)
+        except Exception:
+            log.exception("worker.job_failed", job_id=job_id)
+
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Lane jobs are taken all at once (``LaneStore.take_jobs``: one Redis step where arq
         spends four round trips on each), up to this worker's share and free slots; the

@@ -3,6 +3,7 @@ attempt it cannot record is left to its lease, not recorded as a failure."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -109,3 +110,29 @@ async def test_a_fan_out_that_meets_redis_away_is_made_when_it_returns(
     finally:
         await redis.aclose()
         servers[0].stop()
+
+
+async def test_a_job_task_that_ends_badly_does_not_end_the_poll_loop(
+    make_settings: Callable[..., Settings], redis_url: str
+) -> None:
+    """arq re-raises a finished job task's exception in its poll loop (``t.result()``),
+    which ended the whole worker: a job's bookkeeping meeting a full Redis, or a job task
+    cancelled while the worker runs on (it exited 0 without a word)."""
+    settings = make_settings(redis_url=redis_url)
+    pool = queue.connect(settings)
+    worker = build_worker(settings, pool, handle_signals=False)
+    loop = asyncio.get_running_loop()
+    try:
+        # run_job of a job id that does not exist finds no job and returns: the tasks below
+        # end as a job task would if its own Redis work failed, or if it were cancelled.
+        with capture_logs() as logs:
+            cancelled = loop.create_task(worker.run_job("lane:sub_gone:1", 0))
+            worker.tasks["lane:sub_gone:1"] = cancelled
+            await asyncio.sleep(0)  # it runs up to its first wait on Redis
+            cancelled.cancel()
+            await asyncio.wait([cancelled])
+            await worker._poll_iteration()  # arq's own would raise CancelledError here
+        assert "lane:sub_gone:1" not in worker.tasks
+        assert "worker.job_cancelled" in [e["event"] for e in logs]
+    finally:
+        await pool.aclose()
