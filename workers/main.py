@@ -125,6 +125,11 @@ class RelayWorker(Worker):
                     break
         except _POLL_OUTAGE:
             await asyncio.sleep(_OUTAGE_POLL_S)
+        except Exception:
+            # Not an outage, and not expected: one line, and the loop goes on. Ending it
+            # would stop every lane this worker runs until someone restarts it.
+            log.exception("worker.poll_failed")
+            await asyncio.sleep(_OUTAGE_POLL_S)
 
     def _running_lanes(self) -> int:
         return sum(

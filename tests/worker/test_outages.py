@@ -136,3 +136,21 @@ async def test_a_job_task_that_ends_badly_does_not_end_the_poll_loop(
         assert "worker.job_cancelled" in [e["event"] for e in logs]
     finally:
         await pool.aclose()
+
+
+async def test_a_poll_that_fails_for_another_reason_is_logged_and_the_loop_goes_on(
+    make_settings: Callable[..., Settings], redis_url: str
+) -> None:
+    """An error that is no outage (here the queue's key holds a string: WRONGTYPE) is one
+    log line per poll, not the end of the worker and of every lane it runs."""
+    settings = make_settings(redis_url=redis_url)
+    pool = queue.connect(settings)
+    worker = build_worker(settings, pool, handle_signals=False)
+    try:
+        await pool.set(settings.queue_name, "not a sorted set")
+        with capture_logs() as logs:
+            await worker._poll_iteration()  # arq's own raises ResponseError (WRONGTYPE)
+        assert "worker.poll_failed" in [e["event"] for e in logs]
+    finally:
+        await pool.delete(settings.queue_name)
+        await pool.aclose()
