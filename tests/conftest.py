@@ -124,12 +124,22 @@ def run_worker(settings: Settings) -> WorkerRun:
 
     async def run(custom: Settings | None = None) -> None:
         s = custom or settings
-        pool = queue.connect(s)
-        worker = build_worker(s, pool, burst=True, handle_signals=False)
-        try:
-            await worker.main()
-        finally:
-            await worker.close()
+        # arq's burst mode returns once the queue is empty, then waits for the jobs still
+        # running: a job armed meanwhile by one of them (a lane handed on, an operational
+        # event fanned out by an attempt) would be left behind. Run again until none is.
+        for _ in range(5):
+            pool = queue.connect(s)
+            worker = build_worker(s, pool, burst=True, handle_signals=False)
+            try:
+                await worker.main()
+            finally:
+                await worker.close()
+            check = queue.connect(s)
+            try:
+                if await check.zcard(s.queue_name) == 0:
+                    return
+            finally:
+                await check.aclose()
 
     return run
 
